@@ -1,0 +1,158 @@
+//! Building uncompressed v2 batches: for tests, benchmarks and the broker's
+//! own internal records. Producers' batches are never rebuilt.
+
+use crate::batch::{ATTR_CONTROL, ATTR_TRANSACTIONAL, HEADER_LEN, LOG_OVERHEAD};
+
+/// One record to put in a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Key bytes; `None` is a null key.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes; `None` is a null value (a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers in order; a `None` value is a null header value.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+}
+
+/// Accumulates records and writes one uncompressed v2 batch with a valid CRC.
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    base_timestamp: i64,
+    records: Vec<OwnedRecord>,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    attributes: i16,
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(out, -1),
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+impl BatchBuilder {
+    /// Starts a batch whose records default to timestamp `base_timestamp`.
+    pub fn new(base_timestamp: i64) -> Self {
+        BatchBuilder {
+            base_timestamp,
+            records: Vec::new(),
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            attributes: 0,
+        }
+    }
+
+    /// Adds a record stamped with the batch's base timestamp.
+    pub fn record(self, key: Option<&[u8]>, value: Option<&[u8]>) -> Self {
+        let ts = self.base_timestamp;
+        self.push(OwnedRecord {
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: Vec::new(),
+            timestamp: ts,
+        })
+    }
+
+    /// Adds a fully specified record.
+    pub fn push(mut self, record: OwnedRecord) -> Self {
+        self.records.push(record);
+        self
+    }
+
+    /// Sets the idempotent-producer fields.
+    pub fn producer(mut self, id: i64, epoch: i16, base_sequence: i32) -> Self {
+        self.producer_id = id;
+        self.producer_epoch = epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the batch transactional and optionally a control batch.
+    pub fn transactional(mut self, control: bool) -> Self {
+        self.attributes |= ATTR_TRANSACTIONAL;
+        if control {
+            self.attributes |= ATTR_CONTROL;
+        }
+        self
+    }
+
+    /// Number of records added so far.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Writes the batch with base offset 0.
+    pub fn build(&self) -> Vec<u8> {
+        let base_ts = self
+            .records
+            .iter()
+            .map(|r| r.timestamp)
+            .min()
+            .unwrap_or(self.base_timestamp);
+        let max_ts = self
+            .records
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .unwrap_or(self.base_timestamp);
+        let mut body = Vec::new();
+        let mut rec = Vec::new();
+        for (i, r) in self.records.iter().enumerate() {
+            rec.clear();
+            rec.push(0); // record attributes
+            put_varint(&mut rec, r.timestamp - base_ts);
+            put_varint(&mut rec, i as i64);
+            put_bytes(&mut rec, r.key.as_deref());
+            put_bytes(&mut rec, r.value.as_deref());
+            put_varint(&mut rec, r.headers.len() as i64);
+            for (k, v) in &r.headers {
+                put_bytes(&mut rec, Some(k.as_bytes()));
+                put_bytes(&mut rec, v.as_deref());
+            }
+            put_varint(&mut body, rec.len() as i64);
+            body.extend_from_slice(&rec);
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(&0i64.to_be_bytes());
+        let batch_length = (HEADER_LEN - LOG_OVERHEAD + body.len()) as i32;
+        out.extend_from_slice(&batch_length.to_be_bytes());
+        out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+        out.push(2); // magic
+        out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
+        out.extend_from_slice(&self.attributes.to_be_bytes());
+        let last_delta = self.records.len().saturating_sub(1) as i32;
+        out.extend_from_slice(&last_delta.to_be_bytes());
+        out.extend_from_slice(&base_ts.to_be_bytes());
+        out.extend_from_slice(&max_ts.to_be_bytes());
+        out.extend_from_slice(&self.producer_id.to_be_bytes());
+        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
+        out.extend_from_slice(&self.base_sequence.to_be_bytes());
+        out.extend_from_slice(&(self.records.len() as i32).to_be_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&out[21..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+}

@@ -1,0 +1,130 @@
+//! Walking the records inside a batch. Cold path only: offset-for-timestamp
+//! lookups need the per-record timestamps, which may sit inside compressed data.
+
+use bytes::Bytes;
+use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use thiserror::Error;
+
+use crate::batch::{BatchError, BatchHeader, Compression, HEADER_LEN};
+
+/// Why the records of a batch could not be read.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The batch header itself is bad.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The compression code is not one Kafka defines.
+    #[error("unknown compression codec in attributes {0:#x}")]
+    UnknownCodec(i16),
+    /// Decompression failed.
+    #[error("cannot decompress record batch: {0}")]
+    Decompress(String),
+    /// A record's varints or lengths run past the data.
+    #[error("malformed record inside batch at offset {0}")]
+    Malformed(i64),
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut v: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    Some(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+fn decompress(codec: Compression, data: Bytes) -> Result<Bytes, RecordError> {
+    use bytes::Buf;
+    let mut data = data;
+    let r = match codec {
+        Compression::None => return Ok(data),
+        Compression::Gzip => Gzip::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining()))),
+        Compression::Snappy => {
+            Snappy::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining())))
+        }
+        Compression::Lz4 => Lz4::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining()))),
+        Compression::Zstd => Zstd::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining()))),
+    };
+    r.map_err(|e| RecordError::Decompress(e.to_string()))
+}
+
+/// The first record in `batch` whose timestamp is `>= ts`, as (offset, timestamp).
+///
+/// For `LogAppendTime` batches every record carries the batch's max timestamp.
+pub fn first_offset_at_or_after(batch: &[u8], ts: i64) -> Result<Option<(i64, i64)>, RecordError> {
+    let h = BatchHeader::parse(batch)?;
+    if h.max_timestamp < ts {
+        return Ok(None);
+    }
+    if h.attributes & crate::ATTR_LOG_APPEND_TIME != 0 {
+        return Ok(Some((h.base_offset, h.max_timestamp)));
+    }
+    let codec = h
+        .compression()
+        .ok_or(RecordError::UnknownCodec(h.attributes))?;
+    let data = decompress(
+        codec,
+        Bytes::copy_from_slice(&batch[HEADER_LEN..h.total_len()]),
+    )?;
+    let mut pos = 0usize;
+    for _ in 0..h.records_count {
+        let bad = || RecordError::Malformed(h.base_offset);
+        let len = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let start = pos;
+        if len < 0 || start + len as usize > data.len() {
+            return Err(bad());
+        }
+        pos += 1; // record attributes
+        let ts_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let off_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let rts = h.base_timestamp.saturating_add(ts_delta);
+        if rts >= ts {
+            return Ok(Some((h.base_offset + off_delta, rts)));
+        }
+        pos = start + len as usize;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchBuilder, OwnedRecord};
+
+    #[test]
+    fn finds_first_record_by_timestamp() {
+        let mut b = BatchBuilder::new(100);
+        for (i, ts) in [100, 300, 200, 400].iter().enumerate() {
+            b = b.push(OwnedRecord {
+                value: Some(vec![i as u8]),
+                timestamp: *ts,
+                ..Default::default()
+            });
+        }
+        let mut bytes = b.build();
+        BatchHeader::set_base_offset(&mut bytes, 10);
+        assert_eq!(
+            first_offset_at_or_after(&bytes, 0).expect("ok"),
+            Some((10, 100))
+        );
+        assert_eq!(
+            first_offset_at_or_after(&bytes, 150).expect("ok"),
+            Some((11, 300))
+        );
+        assert_eq!(
+            first_offset_at_or_after(&bytes, 350).expect("ok"),
+            Some((13, 400))
+        );
+        assert_eq!(first_offset_at_or_after(&bytes, 401).expect("ok"), None);
+    }
+}

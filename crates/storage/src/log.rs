@@ -1,0 +1,1001 @@
+//! A partition log: segments in a `BTreeMap` keyed by base offset, one writer
+//! at a time, readers that never take the writer's lock.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use strom_record::BatchHeader;
+
+use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START_OFFSET};
+use crate::config::{FlushPolicy, LogConfig, TimestampType};
+use crate::error::{Result, StorageError};
+use crate::index::{self, OffsetEntry};
+use crate::segment::{push_time, Segment};
+
+/// Milliseconds since the Unix epoch; injectable for tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// Result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset given to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The broker time used for `LogAppendTime` topics, or -1 for `CreateTime`.
+    pub log_append_time: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Result of a read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches, raw, ready to be sent in a Fetch response.
+    pub records: Bytes,
+    /// Log start offset at the time of the read.
+    pub log_start_offset: i64,
+    /// Log end offset at the time of the read.
+    pub log_end_offset: i64,
+}
+
+/// State only the (single) writer touches.
+struct Writer {
+    active: Arc<Segment>,
+    /// Open index files of the active segment.
+    offset_index_file: Option<File>,
+    time_index_file: Option<File>,
+    /// Bytes appended since the last index entry.
+    since_index: u64,
+    /// Largest timestamp in the active segment so far and its batch's relative offset.
+    active_max_ts: Option<(i64, u32)>,
+    /// True once the clean-shutdown marker was removed for this session.
+    dirty: bool,
+    /// True after `close`.
+    closed: bool,
+    last_flush_ms: i64,
+}
+
+/// Group-commit bookkeeping.
+struct SyncState {
+    /// `written` value known to be on disk.
+    durable: u64,
+}
+
+/// One partition's log. `Send + Sync`; share it with `Arc`.
+pub struct Log {
+    dir: PathBuf,
+    config: RwLock<LogConfig>,
+    clock: Clock,
+    segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    sync: Mutex<SyncState>,
+    /// Bytes appended since open; group commit compares against it.
+    written: AtomicU64,
+    log_end_offset: AtomicI64,
+    log_start_offset: AtomicI64,
+    offline: AtomicBool,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset())
+            .field("log_end_offset", &self.log_end_offset())
+            .finish()
+    }
+}
+
+fn parse_stem(name: &str, ext: &str) -> Option<i64> {
+    let stem = name.strip_suffix(ext)?;
+    if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+        stem.parse().ok()
+    } else {
+        None
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` with the wall clock.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
+        Self::open_with_clock(dir, config, system_clock())
+    }
+
+    /// Opens (or creates) the log in `dir`.
+    ///
+    /// After a clean shutdown this reads only the directory listing and two
+    /// tiny files. Otherwise every segment is scanned and checked (length,
+    /// magic, CRC32C, offset order); the first bad batch and everything after
+    /// it is cut off, indexes are rebuilt, and what was done is logged.
+    pub fn open_with_clock(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        clock: Clock,
+    ) -> Result<Log> {
+        let dir = dir.into();
+        let now = clock();
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        let mut bases = Vec::new();
+        let mut sizes = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, e))? {
+            let entry = entry.map_err(|e| StorageError::io(&dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(base) = parse_stem(name, ".log") {
+                let len = entry
+                    .metadata()
+                    .map_err(|e| StorageError::io(entry.path(), e))?
+                    .len();
+                bases.push(base);
+                sizes.insert(base, len);
+            } else if name.ends_with(".tmp-index") || name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        bases.sort_unstable();
+        let clean =
+            checkpoint::read_i64(&dir, CLEAN_SHUTDOWN).map_err(|e| StorageError::io(&dir, e))?;
+        let stored_start =
+            checkpoint::read_i64(&dir, LOG_START_OFFSET).map_err(|e| StorageError::io(&dir, e))?;
+
+        let mut segments = BTreeMap::new();
+        let mut next_offset;
+        let clean = clean.filter(|leo| bases.last().is_none_or(|b| leo >= b));
+        if let Some(leo) = clean {
+            for b in &bases {
+                segments.insert(*b, Arc::new(Segment::existing(&dir, *b, sizes[b])));
+            }
+            next_offset = leo;
+        } else {
+            next_offset = bases
+                .first()
+                .copied()
+                .unwrap_or_else(|| stored_start.unwrap_or(0));
+            let mut cut = false;
+            for b in &bases {
+                let seg = Segment::existing(&dir, *b, sizes[b]);
+                // A segment must start exactly where the previous one ended.
+                if cut || (*b != next_offset && !segments.is_empty()) {
+                    cut = true;
+                    tracing::warn!(segment = %seg.log_path().display(), "removing segment after damaged data");
+                    seg.delete_files()
+                        .map_err(|e| StorageError::io(seg.log_path(), e))?;
+                    continue;
+                }
+                let scan = seg
+                    .scan(true, config.index_interval_bytes, now)
+                    .map_err(|e| StorageError::io(seg.log_path(), e))?;
+                if let Some(why) = &scan.damage {
+                    tracing::warn!(
+                        segment = %seg.log_path().display(),
+                        valid_bytes = scan.valid_end,
+                        file_bytes = sizes[b],
+                        reason = %why,
+                        "truncating damaged tail of segment"
+                    );
+                    let f = seg
+                        .handle(now)
+                        .map_err(|e| StorageError::io(seg.log_path(), e))?;
+                    f.set_len(scan.valid_end)
+                        .map_err(|e| StorageError::io(seg.log_path(), e))?;
+                    f.sync_all()
+                        .map_err(|e| StorageError::io(seg.log_path(), e))?;
+                    cut = true;
+                }
+                seg.set_size(scan.valid_end);
+                index::write_entries(seg.index_path(), &scan.indexes.offsets)
+                    .map_err(|e| StorageError::io(seg.index_path(), e))?;
+                index::write_entries(seg.time_path(), &scan.indexes.times)
+                    .map_err(|e| StorageError::io(seg.time_path(), e))?;
+                seg.set_indexes(scan.indexes);
+                next_offset = if scan.valid_end == 0 {
+                    next_offset.max(*b)
+                } else {
+                    scan.next_offset
+                };
+                segments.insert(*b, Arc::new(seg));
+            }
+            if !bases.is_empty() {
+                tracing::info!(log = %dir.display(), segments = segments.len(), log_end_offset = next_offset, "recovered log after unclean shutdown");
+            }
+        }
+        // Drop empty trailing segments that recovery left behind a cut, except one.
+        while segments.len() > 1 {
+            let (&last_base, last) = segments.iter().next_back().expect("len > 1");
+            if last.size() == 0 && last_base > next_offset {
+                last.delete_files()
+                    .map_err(|e| StorageError::io(last.log_path(), e))?;
+                segments.remove(&last_base);
+            } else {
+                break;
+            }
+        }
+        if segments.is_empty() {
+            let base = stored_start.unwrap_or(0).max(0);
+            next_offset = base;
+            let seg = Segment::create(&dir, base).map_err(|e| StorageError::io(&dir, e))?;
+            segments.insert(base, Arc::new(seg));
+        }
+        let first_base = *segments.keys().next().expect("non-empty");
+        let log_start = stored_start
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(next_offset);
+        let active = segments.values().next_back().expect("non-empty").clone();
+        Ok(Log {
+            dir,
+            config: RwLock::new(config),
+            clock,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer {
+                active,
+                offset_index_file: None,
+                time_index_file: None,
+                since_index: 0,
+                active_max_ts: None,
+                dirty: false,
+                closed: false,
+                last_flush_ms: now,
+            }),
+            sync: Mutex::new(SyncState { durable: 0 }),
+            written: AtomicU64::new(0),
+            log_end_offset: AtomicI64::new(next_offset),
+            log_start_offset: AtomicI64::new(log_start),
+            offline: AtomicBool::new(false),
+        })
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    /// Replaces the settings (AlterConfigs); takes effect on the next append or retention pass.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write() = config;
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// Total bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.read().values().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.read().len()
+    }
+
+    /// Number of segment files currently held open.
+    pub fn open_file_count(&self) -> usize {
+        let w = self.writer.lock();
+        let idx = w.offset_index_file.is_some() as usize + w.time_index_file.is_some() as usize;
+        drop(w);
+        idx + self
+            .segments
+            .read()
+            .values()
+            .filter(|s| s.is_open())
+            .count()
+    }
+
+    fn io(&self, path: &Path, e: std::io::Error) -> StorageError {
+        StorageError::io(path, e)
+    }
+
+    /// Appends already-validated v2 batches (one or more, concatenated).
+    ///
+    /// Assigns offsets by patching each batch's base offset in place (and
+    /// the max timestamp plus CRC for `LogAppendTime` logs), writes the bytes
+    /// as they are, and returns the offsets given. The batches are never
+    /// decoded. Appends are serialized; reads proceed meanwhile.
+    pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+        if self.offline.load(Ordering::Acquire) {
+            return Err(StorageError::Offline {
+                path: self.dir.clone(),
+            });
+        }
+        let config = self.config();
+        // Check the batch structure before taking the lock.
+        let mut count = 0;
+        for item in strom_record::Batches::new(batches) {
+            item?;
+            count += 1;
+        }
+        if count == 0 {
+            return Err(StorageError::InvalidBatch(
+                strom_record::BatchError::Truncated {
+                    needed: strom_record::HEADER_LEN,
+                    available: 0,
+                },
+            ));
+        }
+        if batches.len() as u64 > config.segment_bytes.max(1 << 20).min(i32::MAX as u64) {
+            return Err(StorageError::BatchTooLarge {
+                size: batches.len(),
+                segment_bytes: config.segment_bytes,
+            });
+        }
+        let my_end;
+        let info;
+        {
+            let mut w = self.writer.lock();
+            if w.closed {
+                return Err(StorageError::Offline {
+                    path: self.dir.clone(),
+                });
+            }
+            let now = (self.clock)();
+            self.mark_dirty(&mut w)?;
+            let base_offset = self.log_end_offset();
+            let append_time = if config.timestamp_type == TimestampType::LogAppendTime {
+                now
+            } else {
+                -1
+            };
+
+            // Patch offsets (and times) in place.
+            let mut next = base_offset;
+            let mut pos = 0usize;
+            let mut headers = Vec::with_capacity(count);
+            while pos < batches.len() {
+                let h = BatchHeader::parse(&batches[pos..])?;
+                let len = h.total_len();
+                let one = &mut batches[pos..pos + len];
+                BatchHeader::set_base_offset(one, next);
+                if append_time >= 0 {
+                    BatchHeader::set_log_append_time(one, append_time);
+                }
+                let mut h2 = h;
+                h2.base_offset = next;
+                if append_time >= 0 {
+                    h2.max_timestamp = append_time;
+                }
+                headers.push((pos, h2));
+                next = h2.next_offset();
+                pos += len;
+            }
+
+            if self.should_roll(&w, batches.len() as u64, next, &config, now) {
+                self.roll(&mut w, base_offset, now)?;
+            }
+            let seg = w.active.clone();
+            seg.start_roll_clock(now);
+            let start = seg.size();
+            let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
+            f.write_all_at(batches, start)
+                .map_err(|e| self.io(seg.log_path(), e))?;
+
+            // Index entries, Kafka-style: one per index.interval.bytes.
+            for (rel_pos, h) in &headers {
+                let rel_offset = (h.base_offset - seg.base_offset) as u32;
+                if w.active_max_ts.is_none_or(|(t, _)| h.max_timestamp > t) {
+                    w.active_max_ts = Some((h.max_timestamp, rel_offset));
+                }
+                if w.since_index > config.index_interval_bytes as u64 {
+                    let entry = OffsetEntry {
+                        rel_offset,
+                        position: (start + *rel_pos as u64) as u32,
+                    };
+                    let (max_ts, max_rel) =
+                        w.active_max_ts.unwrap_or((h.max_timestamp, rel_offset));
+                    let time = index::TimeEntry {
+                        timestamp: max_ts,
+                        rel_offset: max_rel,
+                    };
+                    let pushed = seg
+                        .with_indexes_mut(now, |ix| {
+                            ix.offsets.push(entry);
+                            push_time(&mut ix.times, max_ts, max_rel)
+                        })
+                        .map_err(|e| self.io(seg.index_path(), e))?;
+                    self.write_index_entries(&mut w, &seg, entry, pushed.then_some(time))?;
+                    w.since_index = 0;
+                }
+                w.since_index += h.total_len() as u64;
+                seg.note_timestamp(h.max_timestamp, h.base_offset);
+            }
+
+            seg.set_size(start + batches.len() as u64);
+            self.log_end_offset.store(next, Ordering::Release);
+            my_end = self
+                .written
+                .fetch_add(batches.len() as u64, Ordering::AcqRel)
+                + batches.len() as u64;
+            info = AppendInfo {
+                base_offset,
+                last_offset: next - 1,
+                log_append_time: append_time,
+                log_start_offset: self.log_start_offset(),
+            };
+        }
+        if config.flush == FlushPolicy::EveryAppend {
+            self.sync_through(my_end)?;
+        }
+        Ok(info)
+    }
+
+    fn write_index_entries(
+        &self,
+        w: &mut Writer,
+        seg: &Segment,
+        entry: OffsetEntry,
+        time: Option<index::TimeEntry>,
+    ) -> Result<()> {
+        if w.offset_index_file.is_none() {
+            w.offset_index_file = Some(
+                index::open_for_append(seg.index_path())
+                    .map_err(|e| self.io(seg.index_path(), e))?,
+            );
+        }
+        if let Some(f) = w.offset_index_file.as_mut() {
+            index::append_entry(f, &entry).map_err(|e| StorageError::io(seg.index_path(), e))?;
+        }
+        if let Some(e) = time {
+            if w.time_index_file.is_none() {
+                w.time_index_file = Some(
+                    index::open_for_append(seg.time_path())
+                        .map_err(|e| self.io(seg.time_path(), e))?,
+                );
+            }
+            if let Some(f) = w.time_index_file.as_mut() {
+                index::append_entry(f, &e).map_err(|e| StorageError::io(seg.time_path(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the clean-shutdown marker before the first change of this session.
+    fn mark_dirty(&self, w: &mut Writer) -> Result<()> {
+        if !w.dirty {
+            checkpoint::remove(&self.dir, CLEAN_SHUTDOWN).map_err(|e| self.io(&self.dir, e))?;
+            w.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn should_roll(
+        &self,
+        w: &Writer,
+        len: u64,
+        next_offset: i64,
+        config: &LogConfig,
+        now: i64,
+    ) -> bool {
+        let seg = &w.active;
+        let size = seg.size();
+        if size == 0 {
+            return false;
+        }
+        size + len > config.segment_bytes
+            || now - seg.roll_start(now) > config.segment_ms
+            || next_offset - seg.base_offset > i32::MAX as i64
+    }
+
+    /// Closes the active segment (final time-index entry, fsync) and starts a new one.
+    fn roll(&self, w: &mut Writer, base_offset: i64, now: i64) -> Result<()> {
+        let old = w.active.clone();
+        self.finish_segment(w, &old, now)?;
+        old.sync(now).map_err(|e| {
+            self.offline.store(true, Ordering::Release);
+            self.io(old.log_path(), e)
+        })?;
+        let seg =
+            Arc::new(Segment::create(&self.dir, base_offset).map_err(|e| self.io(&self.dir, e))?);
+        self.segments.write().insert(base_offset, seg.clone());
+        w.active = seg;
+        w.offset_index_file = None;
+        w.time_index_file = None;
+        w.since_index = 0;
+        w.active_max_ts = None;
+        tracing::debug!(log = %self.dir.display(), base_offset, "rolled new segment");
+        Ok(())
+    }
+
+    /// Writes the active segment's final time-index entry and flushes index files.
+    fn finish_segment(&self, w: &mut Writer, seg: &Segment, now: i64) -> Result<()> {
+        if let Some((ts, off)) = seg
+            .max_timestamp(now)
+            .map_err(|e| self.io(seg.log_path(), e))?
+        {
+            let rel = (off - seg.base_offset) as u32;
+            let pushed = seg
+                .with_indexes_mut(now, |ix| push_time(&mut ix.times, ts, rel))
+                .map_err(|e| self.io(seg.time_path(), e))?;
+            if pushed {
+                if w.time_index_file.is_none() {
+                    w.time_index_file = Some(
+                        index::open_for_append(seg.time_path())
+                            .map_err(|e| self.io(seg.time_path(), e))?,
+                    );
+                }
+                if let Some(f) = w.time_index_file.as_mut() {
+                    index::append_entry(
+                        f,
+                        &index::TimeEntry {
+                            timestamp: ts,
+                            rel_offset: rel,
+                        },
+                    )
+                    .map_err(|e| StorageError::io(seg.time_path(), e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls the active segment now if it holds any data (tests, admin tools).
+    pub fn roll_now(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if w.active.size() == 0 {
+            return Ok(());
+        }
+        self.mark_dirty(&mut w)?;
+        let now = (self.clock)();
+        self.roll(&mut w, self.log_end_offset(), now)
+    }
+
+    /// Makes everything written up to `target` (a `written` value) durable,
+    /// sharing one fsync among all appenders waiting at the same time.
+    fn sync_through(&self, target: u64) -> Result<()> {
+        let mut s = self.sync.lock();
+        if s.durable >= target {
+            return Ok(());
+        }
+        // Read `written` before picking the segment: anything counted in it
+        // is in the active segment or in one that `roll` already synced.
+        let upto = self.written.load(Ordering::Acquire);
+        let active = self.segments.read().values().next_back().cloned();
+        if let Some(seg) = active {
+            let now = (self.clock)();
+            if let Err(e) = seg.sync(now) {
+                self.offline.store(true, Ordering::Release);
+                tracing::error!(log = %self.dir.display(), error = %e, "fsync failed; taking the log offline");
+                return Err(StorageError::Offline {
+                    path: self.dir.clone(),
+                });
+            }
+        }
+        s.durable = upto;
+        Ok(())
+    }
+
+    /// Forces all appended data to disk now.
+    pub fn flush(&self) -> Result<()> {
+        let target = self.written.load(Ordering::Acquire);
+        self.sync_through(target)?;
+        self.writer.lock().last_flush_ms = (self.clock)();
+        Ok(())
+    }
+
+    /// Flushes if the log's policy is `Interval` and the interval has passed.
+    pub fn flush_if_due(&self) -> Result<bool> {
+        let FlushPolicy::Interval(ms) = self.config.read().flush else {
+            return Ok(false);
+        };
+        let now = (self.clock)();
+        let due = now - self.writer.lock().last_flush_ms >= ms as i64;
+        if due && self.sync.lock().durable < self.written.load(Ordering::Acquire) {
+            self.flush()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn floor_segment(&self, offset: i64) -> Option<Arc<Segment>> {
+        self.segments
+            .read()
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s.clone())
+    }
+
+    fn segments_from(&self, base: i64) -> Vec<Arc<Segment>> {
+        self.segments
+            .read()
+            .range(base..)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`.
+    ///
+    /// Returns at least one whole batch when any exists at or after `offset`
+    /// (even one larger than `max_bytes`), never one whose base offset is at
+    /// or past `max_offset` (a high watermark, when given). Data comes from one
+    /// segment per call, read with one `pread` in the common case.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: Option<i64>,
+    ) -> Result<ReadResult> {
+        let leo = self.log_end_offset();
+        let lso = self.log_start_offset();
+        let out_of_range = || StorageError::OffsetOutOfRange {
+            offset,
+            log_start_offset: lso,
+            log_end_offset: leo,
+        };
+        if offset < lso || offset > leo {
+            return Err(out_of_range());
+        }
+        let upper = max_offset.unwrap_or(leo).min(leo);
+        let empty = ReadResult {
+            records: Bytes::new(),
+            log_start_offset: lso,
+            log_end_offset: leo,
+        };
+        if offset >= upper {
+            return Ok(empty);
+        }
+        let now = (self.clock)();
+        let first = self.floor_segment(offset).ok_or_else(out_of_range)?;
+        for seg in self.segments_from(first.base_offset) {
+            let found = match seg.find_batch(offset, now) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(out_of_range()),
+                Err(e) => return Err(self.io(seg.log_path(), e)),
+            };
+            if let Some((pos, _)) = found {
+                let records = seg
+                    .read_batches(pos, max_bytes, upper, now)
+                    .map_err(|e| self.io(seg.log_path(), e))?;
+                return Ok(ReadResult { records, ..empty });
+            }
+        }
+        Ok(empty)
+    }
+
+    /// The first offset whose record timestamp is `>= ts`, with that timestamp
+    /// (ListOffsets by time). `None` when every record is older.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        let now = (self.clock)();
+        let lso = self.log_start_offset();
+        let upper = self.log_end_offset();
+        let segs: Vec<_> = self.segments.read().values().cloned().collect();
+        for seg in segs {
+            let max = seg
+                .max_timestamp(now)
+                .map_err(|e| self.io(seg.log_path(), e))?;
+            if max.is_none_or(|(m, _)| m < ts) {
+                continue;
+            }
+            let start = seg
+                .with_indexes(now, |ix| {
+                    let rel = index::lookup_time(&ix.times, ts);
+                    index::lookup_position(&ix.offsets, rel)
+                })
+                .map_err(|e| self.io(seg.index_path(), e))?;
+            let mut pos = start as u64;
+            while let Some((p, h)) = seg
+                .scan_headers_from(pos, now, |h| {
+                    h.max_timestamp >= ts && h.last_offset() >= lso
+                })
+                .map_err(|e| self.io(seg.log_path(), e))?
+            {
+                if h.base_offset >= upper {
+                    return Ok(None);
+                }
+                let bytes = seg
+                    .read_at(p, h.total_len(), now)
+                    .map_err(|e| self.io(seg.log_path(), e))?;
+                match strom_record::first_offset_at_or_after(&bytes, ts) {
+                    Ok(Some((off, t))) if off >= lso => return Ok(Some((off, t))),
+                    Ok(Some((_, t))) => return Ok(Some((lso, t))),
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(StorageError::Corrupt {
+                            path: seg.log_path().to_path_buf(),
+                            position: p,
+                            reason: e.to_string(),
+                        })
+                    }
+                }
+                pos = p + h.total_len() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp, as (offset, timestamp)
+    /// (ListOffsets with MAX_TIMESTAMP, KIP-734).
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        let now = (self.clock)();
+        let segs: Vec<_> = self.segments.read().values().cloned().collect();
+        let mut best: Option<(i64, i64, Arc<Segment>)> = None;
+        for seg in segs {
+            if let Some((ts, base)) = seg
+                .max_timestamp(now)
+                .map_err(|e| self.io(seg.log_path(), e))?
+            {
+                if best.as_ref().is_none_or(|(t, _, _)| ts > *t) {
+                    best = Some((ts, base, seg));
+                }
+            }
+        }
+        let Some((ts, base, seg)) = best else {
+            return Ok(None);
+        };
+        if let Some((pos, h)) = seg
+            .find_batch(base, now)
+            .map_err(|e| self.io(seg.log_path(), e))?
+        {
+            let bytes = seg
+                .read_at(pos, h.total_len(), now)
+                .map_err(|e| self.io(seg.log_path(), e))?;
+            if let Ok(Some((off, t))) = strom_record::first_offset_at_or_after(&bytes, ts) {
+                return Ok(Some((off.max(self.log_start_offset()), t)));
+            }
+        }
+        Ok(Some((base.max(self.log_start_offset()), ts)))
+    }
+
+    /// Removes every batch from the one holding `offset` on (replication uses
+    /// it to drop a diverged tail). The log end offset becomes that batch's base.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let mut w = self.writer.lock();
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        self.mark_dirty(&mut w)?;
+        let now = (self.clock)();
+        let mut new_end = offset;
+        // Drop whole segments at or after `offset`, keeping at least the first.
+        let doomed: Vec<Arc<Segment>> = {
+            let mut segs = self.segments.write();
+            let first = *segs.keys().next().unwrap_or(&0);
+            let keys: Vec<i64> = segs
+                .range(offset..)
+                .map(|(k, _)| *k)
+                .filter(|k| *k > first)
+                .collect();
+            keys.iter().filter_map(|k| segs.remove(k)).collect()
+        };
+        for seg in doomed {
+            seg.delete_files().map_err(|e| self.io(seg.log_path(), e))?;
+        }
+        let seg = self
+            .segments
+            .read()
+            .values()
+            .next_back()
+            .cloned()
+            .expect("at least one segment");
+        if offset <= seg.base_offset {
+            // Truncate the whole (first) segment and restart it at `offset`.
+            let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
+            f.set_len(0).map_err(|e| self.io(seg.log_path(), e))?;
+            seg.set_size(0);
+            seg.set_indexes(Default::default());
+            self.segments.write().remove(&seg.base_offset);
+            seg.delete_files().map_err(|e| self.io(seg.log_path(), e))?;
+            let fresh =
+                Arc::new(Segment::create(&self.dir, offset).map_err(|e| self.io(&self.dir, e))?);
+            self.segments.write().insert(offset, fresh.clone());
+            w.active = fresh;
+        } else {
+            if let Some((pos, h)) = seg
+                .find_batch(offset, now)
+                .map_err(|e| self.io(seg.log_path(), e))?
+            {
+                new_end = h.base_offset;
+                let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
+                f.set_len(pos).map_err(|e| self.io(seg.log_path(), e))?;
+                seg.set_size(pos);
+                let ix = seg
+                    .with_indexes_mut(now, |ix| {
+                        ix.offsets.retain(|e| (e.position as u64) < pos);
+                        let limit = (new_end - seg.base_offset) as u32;
+                        ix.times.retain(|e| e.rel_offset < limit);
+                        ix.clone()
+                    })
+                    .map_err(|e| self.io(seg.index_path(), e))?;
+                index::write_entries(seg.index_path(), &ix.offsets)
+                    .map_err(|e| self.io(seg.index_path(), e))?;
+                index::write_entries(seg.time_path(), &ix.times)
+                    .map_err(|e| self.io(seg.time_path(), e))?;
+            } else {
+                new_end = self.log_end_offset().min(offset);
+            }
+            seg.forget_max_timestamp();
+            w.active = seg;
+        }
+        w.offset_index_file = None;
+        w.time_index_file = None;
+        w.since_index = 0;
+        w.active_max_ts = None;
+        self.log_end_offset.store(new_end, Ordering::Release);
+        if self.log_start_offset() > new_end {
+            checkpoint::write_i64(&self.dir, LOG_START_OFFSET, new_end)
+                .map_err(|e| self.io(&self.dir, e))?;
+            self.log_start_offset.store(new_end, Ordering::Release);
+        }
+        tracing::info!(log = %self.dir.display(), offset, log_end_offset = new_end, "truncated log");
+        Ok(())
+    }
+
+    /// Advances the log start offset to `offset` (DeleteRecords) and deletes
+    /// the segments wholly before it. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let _w = self.writer.lock();
+        let leo = self.log_end_offset();
+        let lso = self.log_start_offset();
+        if offset > leo || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: lso,
+                log_end_offset: leo,
+            });
+        }
+        if offset <= lso {
+            return Ok(lso);
+        }
+        checkpoint::write_i64(&self.dir, LOG_START_OFFSET, offset)
+            .map_err(|e| self.io(&self.dir, e))?;
+        self.log_start_offset.store(offset, Ordering::Release);
+        drop(_w);
+        self.delete_segments_below_start()?;
+        Ok(offset)
+    }
+
+    /// Deletes closed segments whose successor starts at or before the log start offset.
+    fn delete_segments_below_start(&self) -> Result<usize> {
+        let lso = self.log_start_offset();
+        let doomed: Vec<Arc<Segment>> = {
+            let mut segs = self.segments.write();
+            let keys: Vec<i64> = segs.keys().copied().collect();
+            let mut out = Vec::new();
+            for pair in keys.windows(2) {
+                if pair[1] <= lso {
+                    if let Some(s) = segs.remove(&pair[0]) {
+                        out.push(s);
+                    }
+                }
+            }
+            out
+        };
+        for seg in &doomed {
+            seg.delete_files().map_err(|e| self.io(seg.log_path(), e))?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: deletes the oldest whole
+    /// segments that are past either limit (rolling the active segment first
+    /// when it is the only one left to delete, as Kafka does). Returns how
+    /// many segments were deleted.
+    pub fn apply_retention(&self) -> Result<usize> {
+        let config = self.config();
+        let now = (self.clock)();
+        let segs: Vec<Arc<Segment>> = self.segments.read().values().cloned().collect();
+        let total: u64 = segs.iter().map(|s| s.size()).sum();
+        let mut remaining = total;
+        let mut delete_upto: Option<usize> = None; // index of last segment to delete
+        for (i, seg) in segs.iter().enumerate() {
+            if seg.size() == 0 {
+                break;
+            }
+            let by_size = config.retention_bytes >= 0
+                && remaining - seg.size() >= config.retention_bytes as u64
+                && remaining > config.retention_bytes as u64;
+            let by_time = config.retention_ms >= 0
+                && seg
+                    .max_timestamp(now)
+                    .map_err(|e| self.io(seg.log_path(), e))?
+                    .is_some_and(|(ts, _)| now - ts > config.retention_ms);
+            if by_size || by_time {
+                delete_upto = Some(i);
+                remaining -= seg.size();
+            } else {
+                break;
+            }
+        }
+        let Some(last) = delete_upto else {
+            return Ok(0);
+        };
+        let new_start = if last + 1 == segs.len() {
+            // Everything goes: roll first so the log keeps an active segment.
+            let mut w = self.writer.lock();
+            self.mark_dirty(&mut w)?;
+            let leo = self.log_end_offset();
+            if w.active.size() > 0 {
+                self.roll(&mut w, leo, now)?;
+            }
+            leo
+        } else {
+            segs[last + 1].base_offset
+        };
+        {
+            let _w = self.writer.lock();
+            if new_start > self.log_start_offset() {
+                checkpoint::write_i64(&self.dir, LOG_START_OFFSET, new_start)
+                    .map_err(|e| self.io(&self.dir, e))?;
+                self.log_start_offset.store(new_start, Ordering::Release);
+            }
+        }
+        let n = self.delete_segments_below_start()?;
+        if n > 0 {
+            tracing::info!(log = %self.dir.display(), segments = n, log_start_offset = new_start, "deleted segments past retention");
+        }
+        Ok(n)
+    }
+
+    /// Closes file handles not used for `idle_ms` (the active segment's too;
+    /// it reopens on the next append). Bounds open files to busy partitions.
+    pub fn release_idle_handles(&self, idle_ms: i64) -> usize {
+        let before = (self.clock)() - idle_ms;
+        let mut w = self.writer.lock();
+        let mut closed = 0;
+        if w.active.close_if_idle(before) {
+            closed += 1;
+            closed += w.offset_index_file.take().is_some() as usize
+                + w.time_index_file.take().is_some() as usize;
+        }
+        drop(w);
+        for seg in self.segments.read().values() {
+            if seg.close_if_idle(before) {
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Flushes everything, writes the final time-index entry and leaves the
+    /// clean-shutdown marker so the next open skips recovery.
+    pub fn close(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if w.closed {
+            return Ok(());
+        }
+        let now = (self.clock)();
+        if w.dirty {
+            let active = w.active.clone();
+            self.finish_segment(&mut w, &active, now)?;
+            for f in [w.offset_index_file.take(), w.time_index_file.take()]
+                .into_iter()
+                .flatten()
+            {
+                f.sync_all().map_err(|e| self.io(&self.dir, e))?;
+            }
+            drop(w);
+            self.flush()?;
+            w = self.writer.lock();
+            checkpoint::write_i64(&self.dir, CLEAN_SHUTDOWN, self.log_end_offset())
+                .map_err(|e| self.io(&self.dir, e))?;
+        }
+        w.closed = true;
+        Ok(())
+    }
+}
