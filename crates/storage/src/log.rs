@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use strom_record::BatchHeader;
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START_OFFSET};
@@ -55,6 +55,18 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// Longest a group-commit leader waits for in-flight appends before its fsync.
+const GROUP_COMMIT_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Decrements the in-flight append count when an append returns.
+struct InAppendGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InAppendGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// State only the (single) writer touches.
 struct Writer {
     active: Arc<Segment>,
@@ -76,6 +88,10 @@ struct Writer {
 struct SyncState {
     /// `written` value known to be on disk.
     durable: u64,
+    /// True while a leader is preparing or running an fsync.
+    syncing: bool,
+    /// Appenders waiting for the running fsync.
+    waiting: usize,
 }
 
 /// One partition's log. `Send + Sync`; share it with `Arc`.
@@ -91,6 +107,13 @@ pub struct Log {
     log_end_offset: AtomicI64,
     log_start_offset: AtomicI64,
     offline: AtomicBool,
+    /// fsyncs of log data done so far (metrics; shows group commit at work).
+    fsyncs: AtomicU64,
+    /// Appends under way (writing or waiting for their fsync); the
+    /// group-commit leader lets the writing ones land before it fsyncs.
+    in_append: AtomicUsize,
+    /// Signalled after each fsync.
+    synced: Condvar,
 }
 
 impl std::fmt::Debug for Log {
@@ -254,11 +277,18 @@ impl Log {
                 closed: false,
                 last_flush_ms: now,
             }),
-            sync: Mutex::new(SyncState { durable: 0 }),
+            sync: Mutex::new(SyncState {
+                durable: 0,
+                syncing: false,
+                waiting: 0,
+            }),
             written: AtomicU64::new(0),
             log_end_offset: AtomicI64::new(next_offset),
             log_start_offset: AtomicI64::new(log_start),
             offline: AtomicBool::new(false),
+            fsyncs: AtomicU64::new(0),
+            in_append: AtomicUsize::new(0),
+            synced: Condvar::new(),
         })
     }
 
@@ -295,6 +325,11 @@ impl Log {
     /// Number of segments.
     pub fn segment_count(&self) -> usize {
         self.segments.read().len()
+    }
+
+    /// Number of data fsyncs done since open.
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
     }
 
     /// Number of segment files currently held open.
@@ -349,6 +384,8 @@ impl Log {
         }
         let my_end;
         let info;
+        self.in_append.fetch_add(1, Ordering::AcqRel);
+        let _in_append = InAppendGuard(&self.in_append);
         {
             let mut w = self.writer.lock();
             if w.closed {
@@ -566,29 +603,59 @@ impl Log {
         self.roll(&mut w, self.log_end_offset(), now)
     }
 
-    /// Makes everything written up to `target` (a `written` value) durable,
-    /// sharing one fsync among all appenders waiting at the same time.
+    /// Makes everything written up to `target` (a `written` value) durable.
+    ///
+    /// Group commit: one appender at a time becomes the leader and fsyncs;
+    /// the others wait on a condition variable and are all released by that
+    /// fsync when it covers their bytes. Before syncing, the leader gives
+    /// appenders that are still writing (up to 1 ms) the chance to land, so
+    /// one fsync covers the whole group instead of each paying its own.
     fn sync_through(&self, target: u64) -> Result<()> {
         let mut s = self.sync.lock();
-        if s.durable >= target {
-            return Ok(());
-        }
-        // Read `written` before picking the segment: anything counted in it
-        // is in the active segment or in one that `roll` already synced.
-        let upto = self.written.load(Ordering::Acquire);
-        let active = self.segments.read().values().next_back().cloned();
-        if let Some(seg) = active {
-            let now = (self.clock)();
-            if let Err(e) = seg.sync(now) {
+        loop {
+            if s.durable >= target {
+                return Ok(());
+            }
+            if self.offline.load(Ordering::Acquire) {
+                return Err(StorageError::Offline {
+                    path: self.dir.clone(),
+                });
+            }
+            if s.syncing {
+                s.waiting += 1;
+                self.synced.wait(&mut s);
+                s.waiting -= 1;
+                continue;
+            }
+            s.syncing = true;
+            let deadline = std::time::Instant::now() + GROUP_COMMIT_MAX_WAIT;
+            while self.in_append.load(Ordering::Acquire) > 1 + s.waiting
+                && std::time::Instant::now() < deadline
+            {
+                MutexGuard::unlocked(&mut s, std::thread::yield_now);
+            }
+            // Read `written` before picking the segment: anything counted in it
+            // is in the active segment or in one that `roll` already synced.
+            let upto = self.written.load(Ordering::Acquire);
+            let active = self.segments.read().values().next_back().cloned();
+            let outcome = MutexGuard::unlocked(&mut s, || match active {
+                Some(seg) => {
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    seg.sync((self.clock)())
+                }
+                None => Ok(()),
+            });
+            s.syncing = false;
+            self.synced.notify_all();
+            if let Err(e) = outcome {
                 self.offline.store(true, Ordering::Release);
                 tracing::error!(log = %self.dir.display(), error = %e, "fsync failed; taking the log offline");
                 return Err(StorageError::Offline {
                     path: self.dir.clone(),
                 });
             }
+            s.durable = s.durable.max(upto);
         }
-        s.durable = upto;
-        Ok(())
     }
 
     /// Forces all appended data to disk now.
@@ -606,7 +673,8 @@ impl Log {
         };
         let now = (self.clock)();
         let due = now - self.writer.lock().last_flush_ms >= ms as i64;
-        if due && self.sync.lock().durable < self.written.load(Ordering::Acquire) {
+        let behind = self.sync.lock().durable < self.written.load(Ordering::Acquire);
+        if due && behind {
             self.flush()?;
             return Ok(true);
         }

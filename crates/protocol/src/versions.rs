@@ -1,0 +1,55 @@
+//! The APIs and version ranges Strom serves: the single source of truth for
+//! ApiVersions and for rejecting unsupported requests.
+//!
+//! Ranges cover what librdkafka 2.x, kafka-python 2.x/3.x, kafkajs 2.x and the
+//! Java client 3.x/4.x send, within what `kafka-protocol` can decode.
+//! `docs/PROTOCOL.md` lists them for users; keep the two in step.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, min version, max version) for every API the broker answers.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The served range for `key`, if it is served at all.
+pub fn range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
+/// True when `version` of `key` is served.
+pub fn supports(key: ApiKey, version: i16) -> bool {
+    range(key).is_some_and(|(lo, hi)| (lo..=hi).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_range_is_decodable_by_kafka_protocol() {
+        for (key, lo, hi) in SUPPORTED {
+            let v = key.valid_versions();
+            assert!(
+                *lo >= v.min && *hi <= v.max,
+                "{key:?} {lo}..={hi} outside {v:?}"
+            );
+        }
+    }
+}
