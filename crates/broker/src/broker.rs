@@ -1,0 +1,80 @@
+//! The state every request handler works with.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::BrokerConfig;
+use crate::handlers::fetch::FetchSessions;
+use crate::topics::{TopicError, Topics};
+
+/// One broker node: configuration, topics and shared services.
+#[derive(Debug)]
+pub struct Broker {
+    /// Broker configuration.
+    pub config: Arc<BrokerConfig>,
+    /// Topics and their logs.
+    pub topics: Arc<Topics>,
+    /// Cluster id, generated on first start and kept in `meta.properties`.
+    pub cluster_id: String,
+    /// This node's id.
+    pub node_id: i32,
+    /// Host and port clients are told to connect to.
+    pub advertised: (String, i32),
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessions,
+}
+
+impl Broker {
+    /// Opens the broker's data directory, advertising `advertised`.
+    pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Broker, TopicError> {
+        let config = Arc::new(config);
+        let dir = config.data_dir();
+        std::fs::create_dir_all(&dir)?;
+        let cluster_id = load_or_create_cluster_id(&dir, config.node_id())?;
+        let topics = Arc::new(Topics::open(&dir, config.clone())?);
+        Ok(Broker {
+            node_id: config.node_id(),
+            config,
+            topics,
+            cluster_id,
+            advertised,
+            fetch_sessions: FetchSessions::default(),
+        })
+    }
+}
+
+/// Reads `meta.properties` (Kafka's file: cluster.id, node.id, version), creating it if absent.
+fn load_or_create_cluster_id(dir: &Path, node_id: i32) -> std::io::Result<String> {
+    let path = dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    // Kafka's cluster ids are base64url UUIDs (22 chars); use the same shape.
+    let id = base64url(uuid::Uuid::new_v4().as_bytes());
+    std::fs::write(
+        &path,
+        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
+    )?;
+    Ok(id)
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | *b as u32;
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
+}

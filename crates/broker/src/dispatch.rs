@@ -1,0 +1,125 @@
+//! Routes a decoded request to its handler and encodes the response.
+
+use bytes::BytesMut;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
+use strom_protocol::{decode_body, encode_response, versions, DecodeError, RequestFrame};
+use thiserror::Error;
+
+use crate::broker::Broker;
+use crate::handlers::*;
+
+/// A request that gets no response and closes the connection, as in Kafka.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// The body did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The API or version is not served.
+    #[error("unsupported request {0:?} v{1}")]
+    Unsupported(ApiKey, i16),
+    /// The response could not be encoded (a bug; logged).
+    #[error("cannot encode response: {0}")]
+    Encode(String),
+}
+
+fn encode<T: Encodable + HeaderVersion>(
+    frame: &RequestFrame,
+    version: i16,
+    body: &T,
+) -> Result<Option<BytesMut>, DispatchError> {
+    let mut out = BytesMut::new();
+    encode_response(&mut out, frame.api_key, version, frame.correlation_id, body)
+        .map_err(|e| DispatchError::Encode(format!("{:?} v{version}: {e}", frame.api_key)))?;
+    Ok(Some(out))
+}
+
+/// Handles one request. `Ok(None)` means no response is due (acks=0 produce).
+pub async fn dispatch(
+    broker: &Broker,
+    frame: RequestFrame,
+) -> Result<Option<BytesMut>, DispatchError> {
+    let v = frame.api_version;
+    if frame.api_key == ApiKey::ApiVersions {
+        if versions::supports(ApiKey::ApiVersions, v) {
+            let _req: ApiVersionsRequest = decode_body(&frame)?;
+            return encode(&frame, v, &api_versions::handle(true));
+        }
+        // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
+        return encode(&frame, 0, &api_versions::handle(false));
+    }
+    if !versions::supports(frame.api_key, v) {
+        return Err(DispatchError::Unsupported(frame.api_key, v));
+    }
+    match frame.api_key {
+        ApiKey::Produce => {
+            let req: ProduceRequest = decode_body(&frame)?;
+            let acks = req.acks;
+            let resp = produce::handle(broker, v, req).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            encode(&frame, v, &resp)
+        }
+        ApiKey::Fetch => {
+            let req: FetchRequest = decode_body(&frame)?;
+            encode(&frame, v, &fetch::handle(broker, v, req).await)
+        }
+        ApiKey::ListOffsets => encode(
+            &frame,
+            v,
+            &list_offsets::handle(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::Metadata => encode(
+            &frame,
+            v,
+            &metadata::handle(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::CreateTopics => encode(
+            &frame,
+            v,
+            &topics_admin::create(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::DeleteTopics => encode(
+            &frame,
+            v,
+            &topics_admin::delete(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::CreatePartitions => encode(
+            &frame,
+            v,
+            &topics_admin::create_partitions(broker, decode_body(&frame)?),
+        ),
+        ApiKey::DescribeConfigs => encode(
+            &frame,
+            v,
+            &admin_configs::describe(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::AlterConfigs => encode(
+            &frame,
+            v,
+            &admin_configs::alter(broker, decode_body(&frame)?),
+        ),
+        ApiKey::IncrementalAlterConfigs => encode(
+            &frame,
+            v,
+            &admin_configs::incremental(broker, decode_body(&frame)?),
+        ),
+        ApiKey::DeleteRecords => encode(
+            &frame,
+            v,
+            &delete_records::handle(broker, decode_body(&frame)?),
+        ),
+        ApiKey::DescribeCluster => {
+            let _req: DescribeClusterRequest = decode_body(&frame)?;
+            encode(&frame, v, &cluster::describe_cluster(broker))
+        }
+        ApiKey::DescribeLogDirs => encode(
+            &frame,
+            v,
+            &cluster::describe_log_dirs(broker, v, decode_body(&frame)?),
+        ),
+        other => Err(DispatchError::Unsupported(other, v)),
+    }
+}

@@ -1,0 +1,97 @@
+//! DescribeCluster and DescribeLogDirs.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+};
+
+use super::s;
+use crate::broker::Broker;
+
+/// Handles DescribeCluster.
+pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
+    let (host, port) = &broker.advertised;
+    DescribeClusterResponse::default()
+        .with_cluster_id(s(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.node_id))
+            .with_host(s(host.clone()))
+            .with_port(*port)])
+        .with_cluster_authorized_operations(i32::MIN)
+}
+
+fn disk_space(path: &std::path::Path) -> (i64, i64) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return (-1, -1);
+    };
+    let mut st: libc_statvfs::Statvfs = libc_statvfs::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc_statvfs::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return (-1, -1);
+    }
+    (
+        (st.f_blocks * st.f_frsize) as i64,
+        (st.f_bavail * st.f_frsize) as i64,
+    )
+}
+
+mod libc_statvfs {
+    pub use libc::statvfs;
+    pub type Statvfs = libc::statvfs;
+    pub fn zeroed() -> Statvfs {
+        // SAFETY: statvfs is a plain C struct for which all-zero is valid.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+/// Handles DescribeLogDirs: one log dir with every (or the requested) partition's size.
+pub fn describe_log_dirs(
+    broker: &Broker,
+    version: i16,
+    req: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
+    let dir = broker.config.data_dir();
+    let dir_name = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
+    let mut topics = Vec::new();
+    for t in broker.topics.all() {
+        let filter = match &req.topics {
+            None => None,
+            Some(list) => match list.iter().find(|x| x.topic.0.as_str() == t.name) {
+                Some(x) => Some(x.partitions.clone()),
+                None => continue,
+            },
+        };
+        let partitions = t
+            .partitions
+            .read()
+            .iter()
+            .filter(|p| filter.as_ref().is_none_or(|f| f.contains(&p.index)))
+            .map(|p| {
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(p.index)
+                    .with_partition_size(p.log.size_bytes() as i64)
+            })
+            .collect();
+        topics.push(
+            DescribeLogDirsTopic::default()
+                .with_name(TopicName(s(t.name.clone())))
+                .with_partitions(partitions),
+        );
+    }
+    let (total, usable) = if version >= 4 {
+        disk_space(&dir)
+    } else {
+        (-1, -1)
+    };
+    DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
+        .with_log_dir(s(dir_name.display().to_string()))
+        .with_topics(topics)
+        .with_total_bytes(total)
+        .with_usable_bytes(usable)])
+}

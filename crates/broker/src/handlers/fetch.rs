@@ -1,0 +1,334 @@
+//! Fetch: long-polling reads of raw batches, with incremental fetch sessions
+//! (KIP-227).
+//!
+//! A fetch waits up to `max_wait_ms` until `min_bytes` are available. It is
+//! woken by appends (a watch channel bumped by Produce), never by polling.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use parking_lot::Mutex;
+use strom_storage::StorageError;
+use uuid::Uuid;
+
+use super::s;
+use crate::broker::Broker;
+
+/// Most sessions kept (Kafka's `max.incremental.fetch.session.cache.slots`).
+const MAX_SESSIONS: usize = 1000;
+
+/// What a session remembers about one partition.
+#[derive(Debug, Clone)]
+struct SessionPartition {
+    topic_id: Uuid,
+    fetch_offset: i64,
+    max_bytes: i32,
+    /// (high watermark, log start offset) last sent; `None` before the first response.
+    last_sent: Option<(i64, i64)>,
+}
+
+type Key = (String, i32);
+
+#[derive(Debug)]
+struct Session {
+    next_epoch: i32,
+    partitions: Vec<(Key, SessionPartition)>,
+    last_used: Instant,
+}
+
+/// The broker's fetch sessions.
+#[derive(Debug, Default)]
+pub struct FetchSessions {
+    sessions: Mutex<HashMap<i32, Session>>,
+    next_id: AtomicI32,
+}
+
+impl FetchSessions {
+    fn new_id(&self) -> i32 {
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            if id > 0 {
+                return id;
+            }
+        }
+    }
+
+    fn insert(&self, partitions: Vec<(Key, SessionPartition)>) -> i32 {
+        let id = self.new_id();
+        let mut g = self.sessions.lock();
+        if g.len() >= MAX_SESSIONS {
+            if let Some(oldest) = g.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k) {
+                g.remove(&oldest);
+            }
+        }
+        g.insert(
+            id,
+            Session {
+                next_epoch: 1,
+                partitions,
+                last_used: Instant::now(),
+            },
+        );
+        id
+    }
+}
+
+/// One partition to read in this round.
+struct Want {
+    key: Key,
+    topic_id: Uuid,
+    fetch_offset: i64,
+    max_bytes: i32,
+    last_sent: Option<(i64, i64)>,
+}
+
+fn partition_error(index: i32, e: ResponseError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(e.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+}
+
+/// Reads every wanted partition once. Returns the partitions to send and
+/// the bytes of records gathered.
+fn gather(
+    broker: &Broker,
+    version: i16,
+    wants: &[Want],
+    max_bytes: i32,
+    incremental: bool,
+) -> (Vec<(Key, Uuid, PartitionData)>, usize, bool) {
+    let mut out = Vec::new();
+    let mut budget = max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut error = false;
+    let mut first = true;
+    for w in wants {
+        let part = if w.key.0.is_empty() {
+            None
+        } else {
+            broker
+                .topics
+                .get(&w.key.0)
+                .and_then(|t| t.partition(w.key.1))
+        };
+        let Some(p) = part else {
+            let e = if w.key.0.is_empty() {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
+            error = true;
+            continue;
+        };
+        let hw = p.log.log_end_offset();
+        let lso = p.log.log_start_offset();
+        let mut pd = PartitionData::default()
+            .with_partition_index(w.key.1)
+            .with_high_watermark(hw)
+            .with_last_stable_offset(hw)
+            .with_log_start_offset(if version >= 5 { lso } else { -1 });
+        let mut records = Bytes::new();
+        if w.fetch_offset != hw && (first || budget > 0) {
+            let limit = (w.max_bytes.max(0) as usize).min(if first { usize::MAX } else { budget });
+            match p.log.read(w.fetch_offset, limit.max(1), Some(hw)) {
+                Ok(r) => records = r.records,
+                Err(StorageError::OffsetOutOfRange { .. }) => {
+                    pd = pd.with_error_code(ResponseError::OffsetOutOfRange.code());
+                    error = true;
+                }
+                Err(e) => {
+                    tracing::error!(topic = %w.key.0, partition = w.key.1, error = %e, "fetch read failed");
+                    pd = pd.with_error_code(ResponseError::KafkaStorageError.code());
+                    error = true;
+                }
+            }
+        } else if w.fetch_offset > hw || w.fetch_offset < lso {
+            pd = pd.with_error_code(ResponseError::OffsetOutOfRange.code());
+            error = true;
+        }
+        if !records.is_empty() {
+            first = false;
+            budget = budget.saturating_sub(records.len());
+        }
+        total += records.len();
+        let changed = pd.error_code != 0 || !records.is_empty() || w.last_sent != Some((hw, lso));
+        if !incremental || changed {
+            out.push((w.key.clone(), w.topic_id, pd.with_records(Some(records))));
+        }
+    }
+    (out, total, error)
+}
+
+/// Handles a Fetch request.
+pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
+    let by_id = version >= 13;
+    let resolve = |name: &TopicName, id: Uuid| -> String {
+        if by_id {
+            broker
+                .topics
+                .get_by_id(id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default()
+        } else {
+            name.0.to_string()
+        }
+    };
+    let topic_id_of = |name: &str| broker.topics.get(name).map(|t| t.id).unwrap_or_default();
+
+    // Decide the session and the partitions to read.
+    let mut session_id = 0;
+    let mut incremental = false;
+    let wants: Vec<Want>;
+    let requested: Vec<(Key, SessionPartition)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let name = resolve(&t.topic, t.topic_id);
+            let id = if by_id {
+                t.topic_id
+            } else {
+                topic_id_of(&name)
+            };
+            t.partitions.iter().map(move |p| {
+                (
+                    (name.clone(), p.partition),
+                    SessionPartition {
+                        topic_id: id,
+                        fetch_offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes,
+                        last_sent: None,
+                    },
+                )
+            })
+        })
+        .collect();
+    match (req.session_id, req.session_epoch) {
+        (id, -1) => {
+            if id != 0 {
+                broker.fetch_sessions.sessions.lock().remove(&id);
+            }
+            wants = requested
+                .into_iter()
+                .map(|(k, p)| Want {
+                    key: k,
+                    topic_id: p.topic_id,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.max_bytes,
+                    last_sent: None,
+                })
+                .collect();
+        }
+        (_, 0) => {
+            wants = requested
+                .iter()
+                .map(|(k, p)| Want {
+                    key: k.clone(),
+                    topic_id: p.topic_id,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.max_bytes,
+                    last_sent: None,
+                })
+                .collect();
+            session_id = broker.fetch_sessions.insert(requested);
+        }
+        (id, epoch) => {
+            let mut g = broker.fetch_sessions.sessions.lock();
+            let Some(sess) = g.get_mut(&id) else {
+                return FetchResponse::default()
+                    .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            };
+            if sess.next_epoch != epoch {
+                return FetchResponse::default()
+                    .with_error_code(ResponseError::InvalidFetchSessionEpoch.code());
+            }
+            for (k, p) in requested {
+                match sess.partitions.iter_mut().find(|(sk, _)| *sk == k) {
+                    Some((_, sp)) => {
+                        sp.fetch_offset = p.fetch_offset;
+                        sp.max_bytes = p.max_bytes;
+                    }
+                    None => sess.partitions.push((k, p)),
+                }
+            }
+            for f in &req.forgotten_topics_data {
+                let name = resolve(&f.topic, f.topic_id);
+                sess.partitions
+                    .retain(|((t, p), _)| !(t == &name && f.partitions.contains(p)));
+            }
+            sess.last_used = Instant::now();
+            session_id = id;
+            incremental = true;
+            wants = sess
+                .partitions
+                .iter()
+                .map(|(k, p)| Want {
+                    key: k.clone(),
+                    topic_id: p.topic_id,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.max_bytes,
+                    last_sent: p.last_sent,
+                })
+                .collect();
+        }
+    }
+
+    // Long poll: re-gather after each append until min_bytes or the deadline.
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut rx = broker.topics.subscribe_appends();
+    let (parts, _) = loop {
+        rx.borrow_and_update();
+        let (parts, total, error) = gather(broker, version, &wants, req.max_bytes, incremental);
+        if error || total >= req.min_bytes.max(0) as usize || Instant::now() >= deadline {
+            break (parts, total);
+        }
+        tokio::select! {
+            changed = rx.changed() => { if changed.is_err() { break (parts, total); } }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+    };
+
+    // Remember what the session was told.
+    if session_id != 0 {
+        let mut g = broker.fetch_sessions.sessions.lock();
+        if let Some(sess) = g.get_mut(&session_id) {
+            sess.next_epoch = if incremental {
+                req.session_epoch.wrapping_add(1).max(1)
+            } else {
+                1
+            };
+            for (k, _, pd) in &parts {
+                if let Some((_, sp)) = sess.partitions.iter_mut().find(|(sk, _)| sk == k) {
+                    sp.last_sent = Some((pd.high_watermark, pd.log_start_offset));
+                }
+            }
+        }
+    }
+
+    // Group partitions by topic, in request order.
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for ((name, _), id, pd) in parts {
+        match topics.last_mut() {
+            Some(t) if (by_id && t.topic_id == id) || (!by_id && t.topic.0.as_str() == name) => {
+                t.partitions.push(pd)
+            }
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(s(if by_id { String::new() } else { name })))
+                    .with_topic_id(if by_id { id } else { Uuid::nil() })
+                    .with_partitions(vec![pd]),
+            ),
+        }
+    }
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
+}

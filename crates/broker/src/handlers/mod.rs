@@ -1,0 +1,25 @@
+//! One module per Kafka API. Each handler takes the broker and the decoded
+//! request and returns the response; failures become error codes in it.
+
+pub mod admin_configs;
+pub mod api_versions;
+pub mod cluster;
+pub mod delete_records;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics_admin;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::protocol::StrBytes;
+
+/// The numeric code of a Kafka error.
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// An owned protocol string.
+pub fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}

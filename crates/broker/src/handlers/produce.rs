@@ -1,0 +1,212 @@
+//! Produce: validate each partition's batches as raw bytes and append them.
+//!
+//! Validation reads only batch headers and checks CRC32C; records are never
+//! decoded (DESIGN.md decision 2).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use strom_record::{BatchError, BatchHeader, Batches};
+use strom_storage::{FlushPolicy, StorageError};
+
+use super::s;
+use crate::broker::Broker;
+use crate::topics::Partition;
+
+/// Why a partition's records were refused.
+fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), (ResponseError, String)> {
+    if records.is_empty() {
+        return Err((
+            ResponseError::CorruptMessage,
+            "no record batch in the request".into(),
+        ));
+    }
+    for item in Batches::verified(records) {
+        let (h, _, bytes) = item.map_err(|e| match e {
+            BatchError::BadMagic(m) => (
+                ResponseError::UnsupportedForMessageFormat,
+                format!("record batch magic {m} is not supported; use v2 (Kafka 0.11+)"),
+            ),
+            other => (ResponseError::CorruptMessage, other.to_string()),
+        })?;
+        if bytes.len() > max_message_bytes {
+            return Err((
+                ResponseError::MessageTooLarge,
+                format!(
+                    "record batch of {} bytes exceeds max.message.bytes={max_message_bytes}",
+                    bytes.len()
+                ),
+            ));
+        }
+        validate_header(&h)?;
+    }
+    Ok(())
+}
+
+fn validate_header(h: &BatchHeader) -> Result<(), (ResponseError, String)> {
+    if h.records_count == 0 {
+        return Err((
+            ResponseError::InvalidRecord,
+            "record batch holds no records".into(),
+        ));
+    }
+    if h.last_offset_delta != h.records_count - 1 {
+        return Err((
+            ResponseError::InvalidRecord,
+            format!(
+                "last offset delta {} does not match {} records",
+                h.last_offset_delta, h.records_count
+            ),
+        ));
+    }
+    if h.compression().is_none() {
+        return Err((
+            ResponseError::InvalidRecord,
+            format!(
+                "unknown compression codec in attributes {:#x}",
+                h.attributes
+            ),
+        ));
+    }
+    if h.is_control() {
+        return Err((
+            ResponseError::InvalidRecord,
+            "clients may not produce control batches".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn max_message_bytes(broker: &Broker, p: &Partition) -> usize {
+    let t = broker.topics.get(&p.topic);
+    let overrides = t.map(|t| t.configs.read().clone()).unwrap_or_default();
+    let d = crate::config::topic_def("max.message.bytes");
+    d.map(|d| crate::config::topic_value(broker.topics.broker(), &overrides, d).0)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_048_588)
+}
+
+async fn append(
+    p: Arc<Partition>,
+    records: Bytes,
+) -> Result<strom_storage::AppendInfo, StorageError> {
+    let mut buf = records.to_vec();
+    if p.log.config().flush == FlushPolicy::EveryAppend {
+        // The fsync blocks: keep it off the async workers.
+        tokio::task::spawn_blocking(move || p.log.append(&mut buf))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StorageError::Io {
+                    path: Default::default(),
+                    source: std::io::Error::other(e),
+                })
+            })
+    } else {
+        p.log.append(&mut buf)
+    }
+}
+
+/// Handles a Produce request; the caller drops the response when acks=0.
+pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
+    let acks_ok = matches!(req.acks, -1..=1);
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut appended = false;
+    for td in req.topic_data {
+        let topic = broker.topics.get(&td.name.0);
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let mut r = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1);
+            let part = topic.as_ref().and_then(|t| t.partition(pd.index));
+            let outcome: Result<_, (ResponseError, String)> = match (acks_ok, part) {
+                (false, _) => Err((
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, not {}", req.acks),
+                )),
+                (true, None) => Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    "This server does not host this topic-partition.".into(),
+                )),
+                (true, Some(p)) => {
+                    let records = pd.records.unwrap_or_default();
+                    match validate(&records, max_message_bytes(broker, &p)) {
+                        Err(e) => Err(e),
+                        Ok(()) => append(p.clone(), records).await.map_err(|e| match e {
+                            StorageError::InvalidBatch(b) => (ResponseError::CorruptMessage, b.to_string()),
+                            StorageError::BatchTooLarge { .. } => (ResponseError::RecordListTooLarge, e.to_string()),
+                            other => {
+                                tracing::error!(topic = %p.topic, partition = p.index, error = %other, "append failed");
+                                (ResponseError::KafkaStorageError, other.to_string())
+                            }
+                        }),
+                    }
+                }
+            };
+            match outcome {
+                Ok(info) => {
+                    appended = true;
+                    r = r
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time);
+                    if version >= 5 {
+                        r = r.with_log_start_offset(info.log_start_offset);
+                    }
+                }
+                Err((e, msg)) => {
+                    r = r.with_error_code(e.code());
+                    if version >= 8 {
+                        r = r.with_error_message(Some(s(msg)));
+                    }
+                }
+            }
+            parts.push(r);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_partition_responses(parts),
+        );
+    }
+    if appended {
+        broker.topics.notify_append();
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_record::BatchBuilder;
+
+    #[test]
+    fn validation_maps_to_kafka_errors() {
+        let good = BatchBuilder::new(0).record(None, Some(b"v")).build();
+        assert!(validate(&good, 1 << 20).is_ok());
+        assert_eq!(
+            validate(&good, 10).map_err(|e| e.0),
+            Err(ResponseError::MessageTooLarge)
+        );
+        let mut bad = good.clone();
+        let n = bad.len() - 1;
+        bad[n] ^= 1;
+        assert_eq!(
+            validate(&bad, 1 << 20).map_err(|e| e.0),
+            Err(ResponseError::CorruptMessage)
+        );
+        let mut old = good.clone();
+        old[16] = 1;
+        assert_eq!(
+            validate(&old, 1 << 20).map_err(|e| e.0),
+            Err(ResponseError::UnsupportedForMessageFormat)
+        );
+        assert_eq!(
+            validate(&[], 1 << 20).map_err(|e| e.0),
+            Err(ResponseError::CorruptMessage)
+        );
+    }
+}

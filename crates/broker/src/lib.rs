@@ -1,0 +1,21 @@
+//! Strom's broker: a Kafka-protocol server over Strom's partition logs.
+//!
+//! - [`server`]: listener, connection tasks, maintenance, graceful shutdown.
+//! - `connection`: per-connection frame reading and in-order pipelining.
+//! - `dispatch`: API key to handler.
+//! - [`handlers`]: one module per Kafka API.
+//! - [`topics`]: topic metadata and partition logs.
+//! - [`config`]: broker and topic configs under Kafka's names.
+
+pub mod broker;
+pub mod config;
+mod connection;
+mod dispatch;
+pub mod handlers;
+pub mod names;
+pub mod server;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;
+pub use server::{start, ServerError, ServerHandle};

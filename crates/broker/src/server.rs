@@ -1,0 +1,180 @@
+//! The listener, background maintenance and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::topics::TopicError;
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: String,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The advertised address is not HOST:PORT.
+    #[error("invalid advertised listener '{0}': expected HOST:PORT")]
+    Advertised(String),
+    /// Opening the data directory failed.
+    #[error("cannot open data directory: {0}")]
+    Data(#[from] TopicError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// The bound address (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The broker state.
+    pub broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, lets in-flight requests finish (up to 10 s), flushes
+    /// and closes every log cleanly.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn split_host_port(s: &str) -> Option<(String, i32)> {
+    let (h, p) = s.rsplit_once(':')?;
+    Some((
+        h.trim_start_matches('[').trim_end_matches(']').to_string(),
+        p.parse().ok()?,
+    ))
+}
+
+/// Binds the listener, opens the data directory and starts serving.
+pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
+    let addr = config.listen_addr();
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let advertised = match config.advertised_addr() {
+        Some(a) => split_host_port(&a).ok_or(ServerError::Advertised(a))?,
+        None => (local.ip().to_string(), local.port() as i32),
+    };
+    let max_frame = config.get_i64("socket.request.max.bytes", 104_857_600) as usize;
+    let max_conns = config
+        .get_i64("max.connections", i32::MAX as i64)
+        .clamp(1, Semaphore::MAX_PERMITS as i64) as usize;
+    let max_in_flight = config.get_i64("queued.max.requests", 500) as usize;
+    let retention_every = Duration::from_millis(
+        config
+            .get_i64("log.retention.check.interval.ms", 300_000)
+            .max(1) as u64,
+    );
+    let broker = Arc::new(Broker::open(config, advertised.clone())?);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    tracing::info!(listen = %local, advertised = %format!("{}:{}", advertised.0, advertised.1), cluster_id = %broker.cluster_id, node_id = broker.node_id, "strom broker started");
+
+    let b = broker.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        let permits = Arc::new(Semaphore::new(max_conns));
+        let maintenance = tokio::spawn(maintain(b.clone(), retention_every, shutdown_rx.clone()));
+        let mut stop = shutdown_rx.clone();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            tracing::warn!("max.connections reached; refusing connection");
+                            continue;
+                        };
+                        let (b, rx) = (b.clone(), shutdown_rx.clone());
+                        conns.spawn(async move {
+                            crate::connection::serve(stream, b, rx, max_frame, max_in_flight).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                _ = stop.changed() => break,
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            connections = conns.len(),
+            "shutting down: finishing in-flight requests"
+        );
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            conns.abort_all();
+        }
+        maintenance.abort();
+        let topics = b.topics.clone();
+        let _ = tokio::task::spawn_blocking(move || topics.close_all()).await;
+        tracing::info!("shutdown complete: logs flushed and marked clean");
+    });
+    Ok(ServerHandle {
+        local_addr: local,
+        broker,
+        shutdown,
+        task,
+    })
+}
+
+/// Retention, interval flushes and idle file-handle release, off the request path.
+async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut flush_tick = tokio::time::interval(Duration::from_millis(100));
+    let mut retention_tick = tokio::time::interval(retention_every);
+    loop {
+        tokio::select! {
+            _ = flush_tick.tick() => {
+                let topics = broker.topics.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for p in topics.all_partitions() {
+                        if let Err(e) = p.log.flush_if_due() {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "interval flush failed");
+                        }
+                    }
+                }).await;
+            }
+            _ = retention_tick.tick() => {
+                let topics = broker.topics.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for p in topics.all_partitions() {
+                        if let Err(e) = p.log.apply_retention() {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
+                        }
+                        p.log.release_idle_handles(10 * 60 * 1000);
+                    }
+                }).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

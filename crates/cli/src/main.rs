@@ -1,0 +1,38 @@
+//! `strom`: the broker server and Strom's command-line tools in one binary.
+
+mod server;
+
+use clap::{Parser, Subcommand};
+use strom_protocol::alloc::GuardedAlloc;
+
+/// Bounds what hostile wire counts can cost (see `strom_protocol::alloc`).
+#[global_allocator]
+static ALLOC: GuardedAlloc = GuardedAlloc;
+
+/// Strom: a Kafka-compatible event streaming platform.
+#[derive(Debug, Parser)]
+#[command(name = "strom", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker (single node, Kafka wire protocol).
+    Server(server::ServerArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
