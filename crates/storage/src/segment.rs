@@ -65,7 +65,7 @@ pub(crate) struct Segment {
     indexes: RwLock<Option<Indexes>>,
     /// Cached (max timestamp, base offset of its batch), when known.
     max_ts: Mutex<Option<(i64, i64)>>,
-    /// Time the segment's roll clock started (first append), or UNKNOWN.
+    /// Max timestamp of the segment's first batch (`segment.ms` counts from it), or UNKNOWN.
     roll_start: AtomicI64,
 }
 
@@ -449,7 +449,7 @@ impl Segment {
         *self.max_ts.lock() = None;
     }
 
-    /// When the roll clock of the segment started; reads the first batch if unknown.
+    /// The timestamp `segment.ms` counts from; reads the first batch if unknown.
     pub fn roll_start(&self, now_ms: i64) -> i64 {
         let v = self.roll_start.load(Ordering::Relaxed);
         if v != UNKNOWN {
@@ -461,18 +461,18 @@ impl Segment {
             .as_deref()
             .and_then(header_only)
         {
-            Some(h) => h.max_timestamp.min(now_ms),
-            None => now_ms,
+            Some(h) if h.max_timestamp > 0 => h.max_timestamp,
+            _ => now_ms,
         };
         self.roll_start.store(start, Ordering::Relaxed);
         start
     }
 
-    /// Starts the roll clock if it has not started.
-    pub fn start_roll_clock(&self, now_ms: i64) {
-        let _ =
-            self.roll_start
-                .compare_exchange(UNKNOWN, now_ms, Ordering::Relaxed, Ordering::Relaxed);
+    /// Starts the roll clock at the first batch's timestamp, if not started.
+    pub fn start_roll_clock(&self, ts: i64) {
+        let _ = self
+            .roll_start
+            .compare_exchange(UNKNOWN, ts, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Forces the log file to disk.

@@ -303,3 +303,23 @@ fn rejects_garbage_appends() {
     assert!(log.append(&mut empty).is_err());
     assert_eq!(log.log_end_offset(), 0);
 }
+
+#[test]
+fn read_spans_batches_with_upper_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+    let mk = |vals: &[&str]| {
+        let mut b = strom_record::BatchBuilder::new(1_700_000_000_000);
+        for v in vals {
+            b = b.record(Some(b"k"), Some(v.as_bytes()));
+        }
+        b.build()
+    };
+    log.append(&mut mk(&["a", "b", "c"])).expect("append");
+    log.append(&mut mk(&["d"])).expect("append");
+    let r = log.read(1, 1 << 20, Some(4)).expect("read");
+    assert_eq!(
+        split(&r.records).iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![0, 3]
+    );
+}
