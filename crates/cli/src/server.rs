@@ -115,10 +115,13 @@ pub fn resolve(
 
 /// Runs the server until a shutdown signal.
 pub fn run(args: ServerArgs) -> Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = resolve(&args, std::env::vars())?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,93 @@
+"""Fixtures for interop tests: a real `strom server` process per test.
+
+The binary comes from $STROM_BIN or target/release/strom (scripts/test builds it).
+"""
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STROM = os.environ.get("STROM_BIN", str(ROOT / "target" / "release" / "strom"))
+
+
+class Broker:
+    """A strom server process on an ephemeral loopback port."""
+
+    def __init__(self, data_dir, sets=()):
+        self.data_dir = data_dir
+        self.sets = list(sets)
+        self.port = 0
+        self.proc = None
+        self.log_path = os.path.join(os.path.dirname(data_dir), "strom.log")
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        args = [STROM, "server", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
+        for s in self.sets:
+            args += ["--set", s]
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"strom exited early:\n{self.read_log()}")
+            m = re.search(r"strom broker started listen=127\.0\.0\.1:(\d+)", self.read_log())
+            if m and (self.port == 0 or int(m.group(1)) == self.port):
+                self.port = int(m.group(1))
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"strom did not start:\n{self.read_log()}")
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        """Starts again on the same port (clients keep their bootstrap)."""
+        open(self.log_path, "wb").close()
+        return self.start()
+
+
+@pytest.fixture
+def make_broker():
+    dirs, brokers = [], []
+
+    def make(sets=()):
+        d = tempfile.mkdtemp(prefix="strom-it-")
+        dirs.append(d)
+        b = Broker(os.path.join(d, "data"), sets).start()
+        brokers.append(b)
+        return b
+
+    yield make
+    for b in brokers:
+        b.stop()
+
+
+@pytest.fixture
+def broker(make_broker):
+    return make_broker()

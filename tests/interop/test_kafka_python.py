@@ -1,0 +1,34 @@
+"""kafka-python against strom: produce, consume, admin."""
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+
+def test_produce_consume_and_offsets(broker):
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic("kp", num_partitions=2, replication_factor=1)])
+    with pytest.raises(TopicAlreadyExistsError):
+        admin.create_topics([NewTopic("kp", num_partitions=2, replication_factor=1)])
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip")
+    futures = [p.send("kp", key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 2, headers=[("n", str(i).encode())]) for i in range(200)]
+    p.flush()
+    metas = [f.get(timeout=30) for f in futures]
+    assert sorted(m.offset for m in metas if m.partition == 0) == list(range(100))
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, consumer_timeout_ms=10000)
+    tps = [TopicPartition("kp", 0), TopicPartition("kp", 1)]
+    c.assign(tps)
+    c.seek_to_beginning()
+    got = []
+    for m in c:
+        got.append(m)
+        if len(got) == 200:
+            break
+    assert sorted(m.value.decode() for m in got) == sorted(f"v{i}" for i in range(200))
+    assert all(dict(m.headers)["n"] == m.value[1:] for m in got)
+    assert c.end_offsets(tps) == {tps[0]: 100, tps[1]: 100}
+    assert c.beginning_offsets(tps) == {tps[0]: 0, tps[1]: 0}
+    c.close()
+    p.close()
+    admin.delete_topics(["kp"])
+    admin.close()
