@@ -34,7 +34,7 @@ def create(broker, name, partitions=1, config=None):
 
 
 def test_record_shapes(broker):
-    create(broker, "shapes")
+    create(broker, "shapes", config={"retention.ms": "-1"})
     p = producer(broker, **{"message.max.bytes": 2_000_000})
     big = b"B" * 1_000_000
     records = [
@@ -83,7 +83,7 @@ def test_codecs(broker, codec):
 
 
 def test_list_offsets_and_offsets_for_times(broker):
-    create(broker, "times")
+    create(broker, "times", config={"retention.ms": "-1"})
     p = producer(broker)
     for i in range(10):
         p.produce("times", partition=0, value=b"t", timestamp=1_000_000 + i * 1000)
@@ -170,3 +170,23 @@ def test_describe_cluster(broker):
     d = a.describe_cluster().result(30)
     assert len(d.nodes) == 1 and d.nodes[0].port == broker.port
     assert d.controller.id == 1
+
+
+def test_retention_deletes_expired_records(make_broker):
+    broker = make_broker(["log.retention.check.interval.ms=300"])
+    create(broker, "ret", config={"retention.ms": "60000"})
+    p = producer(broker)
+    old = int(time.time() * 1000) - 3_600_000
+    for i in range(50):
+        p.produce("ret", partition=0, value=b"old", timestamp=old + i)
+    p.flush(30)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused"})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        low, high = c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10)
+        if low == high == 50:
+            break
+        time.sleep(0.2)
+    c.close()
+    assert (low, high) == (50, 50)
+    assert "deleted segments past retention" in broker.read_log()

@@ -91,6 +91,15 @@ struct TopicRecord {
     configs: BTreeMap<String, String>,
 }
 
+/// Checks topic config overrides: known names, valid values.
+fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    for (k, v) in configs {
+        let d = config::topic_def(k).ok_or_else(|| ConfigError::Unknown(k.clone()))?;
+        config::validate(d, v)?;
+    }
+    Ok(())
+}
+
 /// The registry of topics.
 #[derive(Debug)]
 pub struct Topics {
@@ -247,10 +256,7 @@ impl Topics {
                 "Number of partitions {partitions} is too large."
             )));
         }
-        for (k, v) in configs {
-            let d = config::topic_def(k).ok_or_else(|| ConfigError::Unknown(k.clone()))?;
-            config::validate(d, v)?;
-        }
+        validate_configs(configs)?;
         Ok(())
     }
 
@@ -341,10 +347,7 @@ impl Topics {
         let t = self
             .get(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        for (k, v) in &configs {
-            let d = config::topic_def(k).ok_or_else(|| ConfigError::Unknown(k.clone()))?;
-            config::validate(d, v)?;
-        }
+        validate_configs(&configs)?;
         if validate_only {
             return Ok(());
         }

@@ -87,6 +87,18 @@ struct Want {
     last_sent: Option<(i64, i64)>,
 }
 
+impl Want {
+    fn new(key: Key, p: &SessionPartition, last_sent: Option<(i64, i64)>) -> Want {
+        Want {
+            key,
+            topic_id: p.topic_id,
+            fetch_offset: p.fetch_offset,
+            max_bytes: p.max_bytes,
+            last_sent,
+        }
+    }
+}
+
 fn partition_error(index: i32, e: ResponseError) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)
@@ -218,25 +230,13 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
             }
             wants = requested
                 .into_iter()
-                .map(|(k, p)| Want {
-                    key: k,
-                    topic_id: p.topic_id,
-                    fetch_offset: p.fetch_offset,
-                    max_bytes: p.max_bytes,
-                    last_sent: None,
-                })
+                .map(|(k, p)| Want::new(k, &p, None))
                 .collect();
         }
         (_, 0) => {
             wants = requested
                 .iter()
-                .map(|(k, p)| Want {
-                    key: k.clone(),
-                    topic_id: p.topic_id,
-                    fetch_offset: p.fetch_offset,
-                    max_bytes: p.max_bytes,
-                    last_sent: None,
-                })
+                .map(|(k, p)| Want::new(k.clone(), p, None))
                 .collect();
             session_id = broker.fetch_sessions.insert(requested);
         }
@@ -270,13 +270,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
             wants = sess
                 .partitions
                 .iter()
-                .map(|(k, p)| Want {
-                    key: k.clone(),
-                    topic_id: p.topic_id,
-                    fetch_offset: p.fetch_offset,
-                    max_bytes: p.max_bytes,
-                    last_sent: p.last_sent,
-                })
+                .map(|(k, p)| Want::new(k.clone(), p, p.last_sent))
                 .collect();
         }
     }

@@ -8,8 +8,16 @@ use strom_record::{BatchBuilder, Batches};
 
 use crate::client::{self, Client};
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A batch stamped now (old timestamps would be fair game for retention).
 fn batch(values: &[&str]) -> Vec<u8> {
-    let mut b = BatchBuilder::new(1_700_000_000_000);
+    let mut b = BatchBuilder::new(now_ms());
     for v in values {
         b = b.record(Some(b"k"), Some(v.as_bytes()));
     }
@@ -66,9 +74,11 @@ async fn produce_then_fetch_and_list_offsets() {
     assert_eq!(r.topics[0].partitions[0].offset, 4);
     let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &lo(-2)).await;
     assert_eq!(r.topics[0].partitions[0].offset, 0);
-    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &lo(1_700_000_000_000)).await;
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &lo(now_ms() - 60_000)).await;
     assert_eq!(r.topics[0].partitions[0].offset, 0);
-    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 1, &lo(1_800_000_000_000)).await;
+    let r: ListOffsetsResponse = c
+        .call(ApiKey::ListOffsets, 1, &lo(now_ms() + 3_600_000))
+        .await;
     assert_eq!(r.topics[0].partitions[0].offset, -1);
     server.shutdown().await;
 }
