@@ -1,35 +1,32 @@
 //! One client connection: frames in, responses out in request order.
 //!
-//! The reader decodes each frame's header and spawns its handler at once, so
-//! many requests are in flight per connection (a long-poll fetch does not
-//! stall a produce behind it in the broker); the writer awaits the handlers
-//! in arrival order, because Kafka clients rely on ordered responses. The
-//! queue between them is bounded (`queued.max.requests`), which is the
-//! connection's backpressure.
+//! A reader task reads and parses frames ahead into a bounded queue
+//! (`queued.max.requests`, the connection's backpressure); a worker handles
+//! them strictly one after another and writes each response before starting
+//! the next request. Handling in order is what Kafka does (it mutes a
+//! connection while a request is in progress) and what clients rely on:
+//! librdkafka pipelines several Produce requests for one partition on one
+//! connection and expects them appended in the order sent.
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use strom_protocol::{read_frame, FrameError, RequestFrame};
 
 use crate::broker::Broker;
-use crate::dispatch::{dispatch, DispatchError};
-
-type Pending = JoinHandle<Result<Option<BytesMut>, DispatchError>>;
+use crate::dispatch::dispatch;
 
 /// Serves one connection until the peer closes it, a request is malformed,
-/// or shutdown is signalled (then in-flight requests are finished first).
+/// or shutdown is signalled (then requests already read are finished first).
 pub async fn serve(
     stream: TcpStream,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
     max_frame: usize,
-    max_in_flight: usize,
+    max_queued: usize,
 ) {
     let peer = stream
         .peer_addr()
@@ -37,31 +34,27 @@ pub async fn serve(
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Pending>(max_in_flight.max(1));
-    let writer_peer = peer.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(h) = rx.recv().await {
-            match h.await {
-                Ok(Ok(Some(buf))) => {
+    let (tx, mut rx) = mpsc::channel::<RequestFrame>(max_queued.max(1));
+    let worker_peer = peer.clone();
+    let worker = tokio::spawn(async move {
+        while let Some(req) = rx.recv().await {
+            match dispatch(&broker, req).await {
+                Ok(Some(buf)) => {
                     if let Err(e) = wr.write_all(&buf).await {
-                        tracing::debug!(peer = %writer_peer, error = %e, "write failed; closing");
+                        tracing::debug!(peer = %worker_peer, error = %e, "write failed; closing");
                         break;
                     }
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    tracing::info!(peer = %writer_peer, error = %e, "bad request; closing connection");
-                    break;
-                }
+                Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(peer = %writer_peer, error = %e, "request handler failed; closing connection");
+                    tracing::info!(peer = %worker_peer, error = %e, "bad request; closing connection");
                     break;
                 }
             }
         }
         let _ = wr.shutdown().await;
     });
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut rd, max_frame, &mut buf) => f,
@@ -83,12 +76,10 @@ pub async fn serve(
             }
         };
         tracing::trace!(peer = %peer, api = ?req.api_key, version = req.api_version, correlation_id = req.correlation_id, client = req.client_id(), "request");
-        let b = broker.clone();
-        let h = tokio::spawn(async move { dispatch(&b, req).await });
-        if tx.send(h).await.is_err() {
+        if tx.send(req).await.is_err() {
             break;
         }
     }
     drop(tx);
-    let _ = writer.await;
+    let _ = worker.await;
 }

@@ -246,3 +246,37 @@ async fn incremental_fetch_sessions() {
     assert_eq!(r.error_code, ResponseError::InvalidFetchSessionEpoch.code());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pipelined_produces_are_appended_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = crate::start(dir.path(), &[]).await;
+    let mut c = Client::connect(server.local_addr).await;
+    client::create_topic(&mut c, "pipe", 1).await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let v = i.to_string();
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(client::name("pipe"))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch(&[&v]).into())),
+                ])]);
+        ids.push(c.send(ApiKey::Produce, 9, &req).await);
+    }
+    for (i, id) in ids.into_iter().enumerate() {
+        let (cid, mut body) = c.recv_raw(ApiKey::Produce, 9).await.expect("response");
+        assert_eq!(cid, id);
+        let r = <ProduceResponse as kafka_protocol::protocol::Decodable>::decode(&mut body, 9)
+            .expect("decode");
+        assert_eq!(
+            r.responses[0].partition_responses[0].base_offset, i as i64,
+            "request {i} appended out of order"
+        );
+    }
+    server.shutdown().await;
+}
