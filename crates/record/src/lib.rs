@@ -35,4 +35,4 @@ pub use batch::{
     ATTR_TRANSACTIONAL, HEADER_LEN, LENGTH_PREFIX, LOG_OVERHEAD,
 };
 pub use build::{BatchBuilder, OwnedRecord};
-pub use records::{first_offset_at_or_after, RecordError};
+pub use records::{first_offset_at_or_after, for_each_record, RecordError, RecordView};

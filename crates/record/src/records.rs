@@ -58,6 +58,55 @@ fn decompress(codec: Compression, data: Bytes) -> Result<Bytes, RecordError> {
     r.map_err(|e| RecordError::Decompress(e.to_string()))
 }
 
+/// One record inside a batch, borrowed from the (decompressed) batch data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Absolute offset.
+    pub offset: i64,
+    /// Absolute timestamp.
+    pub timestamp: i64,
+    /// Key bytes, `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes, `None` for a null value (tombstone).
+    pub value: Option<&'a [u8]>,
+}
+
+fn get_bytes<'a>(data: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
+    let len = get_varint(data, pos)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let end = pos.checked_add(len as usize)?;
+    let b = data.get(*pos..end)?;
+    *pos = end;
+    Some(Some(b))
+}
+
+/// Calls `f` for every record of a batch, decompressing if needed. Cold
+/// path only (internal topics replayed at start-up, tools).
+pub fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView<'_>)) -> Result<(), RecordError> {
+    let h = BatchHeader::parse(batch)?;
+    let codec = h.compression().ok_or(RecordError::UnknownCodec(h.attributes))?;
+    let data = decompress(codec, Bytes::copy_from_slice(&batch[HEADER_LEN..h.total_len()]))?;
+    let mut pos = 0usize;
+    let bad = || RecordError::Malformed(h.base_offset);
+    for _ in 0..h.records_count {
+        let len = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let start = pos;
+        if len < 0 || start + len as usize > data.len() {
+            return Err(bad());
+        }
+        pos += 1; // record attributes
+        let ts_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let off_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let key = get_bytes(&data, &mut pos).ok_or_else(bad)?;
+        let value = get_bytes(&data, &mut pos).ok_or_else(bad)?;
+        f(RecordView { offset: h.base_offset + off_delta, timestamp: h.base_timestamp.saturating_add(ts_delta), key, value });
+        pos = start + len as usize;
+    }
+    Ok(())
+}
+
 /// The first record in `batch` whose timestamp is `>= ts`, as (offset, timestamp).
 ///
 /// For `LogAppendTime` batches every record carries the batch's max timestamp.
@@ -100,6 +149,15 @@ pub fn first_offset_at_or_after(batch: &[u8], ts: i64) -> Result<Option<(i64, i6
 mod tests {
     use super::*;
     use crate::{BatchBuilder, OwnedRecord};
+
+    #[test]
+    fn iterates_records() {
+        let mut bytes = BatchBuilder::new(5).record(Some(b"a"), Some(b"1")).record(None, None).build();
+        BatchHeader::set_base_offset(&mut bytes, 7);
+        let mut seen = Vec::new();
+        for_each_record(&bytes, |r| seen.push((r.offset, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)))).expect("ok");
+        assert_eq!(seen, vec![(7, Some(b"a".to_vec()), Some(b"1".to_vec())), (8, None, None)]);
+    }
 
     #[test]
     fn finds_first_record_by_timestamp() {
