@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::BrokerConfig;
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::handlers::fetch::FetchSessions;
 use crate::topics::{TopicError, Topics};
 
@@ -22,6 +23,8 @@ pub struct Broker {
     pub advertised: (String, i32),
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessions,
+    /// The group coordinator (this node coordinates every group).
+    pub groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -32,7 +35,21 @@ impl Broker {
         std::fs::create_dir_all(&dir)?;
         let cluster_id = load_or_create_cluster_id(&dir, config.node_id())?;
         let topics = Arc::new(Topics::open(&dir, config.clone())?);
+        let group_config = GroupConfig {
+            initial_rebalance_delay_ms: config
+                .get_i64("group.initial.rebalance.delay.ms", 3000)
+                .max(0) as u64,
+            min_session_timeout_ms: config.get_i64("group.min.session.timeout.ms", 6000) as i32,
+            max_session_timeout_ms: config.get_i64("group.max.session.timeout.ms", 1_800_000)
+                as i32,
+            offsets_partitions: config.get_i64("offsets.topic.num.partitions", 50) as i32,
+            offsets_retention_ms: config.get_i64("offsets.retention.minutes", 10080) * 60_000,
+            offset_metadata_max_bytes: config.get_i64("offset.metadata.max.bytes", 4096).max(0)
+                as usize,
+        };
+        let groups = GroupCoordinator::open(topics.clone(), group_config)?;
         Ok(Broker {
+            groups,
             node_id: config.node_id(),
             config,
             topics,

@@ -135,6 +135,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("delete.topic.enable", Boolean, "true", 0),
     def("log.cleaner.delete.retention.ms", Long, "86400000", 0),
     def("unclean.leader.election.enable", Boolean, "false", 0),
+    def("group.initial.rebalance.delay.ms", Int, "3000", 0),
+    def("group.min.session.timeout.ms", Int, "6000", 1),
+    def("group.max.session.timeout.ms", Int, "1800000", 1),
+    def("offsets.topic.num.partitions", Int, "50", 1),
+    def("offsets.retention.minutes", Int, "10080", 1),
+    def("offset.metadata.max.bytes", Int, "4096", 0),
 ];
 
 /// Topic configs Strom understands, with the broker config each defaults to.
@@ -366,12 +372,24 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
     } else {
         FlushPolicy::Os
     };
+    // Retention deletes only under the "delete" policy; compacted-only topics keep everything.
+    let deletes = get("cleanup.policy")
+        .split(',')
+        .any(|p| p.trim() == "delete");
     LogConfig {
         segment_bytes: num("segment.bytes", 1 << 30).max(14) as u64,
         segment_ms: num("segment.ms", 604_800_000),
         index_interval_bytes: num("index.interval.bytes", 4096).clamp(0, u32::MAX as i64) as u32,
-        retention_ms: num("retention.ms", 604_800_000),
-        retention_bytes: num("retention.bytes", -1),
+        retention_ms: if deletes {
+            num("retention.ms", 604_800_000)
+        } else {
+            -1
+        },
+        retention_bytes: if deletes {
+            num("retention.bytes", -1)
+        } else {
+            -1
+        },
         flush,
         timestamp_type: if get("message.timestamp.type") == "LogAppendTime" {
             TimestampType::LogAppendTime

@@ -38,7 +38,7 @@ pub async fn serve(
     let worker_peer = peer.clone();
     let worker = tokio::spawn(async move {
         while let Some(req) = rx.recv().await {
-            match dispatch(&broker, req).await {
+            match dispatch(&broker, req, &worker_peer).await {
                 Ok(Some(buf)) => {
                     if let Err(e) = wr.write_all(&buf).await {
                         tracing::debug!(peer = %worker_peer, error = %e, "write failed; closing");

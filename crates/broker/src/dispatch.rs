@@ -35,10 +35,11 @@ fn encode<T: Encodable + HeaderVersion>(
     Ok(Some(out))
 }
 
-/// Handles one request. `Ok(None)` means no response is due (acks=0 produce).
+/// Handles one request from `peer`. `Ok(None)` means no response is due (acks=0 produce).
 pub async fn dispatch(
     broker: &Broker,
     frame: RequestFrame,
+    peer: &str,
 ) -> Result<Option<BytesMut>, DispatchError> {
     let v = frame.api_version;
     if frame.api_key == ApiKey::ApiVersions {
@@ -119,6 +120,56 @@ pub async fn dispatch(
             &frame,
             v,
             &cluster::describe_log_dirs(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::FindCoordinator => encode(
+            &frame,
+            v,
+            &groups::find_coordinator(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::JoinGroup => {
+            let req = decode_body(&frame)?;
+            let client = frame.client_id().to_string();
+            encode(
+                &frame,
+                v,
+                &groups::join(broker, v, &client, peer, req).await,
+            )
+        }
+        ApiKey::SyncGroup => {
+            let req = decode_body(&frame)?;
+            encode(&frame, v, &groups::sync(broker, v, req).await)
+        }
+        ApiKey::Heartbeat => encode(&frame, v, &groups::heartbeat(broker, decode_body(&frame)?)),
+        ApiKey::LeaveGroup => encode(&frame, v, &groups::leave(broker, v, decode_body(&frame)?)),
+        ApiKey::OffsetCommit => encode(
+            &frame,
+            v,
+            &groups::offset_commit(broker, decode_body(&frame)?),
+        ),
+        ApiKey::OffsetFetch => encode(
+            &frame,
+            v,
+            &groups::offset_fetch(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::ListGroups => encode(
+            &frame,
+            v,
+            &groups::list_groups(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::DescribeGroups => encode(
+            &frame,
+            v,
+            &groups::describe_groups(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::DeleteGroups => encode(
+            &frame,
+            v,
+            &groups::delete_groups(broker, decode_body(&frame)?),
+        ),
+        ApiKey::OffsetDelete => encode(
+            &frame,
+            v,
+            &groups::offset_delete(broker, decode_body(&frame)?),
         ),
         other => Err(DispatchError::Unsupported(other, v)),
     }

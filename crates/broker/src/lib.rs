@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 mod connection;
 mod dispatch;
+pub mod group;
 pub mod handlers;
 pub mod names;
 pub mod server;

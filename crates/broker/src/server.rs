@@ -150,6 +150,7 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
 /// Retention, interval flushes and idle file-handle release, off the request path.
 async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watch::Receiver<bool>) {
     let mut flush_tick = tokio::time::interval(Duration::from_millis(100));
+    let mut group_tick = tokio::time::interval(Duration::from_millis(50));
     // Like Kafka's log.initial.task.delay.ms: no retention pass right at start-up.
     let first = tokio::time::Instant::now() + retention_every.min(Duration::from_secs(30));
     let mut retention_tick = tokio::time::interval_at(first, retention_every);
@@ -165,6 +166,7 @@ async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watc
                     }
                 }).await;
             }
+            _ = group_tick.tick() => broker.groups.tick(),
             _ = retention_tick.tick() => {
                 let topics = broker.topics.clone();
                 let _ = tokio::task::spawn_blocking(move || {

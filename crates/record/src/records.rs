@@ -86,8 +86,13 @@ fn get_bytes<'a>(data: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
 /// path only (internal topics replayed at start-up, tools).
 pub fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView<'_>)) -> Result<(), RecordError> {
     let h = BatchHeader::parse(batch)?;
-    let codec = h.compression().ok_or(RecordError::UnknownCodec(h.attributes))?;
-    let data = decompress(codec, Bytes::copy_from_slice(&batch[HEADER_LEN..h.total_len()]))?;
+    let codec = h
+        .compression()
+        .ok_or(RecordError::UnknownCodec(h.attributes))?;
+    let data = decompress(
+        codec,
+        Bytes::copy_from_slice(&batch[HEADER_LEN..h.total_len()]),
+    )?;
     let mut pos = 0usize;
     let bad = || RecordError::Malformed(h.base_offset);
     for _ in 0..h.records_count {
@@ -101,7 +106,12 @@ pub fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView<'_>)) -> Resul
         let off_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
         let key = get_bytes(&data, &mut pos).ok_or_else(bad)?;
         let value = get_bytes(&data, &mut pos).ok_or_else(bad)?;
-        f(RecordView { offset: h.base_offset + off_delta, timestamp: h.base_timestamp.saturating_add(ts_delta), key, value });
+        f(RecordView {
+            offset: h.base_offset + off_delta,
+            timestamp: h.base_timestamp.saturating_add(ts_delta),
+            key,
+            value,
+        });
         pos = start + len as usize;
     }
     Ok(())
@@ -152,11 +162,27 @@ mod tests {
 
     #[test]
     fn iterates_records() {
-        let mut bytes = BatchBuilder::new(5).record(Some(b"a"), Some(b"1")).record(None, None).build();
+        let mut bytes = BatchBuilder::new(5)
+            .record(Some(b"a"), Some(b"1"))
+            .record(None, None)
+            .build();
         BatchHeader::set_base_offset(&mut bytes, 7);
         let mut seen = Vec::new();
-        for_each_record(&bytes, |r| seen.push((r.offset, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)))).expect("ok");
-        assert_eq!(seen, vec![(7, Some(b"a".to_vec()), Some(b"1".to_vec())), (8, None, None)]);
+        for_each_record(&bytes, |r| {
+            seen.push((
+                r.offset,
+                r.key.map(<[u8]>::to_vec),
+                r.value.map(<[u8]>::to_vec),
+            ))
+        })
+        .expect("ok");
+        assert_eq!(
+            seen,
+            vec![
+                (7, Some(b"a".to_vec()), Some(b"1".to_vec())),
+                (8, None, None)
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod delete_records;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;

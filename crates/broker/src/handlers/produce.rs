@@ -132,6 +132,10 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                     ResponseError::UnknownTopicOrPartition,
                     "This server does not host this topic-partition.".into(),
                 )),
+                (true, Some(p)) if p.topic == crate::group::store::OFFSETS_TOPIC => Err((
+                    ResponseError::InvalidTopicException,
+                    format!("Cannot append to internal topic {}", p.topic),
+                )),
                 (true, Some(p)) => {
                     let records = pd.records.unwrap_or_default();
                     match validate(&records, max_message_bytes(broker, &p)) {

@@ -1,0 +1,451 @@
+//! FindCoordinator and the group APIs: JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups,
+//! DeleteGroups, OffsetDelete. The logic lives in [`crate::group`].
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::s;
+use crate::broker::Broker;
+use crate::group::state::{JoinOutcome, SyncOutcome};
+use crate::group::store::Committed;
+use crate::group::{JoinRequest, Pending};
+
+fn opt(v: &Option<StrBytes>) -> Option<String> {
+    v.as_ref().map(|x| x.to_string())
+}
+
+/// FindCoordinator: this node coordinates every group and transaction.
+pub fn find_coordinator(
+    broker: &Broker,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let (host, port) = &broker.advertised;
+    if req.key_type != 0 && req.key_type != 1 {
+        let e = ResponseError::InvalidRequest;
+        return FindCoordinatorResponse::default()
+            .with_error_code(e.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1);
+    }
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|k| {
+                find_coordinator_response::Coordinator::default()
+                    .with_key(k)
+                    .with_node_id(BrokerId(broker.node_id))
+                    .with_host(s(host.clone()))
+                    .with_port(*port)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default()
+        .with_node_id(BrokerId(broker.node_id))
+        .with_host(s(host.clone()))
+        .with_port(*port)
+}
+
+/// JoinGroup: waits until the rebalance completes.
+pub async fn join(
+    broker: &Broker,
+    version: i16,
+    client_id: &str,
+    peer: &str,
+    req: JoinGroupRequest,
+) -> JoinGroupResponse {
+    let rebalance_timeout = if version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
+    let jr = JoinRequest {
+        group: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        instance_id: opt(&req.group_instance_id),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(h, _)| h)),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: rebalance_timeout,
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let outcome = match broker.groups.join(jr) {
+        Pending::Ready(o) => o,
+        Pending::Wait(rx) => rx.await.unwrap_or(JoinOutcome {
+            error: ResponseError::UnknownMemberId.code(),
+            generation: -1,
+            ..Default::default()
+        }),
+    };
+    let members = outcome
+        .members
+        .into_iter()
+        .map(|(id, inst, meta)| {
+            join_group_response::JoinGroupResponseMember::default()
+                .with_member_id(s(id))
+                .with_group_instance_id(if version >= 5 { inst.map(s) } else { None })
+                .with_metadata(meta)
+        })
+        .collect();
+    let mut r = JoinGroupResponse::default()
+        .with_error_code(outcome.error)
+        .with_generation_id(outcome.generation)
+        .with_leader(s(outcome.leader))
+        .with_member_id(s(outcome.member_id))
+        .with_members(members);
+    r = if version >= 7 {
+        r.with_protocol_type(outcome.protocol_type.map(s))
+            .with_protocol_name(outcome.protocol.map(s))
+    } else {
+        r.with_protocol_name(Some(s(outcome.protocol.unwrap_or_default())))
+    };
+    r
+}
+
+/// SyncGroup: the leader's assignments go to every member.
+pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let inst = opt(&req.group_instance_id);
+    let outcome = match broker.groups.sync(
+        &req.group_id.0,
+        req.generation_id,
+        &req.member_id,
+        inst.as_deref(),
+        assignments,
+    ) {
+        Pending::Ready(o) => o,
+        Pending::Wait(rx) => rx.await.unwrap_or(SyncOutcome {
+            error: ResponseError::RebalanceInProgress.code(),
+            ..Default::default()
+        }),
+    };
+    let mut r = SyncGroupResponse::default()
+        .with_error_code(outcome.error)
+        .with_assignment(outcome.assignment);
+    if version >= 5 {
+        r = r
+            .with_protocol_type(outcome.protocol_type.map(s))
+            .with_protocol_name(outcome.protocol.map(s));
+    }
+    r
+}
+
+/// Heartbeat.
+pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    let inst = opt(&req.group_instance_id);
+    HeartbeatResponse::default().with_error_code(broker.groups.heartbeat(
+        &req.group_id.0,
+        req.generation_id,
+        &req.member_id,
+        inst.as_deref(),
+    ))
+}
+
+/// LeaveGroup (single member before v3, batch from v3: KIP-345).
+pub fn leave(broker: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if version < 3 {
+        let codes = broker
+            .groups
+            .leave(&req.group_id.0, &[(req.member_id.to_string(), None)]);
+        return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
+    }
+    let ids: Vec<(String, Option<String>)> = req
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), opt(&m.group_instance_id)))
+        .collect();
+    let codes = broker.groups.leave(&req.group_id.0, &ids);
+    let members = req
+        .members
+        .into_iter()
+        .zip(codes)
+        .map(|(m, c)| {
+            leave_group_response::MemberResponse::default()
+                .with_member_id(m.member_id)
+                .with_group_instance_id(m.group_instance_id)
+                .with_error_code(c)
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}
+
+/// OffsetCommit.
+pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let flat: Vec<(String, i32, Committed)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                        commit_timestamp: now,
+                    },
+                )
+            })
+        })
+        .collect();
+    let inst = opt(&req.group_instance_id);
+    let result = broker.groups.commit(
+        &req.group_id.0,
+        req.generation_id_or_member_epoch,
+        &req.member_id,
+        inst.as_deref(),
+        flat,
+    );
+    let mut codes = match &result {
+        Ok(c) => c.clone().into_iter(),
+        Err(_) => Vec::new().into_iter(),
+    };
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let c = match &result {
+                        Ok(_) => codes.next().unwrap_or(0),
+                        Err(e) => *e,
+                    };
+                    offset_commit_response::OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(c)
+                })
+                .collect();
+            offset_commit_response::OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// OffsetFetch (one group before v8, several from v8).
+pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let epoch = |e: i32| if version >= 5 { e } else { -1 };
+    if version < 8 {
+        let topics = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let found = broker.groups.fetch_offsets(&req.group_id.0, topics);
+        let topics = found
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .into_iter()
+                    .map(|(p, c)| {
+                        let r = offset_fetch_response::OffsetFetchResponsePartition::default()
+                            .with_partition_index(p);
+                        match c {
+                            Some(c) => r
+                                .with_committed_offset(c.offset)
+                                .with_committed_leader_epoch(epoch(c.leader_epoch))
+                                .with_metadata(Some(s(c.metadata))),
+                            None => r.with_committed_offset(-1).with_metadata(Some(s(""))),
+                        }
+                    })
+                    .collect();
+                offset_fetch_response::OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(s(t)))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|g| {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let found = broker.groups.fetch_offsets(&g.group_id.0, topics);
+            let topics = found
+                .into_iter()
+                .map(|(t, ps)| {
+                    let partitions = ps
+                        .into_iter()
+                        .map(|(p, c)| {
+                            let r = offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p);
+                            match c {
+                                Some(c) => r
+                                    .with_committed_offset(c.offset)
+                                    .with_committed_leader_epoch(c.leader_epoch)
+                                    .with_metadata(Some(s(c.metadata))),
+                                None => r.with_committed_offset(-1).with_metadata(Some(s(""))),
+                            }
+                        })
+                        .collect();
+                    offset_fetch_response::OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(s(t)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            offset_fetch_response::OffsetFetchResponseGroup::default()
+                .with_group_id(g.group_id)
+                .with_topics(topics)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// ListGroups (state filter from v4, type filter from v5: all groups are "classic").
+pub fn list_groups(broker: &Broker, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = req.states_filter.iter().map(|x| x.to_string()).collect();
+    if !req.types_filter.is_empty()
+        && !req
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("classic"))
+    {
+        return ListGroupsResponse::default();
+    }
+    let groups = broker
+        .groups
+        .list(&states)
+        .into_iter()
+        .map(|(id, ptype, state)| {
+            let mut g = list_groups_response::ListedGroup::default()
+                .with_group_id(GroupId(s(id)))
+                .with_protocol_type(s(ptype));
+            if version >= 4 {
+                g = g.with_group_state(s(state));
+            }
+            if version >= 5 {
+                g = g.with_group_type(s("classic"));
+            }
+            g
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+/// DescribeGroups.
+pub fn describe_groups(
+    broker: &Broker,
+    version: i16,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|gid| {
+            let g = describe_groups_response::DescribedGroup::default()
+                .with_group_id(gid.clone())
+                .with_authorized_operations(i32::MIN);
+            match broker.groups.describe(&gid.0) {
+                None => g.with_group_state(s("Dead")),
+                Some(d) => {
+                    let members = d
+                        .members
+                        .into_iter()
+                        .map(|(id, inst, client, host, meta, assignment)| {
+                            describe_groups_response::DescribedGroupMember::default()
+                                .with_member_id(s(id))
+                                .with_group_instance_id(if version >= 4 {
+                                    inst.map(s)
+                                } else {
+                                    None
+                                })
+                                .with_client_id(s(client))
+                                .with_client_host(s(host))
+                                .with_member_metadata(meta)
+                                .with_member_assignment(assignment)
+                        })
+                        .collect();
+                    g.with_group_state(s(d.state))
+                        .with_protocol_type(s(d.protocol_type))
+                        .with_protocol_data(s(d.protocol))
+                        .with_members(members)
+                }
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// DeleteGroups.
+pub fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let results = req
+        .groups_names
+        .into_iter()
+        .map(|g| {
+            let c = broker.groups.delete(&g.0);
+            delete_groups_response::DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(c)
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete.
+pub fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let flat: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    match broker.groups.delete_offsets(&req.group_id.0, flat) {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e),
+        Ok(codes) => {
+            let mut codes = codes.into_iter();
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            offset_delete_response::OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(codes.next().unwrap_or(0))
+                        })
+                        .collect();
+                    offset_delete_response::OffsetDeleteResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            OffsetDeleteResponse::default().with_topics(topics)
+        }
+    }
+}
