@@ -103,9 +103,12 @@ async fn create_describe_alter_delete_with_kafka_errors() {
     let names: Vec<String> = md
         .topics
         .iter()
+        .filter(|t| !t.is_internal)
         .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
         .collect();
     assert_eq!(names, vec!["c1", "t1"]);
+    assert!(md.topics.iter().any(|t| t.is_internal
+        && t.name.as_ref().is_some_and(|n| n.0.as_str() == "__consumer_offsets")));
     // Describe: override is DYNAMIC_TOPIC_CONFIG, the rest defaults.
     let d: DescribeConfigsResponse = c
         .call(ApiKey::DescribeConfigs, 4, &describe_topic("c1"))
@@ -219,9 +222,10 @@ async fn topics_and_data_survive_restart() {
             &MetadataRequest::default().with_topics(None),
         )
         .await;
-    assert_eq!(md.topics.len(), 1);
-    assert_eq!(md.topics[0].topic_id, id);
-    assert_eq!(md.topics[0].partitions.len(), 2);
+    let user: Vec<_> = md.topics.iter().filter(|t| !t.is_internal).collect();
+    assert_eq!(user.len(), 1);
+    assert_eq!(user[0].topic_id, id);
+    assert_eq!(user[0].partitions.len(), 2);
     let f: FetchResponse = c
         .call(
             ApiKey::Fetch,
