@@ -38,6 +38,7 @@ pub(crate) fn topic_entry(broker: &Broker, version: i16, t: &Topic) -> MetadataR
         } else {
             uuid::Uuid::nil()
         })
+        .with_is_internal(version >= 1 && t.name == crate::group::store::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPS_OMITTED)
 }
