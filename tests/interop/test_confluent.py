@@ -109,6 +109,11 @@ def test_admin_topics_and_configs(broker):
     a.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, "adm", incremental_configs=[
         ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])])[res].result(30)
     assert a.describe_configs([res])[res].result(30)["retention.ms"].value == "7200000"
+    # Legacy AlterConfigs replaces the whole override set.
+    a.alter_configs([ConfigResource(ConfigResource.Type.TOPIC, "adm", set_config={"segment.bytes": "1048576"})])[res].result(30)
+    cfg = a.describe_configs([res])[res].result(30)
+    assert cfg["segment.bytes"].value == "1048576"
+    assert cfg["retention.ms"].value == "604800000", "retention.ms override was replaced"
     a.create_partitions([NewPartitions("adm", 4)])["adm"].result(30)
     assert len(a.list_topics(timeout=10).topics["adm"].partitions) == 4
     broker_res = ConfigResource(ConfigResource.Type.BROKER, "1")

@@ -32,3 +32,18 @@ def test_produce_consume_and_offsets(broker):
     p.close()
     admin.delete_topics(["kp"])
     admin.close()
+
+
+def test_describe_log_dirs_and_cluster(broker):
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic("ld", num_partitions=2, replication_factor=1)])
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(10):
+        p.send("ld", value=b"x" * 100, partition=0)
+    p.flush()
+    p.close()
+    resp = admin.describe_log_dirs()
+    dirs = resp.to_object()["log_dirs"] if hasattr(resp, "to_object") else resp.log_dirs
+    text = repr(dirs)
+    assert "ld" in text
+    admin.close()

@@ -3,7 +3,9 @@
 use bytes::BytesMut;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
-use strom_protocol::{decode_body, encode_response, versions, DecodeError, RequestFrame};
+use strom_protocol::{
+    decode_body, decode_body_as, encode_response, versions, DecodeError, RequestFrame,
+};
 use thiserror::Error;
 
 use crate::broker::Broker;
@@ -116,11 +118,11 @@ pub async fn dispatch(
             let _req: DescribeClusterRequest = decode_body(&frame)?;
             encode(&frame, v, &cluster::describe_cluster(broker))
         }
-        ApiKey::DescribeLogDirs => encode(
-            &frame,
-            v,
-            &cluster::describe_log_dirs(broker, v, decode_body(&frame)?),
-        ),
+        ApiKey::DescribeLogDirs => {
+            let cv = versions::codec_version(ApiKey::DescribeLogDirs, v);
+            let req = decode_body_as(&frame, cv)?;
+            encode(&frame, cv, &cluster::describe_log_dirs(broker, cv, req))
+        }
         ApiKey::FindCoordinator => encode(
             &frame,
             v,

@@ -108,10 +108,15 @@ fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, String> {
     }
 }
 
-/// Decodes a request body of type `T` at `version`, safely (see module docs).
+/// Decodes a request body of type `T` at the frame's version, safely (see module docs).
 pub fn decode_body<T: Decodable>(frame: &RequestFrame) -> Result<T, DecodeError> {
+    decode_body_as(frame, frame.api_version)
+}
+
+/// Decodes a request body as `version`: for versions Kafka defines as
+/// byte-identical to another (DescribeLogDirs v0 is v1).
+pub fn decode_body_as<T: Decodable>(frame: &RequestFrame, version: i16) -> Result<T, DecodeError> {
     let mut body = frame.body.clone();
-    let version = frame.api_version;
     guarded(|| T::decode(&mut body, version)).map_err(|reason| DecodeError::Malformed {
         api: frame.api_key,
         version,

@@ -9,5 +9,5 @@ mod decode;
 mod frame;
 pub mod versions;
 
-pub use decode::{decode_body, encode_response, DecodeError, RequestFrame};
+pub use decode::{decode_body, decode_body_as, encode_response, DecodeError, RequestFrame};
 pub use frame::{read_frame, FrameError};

@@ -108,7 +108,9 @@ async fn create_describe_alter_delete_with_kafka_errors() {
         .collect();
     assert_eq!(names, vec!["c1", "t1"]);
     assert!(md.topics.iter().any(|t| t.is_internal
-        && t.name.as_ref().is_some_and(|n| n.0.as_str() == "__consumer_offsets")));
+        && t.name
+            .as_ref()
+            .is_some_and(|n| n.0.as_str() == "__consumer_offsets")));
     // Describe: override is DYNAMIC_TOPIC_CONFIG, the rest defaults.
     let d: DescribeConfigsResponse = c
         .call(ApiKey::DescribeConfigs, 4, &describe_topic("c1"))
