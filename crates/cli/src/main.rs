@@ -1,5 +1,6 @@
 //! `strom`: the broker server and Strom's command-line tools in one binary.
 
+mod groups;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -21,12 +22,15 @@ struct Cli {
 enum Command {
     /// Run a broker (single node, Kafka wire protocol).
     Server(server::ServerArgs),
+    /// Inspect and manage consumer groups (like kafka-consumer-groups.sh).
+    Groups(groups::GroupsArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Groups(args) => groups::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
