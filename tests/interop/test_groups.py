@@ -33,8 +33,10 @@ def produce(broker, topic, values, partitions=None):
 
 
 def consumer(broker, group, **conf):
-    return Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                     "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **conf})
+    base = {"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
+    if conf.get("group.protocol") != "consumer":  # KIP-848 members take timeouts from the broker
+        base.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    return Consumer({**base, **conf})
 
 
 def drain(consumers, want, seen, timeout=60):
@@ -69,11 +71,20 @@ def wait_assigned(consumers, total, timeout=60, seen=None):
     raise AssertionError(f"group did not settle: {assignments(consumers)}")
 
 
-@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
-def test_three_consumers_share_and_rebalance(gbroker, strategy):
+def group_conf(protocol, strategy):
+    if protocol == "consumer":  # KIP-848: the broker assigns
+        return {"group.protocol": "consumer", "group.remote.assignor": strategy}
+    return {"partition.assignment.strategy": strategy}
+
+
+@pytest.mark.parametrize("protocol,strategy", [("classic", "range"), ("classic", "cooperative-sticky"),
+                                               ("consumer", "uniform"), ("consumer", "range")])
+def test_three_consumers_share_and_rebalance(make_broker, protocol, strategy):
+    gbroker = make_broker(FAST_GROUPS + ["group.consumer.heartbeat.interval.ms=500"])
     create(gbroker, "g6", 6)
     produce(gbroker, "g6", range(600))
-    cs = [consumer(gbroker, f"grp-{strategy}", **{"partition.assignment.strategy": strategy}) for _ in range(3)]
+    conf = group_conf(protocol, strategy)
+    cs = [consumer(gbroker, f"grp-{strategy}", **conf) for _ in range(3)]
     for c in cs:
         c.subscribe(["g6"])
     seen = {}
@@ -91,7 +102,7 @@ def test_three_consumers_share_and_rebalance(gbroker, strategy):
     got = drain(cs, 300, seen)
     assert sorted(v for vs in got.values() for v in vs if v >= 600) == list(range(600, 900))
     # A member joins: three again, and nothing is lost.
-    cs.append(consumer(gbroker, f"grp-{strategy}", **{"partition.assignment.strategy": strategy}))
+    cs.append(consumer(gbroker, f"grp-{strategy}", **conf))
     cs[2].subscribe(["g6"])
     wait_assigned(cs, 6)
     produce(gbroker, "g6", range(900, 1200))

@@ -44,6 +44,11 @@ impl Broker {
                 as i32,
             offsets_partitions: config.get_i64("offsets.topic.num.partitions", 50) as i32,
             offsets_retention_ms: config.get_i64("offsets.retention.minutes", 10080) * 60_000,
+            consumer_session_timeout_ms: config.get_i64("group.consumer.session.timeout.ms", 45_000)
+                as i32,
+            consumer_heartbeat_interval_ms: config
+                .get_i64("group.consumer.heartbeat.interval.ms", 5_000)
+                as i32,
             offset_metadata_max_bytes: config.get_i64("offset.metadata.max.bytes", 4096).max(0)
                 as usize,
         };

@@ -141,6 +141,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("offsets.topic.num.partitions", Int, "50", 1),
     def("offsets.retention.minutes", Int, "10080", 1),
     def("offset.metadata.max.bytes", Int, "4096", 0),
+    def("group.consumer.session.timeout.ms", Int, "45000", 1),
+    def("group.consumer.heartbeat.interval.ms", Int, "5000", 1),
 ];
 
 /// Topic configs Strom understands, with the broker config each defaults to.

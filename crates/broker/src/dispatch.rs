@@ -173,6 +173,14 @@ pub async fn dispatch(
             v,
             &groups::offset_delete(broker, decode_body(&frame)?),
         ),
+        ApiKey::ConsumerGroupHeartbeat => {
+            let client = frame.client_id().to_string();
+            encode(
+                &frame,
+                v,
+                &groups::consumer_heartbeat(broker, &client, peer, decode_body(&frame)?),
+            )
+        }
         other => Err(DispatchError::Unsupported(other, v)),
     }
 }

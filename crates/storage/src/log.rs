@@ -1062,6 +1062,11 @@ impl Log {
             w = self.writer.lock();
             checkpoint::write_i64(&self.dir, CLEAN_SHUTDOWN, self.log_end_offset())
                 .map_err(|e| self.io(&self.dir, e))?;
+        } else if !self.dir.join(CLEAN_SHUTDOWN).exists() {
+            // Unchanged since open (which recovered it if needed): mark it
+            // clean so the next start does not scan it again.
+            checkpoint::write_i64(&self.dir, CLEAN_SHUTDOWN, self.log_end_offset())
+                .map_err(|e| self.io(&self.dir, e))?;
         }
         w.closed = true;
         Ok(())

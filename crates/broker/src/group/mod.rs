@@ -8,6 +8,7 @@
 //! ([`GroupCoordinator::tick`]) expires sessions, ends rebalances at their
 //! deadline and expires old offsets.
 
+pub mod consumer;
 pub mod state;
 pub mod store;
 
@@ -51,6 +52,48 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub consumer_heartbeat_interval_ms: i32,
+}
+
+/// A ConsumerGroupHeartbeat request (KIP-848), decoupled from the wire.
+#[derive(Debug, Clone)]
+pub struct ConsumerHeartbeat {
+    /// Group id.
+    pub group: String,
+    /// Member id ("" on a v0 join).
+    pub member_id: String,
+    /// 0 to join, -1 to leave, -2 for a static member's temporary leave, else the current epoch.
+    pub member_epoch: i32,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub host: String,
+    /// New subscription, `None` when unchanged.
+    pub subscribed: Option<Vec<String>>,
+    /// Requested assignor, `None` for the default.
+    pub assignor: Option<String>,
+    /// Partitions the member owns, `None` when unchanged.
+    pub owned: Option<Vec<(uuid::Uuid, i32)>>,
+}
+
+/// The answer to a ConsumerGroupHeartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHeartbeatReply {
+    /// Kafka error code.
+    pub error: i16,
+    /// Member id.
+    pub member_id: String,
+    /// Member epoch.
+    pub member_epoch: i32,
+    /// Heartbeat interval to use.
+    pub heartbeat_interval_ms: i32,
+    /// New assignment, `None` when unchanged.
+    pub assignment: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
 }
 
 /// A JoinGroup request, decoupled from the wire version.
@@ -278,7 +321,8 @@ impl GroupCoordinator {
         let g = groups
             .entry(req.group.clone())
             .or_insert_with(|| Group::new(&req.group, now_ms()));
-        if !g.supports(&req.protocol_type, &req.protocols) {
+        let kip848 = g.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
+        if kip848 || !g.supports(&req.protocol_type, &req.protocols) {
             return fail(ResponseError::InconsistentGroupProtocol, &req.member_id);
         }
         let new_member = |id: String| Member {
@@ -547,9 +591,18 @@ impl GroupCoordinator {
         let g = groups
             .entry(group.to_string())
             .or_insert_with(|| Group::new(group, now_ms()));
+        let consumer_members = g.consumer.as_ref().map_or(0, |c| c.members.len());
         if generation < 0 && member_id.is_empty() && instance_id.is_none() {
-            if !g.members.is_empty() {
+            if !g.members.is_empty() || consumer_members > 0 {
                 return Err(code(ResponseError::UnknownMemberId));
+            }
+        } else if let Some(cg) = g.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            let m = cg
+                .members
+                .get(member_id)
+                .ok_or(code(ResponseError::UnknownMemberId))?;
+            if generation != m.epoch {
+                return Err(code(ResponseError::StaleMemberEpoch));
             }
         } else {
             check_member(g, member_id, instance_id).map_err(code)?;
@@ -635,16 +688,13 @@ impl GroupCoordinator {
         let mut v: Vec<_> = groups
             .values()
             .filter(|g| {
-                states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
+                states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state_name(g)))
             })
             .map(|g| {
                 (
                     g.id.clone(),
                     g.protocol_type.clone().unwrap_or_default(),
-                    g.state.name(),
+                    state_name(g),
                 )
             })
             .collect();
@@ -661,8 +711,36 @@ impl GroupCoordinator {
             g.state,
             GroupState::Stable | GroupState::CompletingRebalance
         );
+        if let Some(cg) = g.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            let members = cg
+                .members
+                .values()
+                .map(|m| {
+                    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                    for (id, p) in m.sent.iter().flatten() {
+                        if let Some(t) = self.topics.get_by_id(*id) {
+                            by_topic.entry(t.name.clone()).or_default().push(*p);
+                        }
+                    }
+                    (
+                        m.id.clone(),
+                        m.instance_id.clone(),
+                        m.client_id.clone(),
+                        m.host.clone(),
+                        Bytes::new(),
+                        encode_assignment(by_topic),
+                    )
+                })
+                .collect();
+            return Some(Described {
+                state: cg.state(),
+                protocol_type: "consumer".into(),
+                protocol: cg.assignor.clone(),
+                members,
+            });
+        }
         Some(Described {
-            state: g.state.name(),
+            state: state_name(g),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: if show_protocol {
                 proto.clone()
@@ -698,7 +776,8 @@ impl GroupCoordinator {
         let Some(g) = groups.get(group) else {
             return code(ResponseError::GroupIdNotFound);
         };
-        if !g.members.is_empty() || g.state != GroupState::Empty {
+        let consumer_members = g.consumer.as_ref().map_or(0, |c| c.members.len());
+        if !g.members.is_empty() || consumer_members > 0 || g.state != GroupState::Empty {
             return code(ResponseError::NonEmptyGroup);
         }
         let mut entries: Vec<Entry> = g
@@ -761,13 +840,186 @@ impl GroupCoordinator {
         Ok(codes)
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848): join, leave, or report and receive assignments.
+    pub fn consumer_heartbeat(&self, req: ConsumerHeartbeat) -> ConsumerHeartbeatReply {
+        let fail = |e: ResponseError| ConsumerHeartbeatReply {
+            error: code(e),
+            member_id: req.member_id.clone(),
+            member_epoch: -1,
+            ..Default::default()
+        };
+        let assignor = req.assignor.clone().unwrap_or_else(|| "uniform".into());
+        if assignor != "uniform" && assignor != "range" {
+            return fail(ResponseError::UnsupportedAssignor);
+        }
+        let mut groups = self.groups.lock();
+        let g = groups
+            .entry(req.group.clone())
+            .or_insert_with(|| Group::new(&req.group, now_ms()));
+        if !g.members.is_empty() {
+            return fail(ResponseError::GroupIdNotFound);
+        }
+        let cg = g.consumer.get_or_insert_with(|| consumer::ConsumerGroup {
+            assignor: assignor.clone(),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let topics = &self.topics;
+        let lookup = |t: &str| topics.get(t).map(|t| (t.id, t.partition_count() as i32));
+        let member_id;
+        match req.member_epoch {
+            0 => {
+                let Some(subscribed) = req.subscribed.clone() else {
+                    return fail(ResponseError::InvalidRequest);
+                };
+                member_id = if req.member_id.is_empty() {
+                    uuid::Uuid::new_v4().to_string()
+                } else {
+                    req.member_id.clone()
+                };
+                // A static member that restarts replaces its old incarnation.
+                if let Some(inst) = &req.instance_id {
+                    let old: Vec<String> = cg
+                        .members
+                        .values()
+                        .filter(|m| m.instance_id.as_deref() == Some(inst))
+                        .map(|m| m.id.clone())
+                        .collect();
+                    for id in old {
+                        cg.members.remove(&id);
+                    }
+                }
+                cg.members.insert(
+                    member_id.clone(),
+                    consumer::CMember {
+                        id: member_id.clone(),
+                        instance_id: req.instance_id.clone(),
+                        client_id: req.client_id.clone(),
+                        host: req.host.clone(),
+                        epoch: 0,
+                        subscribed,
+                        owned: req.owned.clone().unwrap_or_default().into_iter().collect(),
+                        target: Default::default(),
+                        sent: None,
+                        last_seen: now,
+                    },
+                );
+                cg.group_epoch += 1;
+                cg.assignor = assignor;
+                cg.recompute(lookup);
+                g.protocol_type = Some("consumer".into());
+                g.state = GroupState::Stable;
+                g.empty_since_ms = None;
+                tracing::info!(group = %req.group, member = %member_id, epoch = cg.group_epoch, "consumer joined (KIP-848)");
+            }
+            -1 | -2 => {
+                if cg.members.remove(&req.member_id).is_some() {
+                    cg.group_epoch += 1;
+                    cg.recompute(lookup);
+                    tracing::info!(group = %req.group, member = %req.member_id, "consumer left (KIP-848)");
+                }
+                if cg.members.is_empty() {
+                    g.state = GroupState::Empty;
+                    g.empty_since_ms = Some(now_ms());
+                }
+                return ConsumerHeartbeatReply {
+                    member_id: req.member_id.clone(),
+                    member_epoch: req.member_epoch,
+                    heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+                    ..Default::default()
+                };
+            }
+            epoch => {
+                let Some(m) = cg.members.get_mut(&req.member_id) else {
+                    return fail(ResponseError::UnknownMemberId);
+                };
+                if epoch != m.epoch {
+                    return fail(ResponseError::FencedMemberEpoch);
+                }
+                m.last_seen = now;
+                if let Some(owned) = &req.owned {
+                    m.owned = owned.iter().copied().collect();
+                }
+                let resubscribed = req.subscribed.as_ref().is_some_and(|s| *s != m.subscribed);
+                if let Some(s) = &req.subscribed {
+                    m.subscribed = s.clone();
+                }
+                if resubscribed {
+                    cg.group_epoch += 1;
+                    cg.recompute(lookup);
+                }
+                member_id = req.member_id.clone();
+            }
+        }
+        let (now_assigned, _) = cg.current_assignment(&member_id);
+        let group_epoch = cg.group_epoch;
+        let assignor_name = cg.assignor.clone();
+        let Some(m) = cg.members.get_mut(&member_id) else {
+            return fail(ResponseError::UnknownMemberId);
+        };
+        // The member reaches the group epoch once it has nothing left to
+        // revoke; partitions others still hold arrive later in that epoch.
+        if m.owned.is_subset(&m.target) {
+            m.epoch = group_epoch;
+        }
+        let changed = m.sent.as_ref() != Some(&now_assigned);
+        let assignment = changed.then(|| {
+            let mut by_topic: BTreeMap<uuid::Uuid, Vec<i32>> = BTreeMap::new();
+            for (t, p) in &now_assigned {
+                by_topic.entry(*t).or_default().push(*p);
+            }
+            by_topic.into_iter().collect()
+        });
+        m.sent = Some(now_assigned);
+        let reply = ConsumerHeartbeatReply {
+            error: 0,
+            member_id: member_id.clone(),
+            member_epoch: m.epoch,
+            heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+            assignment,
+        };
+        if req.member_epoch == 0 {
+            let value = Some(("consumer".to_string(), group_epoch, Some(assignor_name)));
+            let _ = self.persist(
+                &req.group,
+                &[Entry::Group {
+                    group: req.group.clone(),
+                    value,
+                }],
+            );
+        }
+        reply
+    }
+
     /// Expires sessions, completes rebalances past their deadline, expires offsets.
     pub fn tick(&self) {
         let now = Instant::now();
         let wall = now_ms();
         let mut groups = self.groups.lock();
         let mut dead = Vec::new();
+        let session = Duration::from_millis(self.config.consumer_session_timeout_ms.max(0) as u64);
         for g in groups.values_mut() {
+            if let Some(cg) = g.consumer.as_mut() {
+                let expired: Vec<String> = cg
+                    .members
+                    .values()
+                    .filter(|m| now.duration_since(m.last_seen) > session)
+                    .map(|m| m.id.clone())
+                    .collect();
+                if !expired.is_empty() {
+                    for id in &expired {
+                        tracing::info!(group = %g.id, member = %id, "session expired; removing member (KIP-848)");
+                        cg.members.remove(id);
+                    }
+                    cg.group_epoch += 1;
+                    let topics = &self.topics;
+                    cg.recompute(|t| topics.get(t).map(|t| (t.id, t.partition_count() as i32)));
+                    if cg.members.is_empty() {
+                        g.state = GroupState::Empty;
+                        g.empty_since_ms = Some(wall);
+                    }
+                }
+            }
             g.pending.retain(|_, deadline| *deadline > now);
             let expired: Vec<String> = g
                 .members
@@ -855,6 +1107,14 @@ impl GroupCoordinator {
                 groups.remove(&id);
             }
         }
+    }
+}
+
+/// The state to report: KIP-848 groups have their own names (Stable, Reconciling).
+fn state_name(g: &Group) -> &'static str {
+    match &g.consumer {
+        Some(c) if !c.members.is_empty() => c.state(),
+        _ => g.state.name(),
     }
 }
 
@@ -1009,6 +1269,31 @@ fn try_complete(g: &mut Group, now: Instant) {
         }
     }
     tracing::info!(group = %g.id, generation = g.generation, members = g.members.len(), protocol = %protocol, "rebalance complete");
+}
+
+/// A consumer-protocol assignment (v0) as classic DescribeGroups carries it.
+fn encode_assignment(by_topic: BTreeMap<String, Vec<i32>>) -> Bytes {
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::protocol::Encodable;
+    let a = kafka_protocol::messages::ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    TopicPartition::default()
+                        .with_topic(kafka_protocol::messages::TopicName(
+                            kafka_protocol::protocol::StrBytes::from_string(t),
+                        ))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(&0i16.to_be_bytes());
+    if a.encode(&mut out, 0).is_err() {
+        return Bytes::new();
+    }
+    out.freeze()
 }
 
 /// Topics the members subscribe to (consumer protocol), for OffsetDelete.

@@ -132,6 +132,8 @@ pub struct Group {
     pub empty_since_ms: Option<i64>,
     /// True while the first rebalance after Empty waits out the initial delay.
     pub initial_join: bool,
+    /// KIP-848 state, when the group uses the consumer protocol.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -150,6 +152,7 @@ impl Group {
             offsets: HashMap::new(),
             empty_since_ms: Some(now_ms),
             initial_join: false,
+            consumer: None,
         }
     }
 

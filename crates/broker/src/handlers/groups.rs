@@ -449,3 +449,53 @@ pub fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteR
         }
     }
 }
+
+/// ConsumerGroupHeartbeat (KIP-848).
+pub fn consumer_heartbeat(
+    broker: &Broker,
+    client_id: &str,
+    peer: &str,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    let hb = crate::group::ConsumerHeartbeat {
+        group: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: opt(&req.instance_id),
+        client_id: client_id.to_string(),
+        host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(h, _)| h)),
+        subscribed: req
+            .subscribed_topic_names
+            .map(|ts| ts.into_iter().map(|t| t.0.to_string()).collect()),
+        assignor: opt(&req.server_assignor),
+        owned: req.topic_partitions.map(|tps| {
+            tps.into_iter()
+                .flat_map(|tp| tp.partitions.into_iter().map(move |p| (tp.topic_id, p)))
+                .collect()
+        }),
+    };
+    let r = broker.groups.consumer_heartbeat(hb);
+    let assignment = r.assignment.map(|a| {
+        consumer_group_heartbeat_response::Assignment::default().with_topic_partitions(
+            a.into_iter()
+                .map(|(id, ps)| {
+                    consumer_group_heartbeat_response::TopicPartitions::default()
+                        .with_topic_id(id)
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+    });
+    let mut resp = ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(r.error)
+        .with_member_id(Some(s(r.member_id)))
+        .with_member_epoch(r.member_epoch)
+        .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
+        .with_assignment(assignment);
+    if r.error != 0 {
+        resp = resp.with_error_message(
+            kafka_protocol::error::ResponseError::try_from_code(r.error).map(|e| s(e.to_string())),
+        );
+    }
+    resp
+}

@@ -228,3 +228,13 @@ proptest! {
         check_after_damage(dir.path(), &written, at, how);
     }
 }
+
+#[test]
+fn untouched_log_closes_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Log::open(dir.path(), cfg())
+        .expect("create")
+        .close()
+        .expect("close");
+    assert!(dir.path().join("clean_shutdown").exists());
+}
