@@ -682,8 +682,8 @@ impl GroupCoordinator {
         }
     }
 
-    /// ListGroups: (group id, protocol type, state), filtered by state names.
-    pub fn list(&self, states: &[String]) -> Vec<(String, String, &'static str)> {
+    /// ListGroups: (group id, protocol type, state, group type "classic" or "consumer"), filtered by state names.
+    pub fn list(&self, states: &[String]) -> Vec<(String, String, &'static str, &'static str)> {
         let groups = self.groups.lock();
         let mut v: Vec<_> = groups
             .values()
@@ -691,10 +691,16 @@ impl GroupCoordinator {
                 states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state_name(g)))
             })
             .map(|g| {
+                let kind = if g.consumer.is_some() {
+                    "consumer"
+                } else {
+                    "classic"
+                };
                 (
                     g.id.clone(),
                     g.protocol_type.clone().unwrap_or_default(),
                     state_name(g),
+                    kind,
                 )
             })
             .collect();

@@ -322,22 +322,20 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
     OffsetFetchResponse::default().with_groups(groups)
 }
 
-/// ListGroups (state filter from v4, type filter from v5: all groups are "classic").
+/// ListGroups (state filter from v4, type filter "classic"/"consumer" from v5).
 pub fn list_groups(broker: &Broker, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|x| x.to_string()).collect();
-    if !req.types_filter.is_empty()
-        && !req
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case("classic"))
-    {
-        return ListGroupsResponse::default();
-    }
+    let types: Vec<String> = req
+        .types_filter
+        .iter()
+        .map(|x| x.to_ascii_lowercase())
+        .collect();
     let groups = broker
         .groups
         .list(&states)
         .into_iter()
-        .map(|(id, ptype, state)| {
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(id, ptype, state, kind)| {
             let mut g = list_groups_response::ListedGroup::default()
                 .with_group_id(GroupId(s(id)))
                 .with_protocol_type(s(ptype));
@@ -345,7 +343,7 @@ pub fn list_groups(broker: &Broker, version: i16, req: ListGroupsRequest) -> Lis
                 g = g.with_group_state(s(state));
             }
             if version >= 5 {
-                g = g.with_group_type(s("classic"));
+                g = g.with_group_type(s(kind));
             }
             g
         })

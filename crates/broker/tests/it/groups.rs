@@ -171,3 +171,127 @@ async fn find_coordinator_and_list_groups() {
     assert!(l.groups.is_empty());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn consumer_group_heartbeat_epochs_and_errors() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = crate::start(dir.path(), &[]).await;
+    let mut c = Client::connect(server.local_addr).await;
+    let topic_id = crate::client::create_topic(&mut c, "k", 4).await.topics[0].topic_id;
+    let hb = |member: &str, epoch: i32, assignor: Option<&str>| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("kg")))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(10_000)
+            .with_server_assignor(assignor.map(|a| StrBytes::from_string(a.to_string())))
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("k"))]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let r: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 0, &hb("", 0, Some("fancy")))
+        .await;
+    assert_eq!(r.error_code, ResponseError::UnsupportedAssignor.code());
+    // First member gets every partition at epoch 1.
+    let a: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 0, &hb("", 0, Some("range")))
+        .await;
+    assert_eq!((a.error_code, a.member_epoch), (0, 1));
+    let a_id = a.member_id.clone().expect("id").to_string();
+    let parts = &a.assignment.expect("assignment").topic_partitions;
+    assert_eq!(
+        (parts[0].topic_id, parts[0].partitions.len()),
+        (topic_id, 4)
+    );
+    // It reports owning them all.
+    let owns_all = hb(&a_id, 1, None).with_topic_partitions(Some(vec![TopicPartitions::default()
+        .with_topic_id(topic_id)
+        .with_partitions(vec![0, 1, 2, 3])]));
+    let r: ConsumerGroupHeartbeatResponse =
+        c.call(ApiKey::ConsumerGroupHeartbeat, 0, &owns_all).await;
+    assert_eq!(r.error_code, 0);
+    // A second member joins: it gets nothing until the first releases its half.
+    let b: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 0, &hb("", 0, None))
+        .await;
+    let b_id = b.member_id.clone().expect("id").to_string();
+    assert_eq!(b.member_epoch, 2);
+    assert!(b
+        .assignment
+        .as_ref()
+        .is_none_or(|x| x.topic_partitions.iter().all(|t| t.partitions.is_empty())));
+    // The first member is told to shrink (it keeps epoch 1 while it still owns extra).
+    let r: ConsumerGroupHeartbeatResponse =
+        c.call(ApiKey::ConsumerGroupHeartbeat, 0, &owns_all).await;
+    assert_eq!(r.member_epoch, 1);
+    let kept: Vec<i32> = r
+        .assignment
+        .expect("new assignment")
+        .topic_partitions
+        .iter()
+        .flat_map(|t| t.partitions.clone())
+        .collect();
+    assert_eq!(kept.len(), 2);
+    // It releases; then it moves to epoch 2 and the second member gets the rest.
+    let released = hb(&a_id, 1, None).with_topic_partitions(Some(vec![TopicPartitions::default()
+        .with_topic_id(topic_id)
+        .with_partitions(kept.clone())]));
+    let r: ConsumerGroupHeartbeatResponse =
+        c.call(ApiKey::ConsumerGroupHeartbeat, 0, &released).await;
+    assert_eq!(r.member_epoch, 2);
+    let r: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 0, &hb(&b_id, 2, None))
+        .await;
+    let got: Vec<i32> = r
+        .assignment
+        .expect("assignment")
+        .topic_partitions
+        .iter()
+        .flat_map(|t| t.partitions.clone())
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|p| !kept.contains(p)), "disjoint");
+    // Stale epochs are fenced; unknown members are refused.
+    let r: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 0, &hb(&a_id, 1, None))
+        .await;
+    assert_eq!(r.error_code, ResponseError::FencedMemberEpoch.code());
+    let r: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 0, &hb("ghost", 3, None))
+        .await;
+    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code());
+    // Offset commits carry the member epoch.
+    let commit = |epoch: i32| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("kg")))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_member_id(StrBytes::from_string(b_id.clone()))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("k")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_committed_offset(0),
+                    ]),
+            ])
+    };
+    let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 9, &commit(1)).await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ResponseError::StaleMemberEpoch.code()
+    );
+    let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 9, &commit(2)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let l: ListGroupsResponse = c
+        .call(ApiKey::ListGroups, 5, &ListGroupsRequest::default())
+        .await;
+    assert_eq!(
+        (
+            l.groups[0].group_type.as_str(),
+            l.groups[0].group_state.as_str()
+        ),
+        ("consumer", "Stable")
+    );
+    server.shutdown().await;
+}
