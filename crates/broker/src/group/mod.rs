@@ -1329,3 +1329,62 @@ fn subscribed_topics(g: &Group) -> Result<Vec<String>, i16> {
     }
     Ok(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    fn config(retention_ms: i64) -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            min_session_timeout_ms: 1,
+            max_session_timeout_ms: 1_000_000,
+            offsets_partitions: 3,
+            offsets_retention_ms: retention_ms,
+            offset_metadata_max_bytes: 4096,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+        }
+    }
+
+    fn coordinator(dir: &std::path::Path, retention_ms: i64) -> GroupCoordinator {
+        let topics =
+            Arc::new(Topics::open(dir, Arc::new(BrokerConfig::default())).expect("topics"));
+        if topics.get("t").is_none() {
+            topics.create("t", 2, BTreeMap::new()).expect("topic");
+        }
+        GroupCoordinator::open(topics, config(retention_ms)).expect("coordinator")
+    }
+
+    fn commit(c: &GroupCoordinator, group: &str, offset: i64) {
+        let committed = Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: now_ms(),
+        };
+        c.commit(group, -1, "", None, vec![("t".into(), 0, committed)])
+            .expect("commit");
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_after_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = coordinator(dir.path(), 0);
+        commit(&c, "old", 5);
+        std::thread::sleep(Duration::from_millis(5));
+        c.tick();
+        assert!(c.fetch_offsets("old", None).is_empty(), "expired");
+        assert!(c.list(&[]).is_empty(), "the group is gone too");
+        // A long retention keeps them, across a restart (replayed from __consumer_offsets).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = coordinator(dir.path(), 3_600_000);
+        commit(&c, "kept", 7);
+        c.tick();
+        drop(c);
+        let c = coordinator(dir.path(), 3_600_000);
+        let got = c.fetch_offsets("kept", None);
+        assert_eq!(got[0].1[0].1.as_ref().map(|c| c.offset), Some(7));
+    }
+}
