@@ -1047,18 +1047,7 @@ impl GroupCoordinator {
             if g.state == GroupState::PreparingRebalance {
                 try_complete(g, now);
                 if matches!(g.state, GroupState::CompletingRebalance | GroupState::Empty) {
-                    let value = Some((
-                        g.protocol_type.clone().unwrap_or_default(),
-                        g.generation,
-                        g.protocol.clone(),
-                    ));
-                    let _ = self.persist(
-                        &g.id,
-                        &[Entry::Group {
-                            group: g.id.clone(),
-                            value,
-                        }],
-                    );
+                    self.persist_group(g);
                 }
             }
             if g.state == GroupState::Empty {
