@@ -424,11 +424,17 @@ impl Log {
                 pos += len;
             }
 
-            if self.should_roll(&w, batches.len() as u64, next, &config, now) {
+            let newest_ts = headers
+                .iter()
+                .map(|(_, h)| h.max_timestamp)
+                .max()
+                .unwrap_or(now);
+            let newest_ts = if newest_ts > 0 { newest_ts } else { now };
+            if self.should_roll(&w, batches.len() as u64, next, &config, newest_ts, now) {
                 self.roll(&mut w, base_offset, now)?;
             }
             let seg = w.active.clone();
-            seg.start_roll_clock(now);
+            seg.start_roll_clock(newest_ts);
             let start = seg.size();
             let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
             f.write_all_at(batches, start)
@@ -522,12 +528,16 @@ impl Log {
         Ok(())
     }
 
+    /// Kafka's rule: roll when the segment would pass `segment.bytes`, or when
+    /// the incoming batch is more than `segment.ms` newer (record time) than
+    /// the segment's first batch, so replayed old data does not roll at once.
     fn should_roll(
         &self,
         w: &Writer,
         len: u64,
         next_offset: i64,
         config: &LogConfig,
+        incoming_ts: i64,
         now: i64,
     ) -> bool {
         let seg = &w.active;
@@ -536,7 +546,7 @@ impl Log {
             return false;
         }
         size + len > config.segment_bytes
-            || now - seg.roll_start(now) > config.segment_ms
+            || incoming_ts - seg.roll_start(now) > config.segment_ms
             || next_offset - seg.base_offset > i32::MAX as i64
     }
 
