@@ -202,39 +202,55 @@ fn main() {
             ratio: plain / interval,
         });
 
-        // fsync cases use fewer bytes: they are bound by the fsync rate.
-        let fs_n = (n / 8).max(64) / 8 * 8;
+        // fsync cases: a fixed number of appends (bound by the fsync rate),
+        // median of 3 runs each.
+        let fs_n = if size == 1 << 20 { 256 } else { 4096 };
         let fs_bytes = (fs_n * chunk.len()) as u64;
-        let plain_sync = plain_write(&dir, &chunk, fs_n, true);
+        let plain_sync = median(
+            (0..runs)
+                .map(|_| plain_write(&dir, &chunk, fs_n, true))
+                .collect(),
+        );
         rows.push(Row {
             name: format!("plain write+fsync {label}"),
             mb_s: mb_s(fs_bytes, plain_sync),
             reference: "-",
             ratio: 1.0,
         });
-        let (one, log, p) = log_append(&dir, &chunk, fs_n, FlushPolicy::EveryAppend, 1);
-        drop(log);
-        let _ = std::fs::remove_dir_all(p);
+        let timed = |threads: usize| {
+            let (secs, log, p) = log_append(&dir, &chunk, fs_n, FlushPolicy::EveryAppend, threads);
+            let fsyncs = log.fsync_count();
+            drop(log);
+            let _ = std::fs::remove_dir_all(p);
+            (secs, fsyncs)
+        };
+        let one = median((0..runs).map(|_| timed(1).0).collect());
         rows.push(Row {
             name: format!("append fsync 1 appender {label}"),
             mb_s: mb_s(fs_bytes, one),
             reference: "plain write+fsync",
             ratio: plain_sync / one,
         });
-        let serial8 = serial_fsync(&dir, &chunk, fs_n, 8);
+        let serial8 = median(
+            (0..runs)
+                .map(|_| serial_fsync(&dir, &chunk, fs_n, 8))
+                .collect(),
+        );
         rows.push(Row {
             name: format!("append fsync 8 appenders, no sharing {label}"),
             mb_s: mb_s(fs_bytes, serial8),
             reference: "plain write+fsync",
             ratio: plain_sync / serial8,
         });
-        let (group, log, p) = log_append(&dir, &chunk, fs_n, FlushPolicy::EveryAppend, 8);
-        println!(
-            "group commit {label}: {fs_n} appends shared {} fsyncs",
-            log.fsync_count()
-        );
-        drop(log);
-        let _ = std::fs::remove_dir_all(p);
+        let mut group_runs = Vec::new();
+        let mut fsyncs = 0;
+        for _ in 0..runs {
+            let (secs, f) = timed(8);
+            group_runs.push(secs);
+            fsyncs = f;
+        }
+        let group = median(group_runs);
+        println!("group commit {label}: {fs_n} appends shared {fsyncs} fsyncs (last run)");
         rows.push(Row {
             name: format!("append fsync 8 appenders, group commit {label}"),
             mb_s: mb_s(fs_bytes, group),

@@ -55,6 +55,9 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// Appends at least this large skip the write-behind buffer.
+const WRITE_BEHIND_MAX: usize = 256 * 1024;
+
 /// Longest a group-commit leader waits for in-flight appends before its fsync.
 const GROUP_COMMIT_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -70,6 +73,11 @@ impl Drop for InAppendGuard<'_> {
 /// State only the (single) writer touches.
 struct Writer {
     active: Arc<Segment>,
+    /// Offset the next append gets (ahead of the published log end offset
+    /// while write-behind bytes are pending).
+    next_offset: i64,
+    /// End of the active segment including pending bytes.
+    active_end: u64,
     /// Open index files of the active segment.
     offset_index_file: Option<File>,
     time_index_file: Option<File>,
@@ -82,6 +90,22 @@ struct Writer {
     /// True after `close`.
     closed: bool,
     last_flush_ms: i64,
+}
+
+/// Bytes appended under `flush.messages=1` that the group-commit leader has
+/// not written yet. Appenders only copy into this buffer, so no append ever
+/// stalls on a page that an fsync is flushing; the leader writes the whole
+/// group with one `pwrite` and then fsyncs once.
+#[derive(Default)]
+struct Pending {
+    /// Segment the bytes belong to (always the active one).
+    seg: Option<Arc<Segment>>,
+    /// File position of `bytes[0]`.
+    start: u64,
+    /// Whole batches, offsets assigned.
+    bytes: Vec<u8>,
+    /// Log end offset once these bytes are written.
+    end_offset: i64,
 }
 
 /// Group-commit bookkeeping.
@@ -114,6 +138,11 @@ pub struct Log {
     in_append: AtomicUsize,
     /// Signalled after each fsync.
     synced: Condvar,
+    /// Appended but unwritten bytes (write-behind under `flush.messages=1`).
+    pending: Mutex<Pending>,
+    /// Held while pending bytes are taken and written, so writes stay in order.
+    /// Lock order: writer, then write_gate, then pending.
+    write_gate: Mutex<()>,
 }
 
 impl std::fmt::Debug for Log {
@@ -268,7 +297,9 @@ impl Log {
             clock,
             segments: RwLock::new(segments),
             writer: Mutex::new(Writer {
+                active_end: active.size(),
                 active,
+                next_offset,
                 offset_index_file: None,
                 time_index_file: None,
                 since_index: 0,
@@ -289,6 +320,8 @@ impl Log {
             fsyncs: AtomicU64::new(0),
             in_append: AtomicUsize::new(0),
             synced: Condvar::new(),
+            pending: Mutex::new(Pending::default()),
+            write_gate: Mutex::new(()),
         })
     }
 
@@ -395,7 +428,15 @@ impl Log {
             }
             let now = (self.clock)();
             self.mark_dirty(&mut w)?;
-            let base_offset = self.log_end_offset();
+            // Small appends under per-append fsync go through the write-behind
+            // buffer; large ones are bandwidth-bound, so they write directly
+            // and overlap the running fsync instead.
+            let buffered =
+                config.flush == FlushPolicy::EveryAppend && batches.len() < WRITE_BEHIND_MAX;
+            if !buffered {
+                self.drain_pending()?;
+            }
+            let base_offset = w.next_offset;
             let append_time = if config.timestamp_type == TimestampType::LogAppendTime {
                 now
             } else {
@@ -430,15 +471,35 @@ impl Log {
                 .max()
                 .unwrap_or(now);
             let newest_ts = if newest_ts > 0 { newest_ts } else { now };
-            if self.should_roll(&w, batches.len() as u64, next, &config, newest_ts, now) {
+            let reserved = w.active_end;
+            if self.should_roll(
+                &w,
+                reserved,
+                batches.len() as u64,
+                next,
+                &config,
+                newest_ts,
+                now,
+            ) {
+                self.drain_pending()?;
                 self.roll(&mut w, base_offset, now)?;
             }
             let seg = w.active.clone();
             seg.start_roll_clock(newest_ts);
-            let start = seg.size();
-            let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
-            f.write_all_at(batches, start)
-                .map_err(|e| self.io(seg.log_path(), e))?;
+            let start = w.active_end;
+            if buffered {
+                let mut p = self.pending.lock();
+                if p.bytes.is_empty() {
+                    p.seg = Some(seg.clone());
+                    p.start = start;
+                }
+                p.bytes.extend_from_slice(batches);
+                p.end_offset = next;
+            } else {
+                let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
+                f.write_all_at(batches, start)
+                    .map_err(|e| self.io(seg.log_path(), e))?;
+            }
 
             // Index entries, Kafka-style: one per index.interval.bytes.
             for (rel_pos, h) in &headers {
@@ -470,8 +531,12 @@ impl Log {
                 seg.note_timestamp(h.max_timestamp, h.base_offset);
             }
 
-            seg.set_size(start + batches.len() as u64);
-            self.log_end_offset.store(next, Ordering::Release);
+            w.active_end = start + batches.len() as u64;
+            w.next_offset = next;
+            if !buffered {
+                seg.set_size(start + batches.len() as u64);
+                self.log_end_offset.store(next, Ordering::Release);
+            }
             my_end = self
                 .written
                 .fetch_add(batches.len() as u64, Ordering::AcqRel)
@@ -531,9 +596,11 @@ impl Log {
     /// Kafka's rule: roll when the segment would pass `segment.bytes`, or when
     /// the incoming batch is more than `segment.ms` newer (record time) than
     /// the segment's first batch, so replayed old data does not roll at once.
+    #[allow(clippy::too_many_arguments)]
     fn should_roll(
         &self,
         w: &Writer,
+        size: u64,
         len: u64,
         next_offset: i64,
         config: &LogConfig,
@@ -541,7 +608,6 @@ impl Log {
         now: i64,
     ) -> bool {
         let seg = &w.active;
-        let size = seg.size();
         if size == 0 {
             return false;
         }
@@ -562,6 +628,7 @@ impl Log {
             Arc::new(Segment::create(&self.dir, base_offset).map_err(|e| self.io(&self.dir, e))?);
         self.segments.write().insert(base_offset, seg.clone());
         w.active = seg;
+        w.active_end = 0;
         w.offset_index_file = None;
         w.time_index_file = None;
         w.since_index = 0;
@@ -602,9 +669,46 @@ impl Log {
         Ok(())
     }
 
+    /// Writes any buffered bytes now (callers hold the writer lock, so no
+    /// new bytes arrive meanwhile).
+    fn drain_pending(&self) -> Result<()> {
+        if self.pending.lock().bytes.is_empty() {
+            // A leader may still be writing what it took: wait for it.
+            drop(self.write_gate.lock());
+            return Ok(());
+        }
+        self.write_pending().map(|_| ())
+    }
+
+    /// Takes the buffered bytes, writes them with one `pwrite` and publishes
+    /// the new size and log end offset. Returns the segment written.
+    fn write_pending(&self) -> Result<Option<Arc<Segment>>> {
+        let _gate = self.write_gate.lock();
+        let taken = std::mem::take(&mut *self.pending.lock());
+        let Some(seg) = taken.seg.filter(|_| !taken.bytes.is_empty()) else {
+            return Ok(None);
+        };
+        let now = (self.clock)();
+        let written = seg
+            .handle(now)
+            .and_then(|f| f.write_all_at(&taken.bytes, taken.start));
+        if let Err(e) = written {
+            self.offline.store(true, Ordering::Release);
+            tracing::error!(log = %self.dir.display(), error = %e, "write failed; taking the log offline");
+            return Err(StorageError::Offline {
+                path: self.dir.clone(),
+            });
+        }
+        seg.set_size(taken.start + taken.bytes.len() as u64);
+        self.log_end_offset
+            .store(taken.end_offset, Ordering::Release);
+        Ok(Some(seg))
+    }
+
     /// Rolls the active segment now if it holds any data (tests, admin tools).
     pub fn roll_now(&self) -> Result<()> {
         let mut w = self.writer.lock();
+        self.drain_pending()?;
         if w.active.size() == 0 {
             return Ok(());
         }
@@ -642,18 +746,27 @@ impl Log {
             while self.in_append.load(Ordering::Acquire) > 1 + s.waiting
                 && std::time::Instant::now() < deadline
             {
-                MutexGuard::unlocked(&mut s, std::thread::yield_now);
+                MutexGuard::unlocked(&mut s, || {
+                    std::thread::sleep(std::time::Duration::from_micros(20))
+                });
             }
-            // Read `written` before picking the segment: anything counted in it
-            // is in the active segment or in one that `roll` already synced.
+            // Read `written` before taking the buffer and picking the segment:
+            // anything counted in it is buffered (written below), in the
+            // active segment, or in one that `roll` already synced.
             let upto = self.written.load(Ordering::Acquire);
-            let active = self.segments.read().values().next_back().cloned();
-            let outcome = MutexGuard::unlocked(&mut s, || match active {
-                Some(seg) => {
-                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
-                    seg.sync((self.clock)())
+            let outcome = MutexGuard::unlocked(&mut s, || {
+                let seg = match self.write_pending() {
+                    Ok(Some(seg)) => Some(seg),
+                    Ok(None) => self.segments.read().values().next_back().cloned(),
+                    Err(e) => return Err(std::io::Error::other(e.to_string())),
+                };
+                match seg {
+                    Some(seg) => {
+                        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                        seg.sync((self.clock)())
+                    }
+                    None => Ok(()),
                 }
-                None => Ok(()),
             });
             s.syncing = false;
             self.synced.notify_all();
@@ -844,6 +957,7 @@ impl Log {
     /// it to drop a diverged tail). The log end offset becomes that batch's base.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
         let mut w = self.writer.lock();
+        self.drain_pending()?;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -914,6 +1028,8 @@ impl Log {
         w.time_index_file = None;
         w.since_index = 0;
         w.active_max_ts = None;
+        w.active_end = w.active.size();
+        w.next_offset = new_end;
         self.log_end_offset.store(new_end, Ordering::Release);
         if self.log_start_offset() > new_end {
             checkpoint::write_i64(&self.dir, LOG_START_OFFSET, new_end)
@@ -928,6 +1044,7 @@ impl Log {
     /// the segments wholly before it. Returns the new log start offset.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
         let _w = self.writer.lock();
+        self.drain_pending()?;
         let leo = self.log_end_offset();
         let lso = self.log_start_offset();
         if offset > leo || offset < 0 {
@@ -1006,6 +1123,7 @@ impl Log {
         let new_start = if last + 1 == segs.len() {
             // Everything goes: roll first so the log keeps an active segment.
             let mut w = self.writer.lock();
+            self.drain_pending()?;
             self.mark_dirty(&mut w)?;
             let leo = self.log_end_offset();
             if w.active.size() > 0 {
@@ -1054,6 +1172,7 @@ impl Log {
     /// clean-shutdown marker so the next open skips recovery.
     pub fn close(&self) -> Result<()> {
         let mut w = self.writer.lock();
+        self.drain_pending()?;
         if w.closed {
             return Ok(());
         }

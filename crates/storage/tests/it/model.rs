@@ -1,7 +1,7 @@
 //! Random sequences of operations checked against a plain in-memory model.
 
 use proptest::prelude::*;
-use strom_storage::{Log, LogConfig, StorageError};
+use strom_storage::{FlushPolicy, Log, LogConfig, StorageError};
 
 use crate::{batch, split};
 
@@ -45,9 +45,11 @@ impl Model {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60), fsync_each in any::<bool>()) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = LogConfig { segment_bytes: 1500, index_interval_bytes: 200, retention_ms: -1, ..LogConfig::default() };
+        // Both write paths: direct writes, and write-behind with group commit.
+        let flush = if fsync_each { FlushPolicy::EveryAppend } else { FlushPolicy::Os };
+        let cfg = LogConfig { segment_bytes: 1500, index_interval_bytes: 200, retention_ms: -1, flush, ..LogConfig::default() };
         let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
         let mut m = Model::default();
         for (i, op) in ops.into_iter().enumerate() {
