@@ -263,6 +263,24 @@ fn main() {
             reference: "1 appender fsync",
             ratio: one / group,
         });
+        // The ceiling for groups of 8: one write+fsync per 8 appends' bytes.
+        let eight: Vec<u8> = chunk
+            .iter()
+            .copied()
+            .cycle()
+            .take(chunk.len() * 8)
+            .collect();
+        let ceiling = median(
+            (0..runs)
+                .map(|_| plain_write(&dir, &eight, fs_n / 8, true))
+                .collect(),
+        );
+        rows.push(Row {
+            name: format!("  ceiling: plain write+fsync of 8x{label}"),
+            mb_s: mb_s(fs_bytes, ceiling),
+            reference: "group commit",
+            ratio: group / ceiling,
+        });
     }
 
     // Read throughput: sequential reads of 1 MiB from a log in page cache,

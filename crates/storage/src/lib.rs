@@ -14,7 +14,11 @@
 //! (DESIGN.md decision 3), and forcing every write to disk costs an order of
 //! magnitude in throughput. [`FlushPolicy::EveryAppend`] fsyncs before
 //! returning, with group commit: concurrent appenders wait on one fsync that
-//! covers all of them. [`FlushPolicy::Interval`] bounds the loss window.
+//! covers all of them. Small appends under this policy are write-behind: the
+//! appender only copies its batches into a buffer (offsets already
+//! assigned), and the group's leader writes the buffer with one `pwrite` and
+//! fsyncs once, so no appender stalls on pages an fsync is flushing; nothing
+//! is visible to readers until it is written. [`FlushPolicy::Interval`] bounds the loss window.
 //! A failed fsync takes the log offline ([`StorageError::Offline`]) rather than
 //! carrying on over pages the kernel may have dropped.
 //!
