@@ -128,31 +128,13 @@ pub fn first_offset_at_or_after(batch: &[u8], ts: i64) -> Result<Option<(i64, i6
     if h.attributes & crate::ATTR_LOG_APPEND_TIME != 0 {
         return Ok(Some((h.base_offset, h.max_timestamp)));
     }
-    let codec = h
-        .compression()
-        .ok_or(RecordError::UnknownCodec(h.attributes))?;
-    let data = decompress(
-        codec,
-        Bytes::copy_from_slice(&batch[HEADER_LEN..h.total_len()]),
-    )?;
-    let mut pos = 0usize;
-    for _ in 0..h.records_count {
-        let bad = || RecordError::Malformed(h.base_offset);
-        let len = get_varint(&data, &mut pos).ok_or_else(bad)?;
-        let start = pos;
-        if len < 0 || start + len as usize > data.len() {
-            return Err(bad());
+    let mut found = None;
+    for_each_record(batch, |r| {
+        if found.is_none() && r.timestamp >= ts {
+            found = Some((r.offset, r.timestamp));
         }
-        pos += 1; // record attributes
-        let ts_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
-        let off_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
-        let rts = h.base_timestamp.saturating_add(ts_delta);
-        if rts >= ts {
-            return Ok(Some((h.base_offset + off_delta, rts)));
-        }
-        pos = start + len as usize;
-    }
-    Ok(None)
+    })?;
+    Ok(found)
 }
 
 #[cfg(test)]
