@@ -12,7 +12,7 @@ static ALLOC: GuardedAlloc = GuardedAlloc;
 
 /// Strom: a Kafka-compatible event streaming platform.
 #[derive(Debug, Parser)]
-#[command(name = "strom", version, about, long_about = None)]
+#[command(name = "strom", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
