@@ -1,8 +1,21 @@
-"""kafka-python against strom: produce, consume, admin."""
+"""kafka-python against strom: produce, consume, admin.
+
+Runs under kafka-python 2.x and 3.x (scripts/test runs this file with both).
+kafka-python 3 turns producer idempotence on by default, which needs
+InitProducerId; until Strom serves it (the exactly-once issue) the 3.x run
+switches idempotence off explicitly.
+"""
+import kafka
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+
+
+def KafkaProducer(**conf):
+    if int(kafka.__version__.split(".")[0]) >= 3:
+        conf.setdefault("enable_idempotence", False)
+    return kafka.KafkaProducer(**conf)
 
 
 def test_produce_consume_and_offsets(broker):
@@ -43,7 +56,7 @@ def test_describe_log_dirs_and_cluster(broker):
     p.flush()
     p.close()
     resp = admin.describe_log_dirs()
-    dirs = resp.to_object()["log_dirs"] if hasattr(resp, "to_object") else resp.log_dirs
-    text = repr(dirs)
+    # 2.x returns the response object, 3.x a list of per-dir results.
+    text = repr(resp.to_object() if hasattr(resp, "to_object") else resp)
     assert "ld" in text
     admin.close()
