@@ -208,17 +208,22 @@ async fn reset(admin: &mut Admin, r: ResetArgs) -> Result<()> {
     } else if r.to_latest {
         latest.clone()
     } else if let Some(o) = r.to_offset {
-        partitions
-            .iter()
-            .map(|tp| (tp.clone(), o.clamp(earliest[tp], latest[tp])))
-            .collect()
+        let mut plan = BTreeMap::new();
+        for tp in &partitions {
+            let (lo, hi) = match (earliest.get(tp), latest.get(tp)) {
+                (Some(lo), Some(hi)) => (*lo, (*hi).max(*lo)),
+                _ => bail!("the broker did not report offsets for {}-{}", tp.0, tp.1),
+            };
+            plan.insert(tp.clone(), o.clamp(lo, hi));
+        }
+        plan
     } else if let Some(t) = &r.to_datetime {
         let ts = parse_time(t)?;
         let found = admin.list_offsets(&partitions, ts).await?;
         found
             .into_iter()
             .map(|(tp, o)| {
-                let end = latest[&tp];
+                let end = latest.get(&tp).copied().unwrap_or(o);
                 (tp, if o < 0 { end } else { o })
             })
             .collect()
