@@ -303,8 +303,12 @@ fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
     }
     let version = i16::from_be_bytes([bytes[0], bytes[1]]);
     let mut body = bytes.slice(2..);
-    match ConsumerProtocolAssignment::decode(&mut body, version.clamp(0, 3)) {
-        Ok(a) => a
+    // Member-supplied bytes: a decoder panic (e.g. a capacity overflow) must not end the program.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ConsumerProtocolAssignment::decode(&mut body, version.clamp(0, 3))
+    }));
+    match decoded {
+        Ok(Ok(a)) => a
             .assigned_partitions
             .into_iter()
             .flat_map(|tp| {
@@ -312,6 +316,6 @@ fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
                 tp.partitions.into_iter().map(move |p| (t.clone(), p))
             })
             .collect(),
-        Err(_) => Vec::new(),
+        _ => Vec::new(),
     }
 }
