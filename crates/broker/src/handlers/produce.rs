@@ -14,7 +14,7 @@ use strom_storage::{FlushPolicy, StorageError};
 
 use super::s;
 use crate::broker::Broker;
-use crate::topics::Partition;
+use crate::topics::{Partition, Topic};
 
 /// Why a partition's records were refused.
 fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), (ResponseError, String)> {
@@ -80,12 +80,15 @@ fn validate_header(h: &BatchHeader) -> Result<(), (ResponseError, String)> {
     Ok(())
 }
 
-fn max_message_bytes(broker: &Broker, p: &Partition) -> usize {
-    let t = broker.topics.get(&p.topic);
-    let overrides = t.map(|t| t.configs.read().clone()).unwrap_or_default();
-    let d = crate::config::topic_def("max.message.bytes");
-    d.map(|d| crate::config::topic_value(broker.topics.broker(), &overrides, d).0)
-        .and_then(|v| v.parse().ok())
+/// The topic's `max.message.bytes`, read under the config lock without copying the map.
+fn max_message_bytes(broker: &Broker, topic: &Topic) -> usize {
+    let Some(d) = crate::config::topic_def("max.message.bytes") else {
+        return 1_048_588;
+    };
+    let overrides = topic.configs.read();
+    crate::config::topic_value(broker.topics.broker(), &overrides, d)
+        .0
+        .parse()
         .unwrap_or(1_048_588)
 }
 
@@ -122,7 +125,9 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                 .with_index(pd.index)
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1);
-            let part = topic.as_ref().and_then(|t| t.partition(pd.index));
+            let part = topic
+                .as_ref()
+                .and_then(|t| t.partition(pd.index).map(|p| (t, p)));
             let outcome: Result<_, (ResponseError, String)> = match (acks_ok, part) {
                 (false, _) => Err((
                     ResponseError::InvalidRequiredAcks,
@@ -132,13 +137,13 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                     ResponseError::UnknownTopicOrPartition,
                     "This server does not host this topic-partition.".into(),
                 )),
-                (true, Some(p)) if p.topic == crate::group::store::OFFSETS_TOPIC => Err((
+                (true, Some((_, p))) if p.topic == crate::group::store::OFFSETS_TOPIC => Err((
                     ResponseError::InvalidTopicException,
                     format!("Cannot append to internal topic {}", p.topic),
                 )),
-                (true, Some(p)) => {
+                (true, Some((t, p))) => {
                     let records = pd.records.unwrap_or_default();
-                    match validate(&records, max_message_bytes(broker, &p)) {
+                    match validate(&records, max_message_bytes(broker, t)) {
                         Err(e) => Err(e),
                         Ok(()) => append(p.clone(), records).await.map_err(|e| match e {
                             StorageError::InvalidBatch(b) => (ResponseError::CorruptMessage, b.to_string()),
