@@ -72,8 +72,16 @@ class Broker:
         return self.start()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remembers each phase's outcome on the test item so fixtures can react to failures."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def make_broker():
+def make_broker(request):
     dirs, brokers = [], []
 
     def make(sets=()):
@@ -86,6 +94,12 @@ def make_broker():
     yield make
     for b in brokers:
         b.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:  # CI keeps only the output: show what the broker said
+        for b in brokers:
+            lines = b.read_log().splitlines()
+            print(f"--- last {min(len(lines), 80)} lines of {b.log_path}")
+            print("\n".join(lines[-80:]))
 
 
 @pytest.fixture

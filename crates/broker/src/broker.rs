@@ -7,6 +7,7 @@ use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::handlers::fetch::FetchSessions;
 use crate::topics::{TopicError, Topics};
+use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// One broker node: configuration, topics and shared services.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct Broker {
     pub fetch_sessions: FetchSessions,
     /// The group coordinator (this node coordinates every group).
     pub groups: GroupCoordinator,
+    /// The transaction coordinator and producer id allocator.
+    pub txns: TxnCoordinator,
 }
 
 impl Broker {
@@ -53,8 +56,17 @@ impl Broker {
                 as usize,
         };
         let groups = GroupCoordinator::open(topics.clone(), group_config)?;
+        let txn_config = TxnConfig {
+            max_timeout_ms: config.get_i64("transaction.max.timeout.ms", 900_000) as i32,
+            id_expiration_ms: config.get_i64("transactional.id.expiration.ms", 604_800_000),
+            state_partitions: config.get_i64("transaction.state.log.num.partitions", 50) as i32,
+            producer_id_expiration_ms: config.get_i64("producer.id.expiration.ms", 86_400_000),
+        };
+        let txns = TxnCoordinator::open(topics.clone(), &dir, txn_config)?;
+        txns.recover(&groups);
         Ok(Broker {
             groups,
+            txns,
             node_id: config.node_id(),
             config,
             topics,

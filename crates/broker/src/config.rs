@@ -143,6 +143,17 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("offset.metadata.max.bytes", Int, "4096", 0),
     def("group.consumer.session.timeout.ms", Int, "45000", 1),
     def("group.consumer.heartbeat.interval.ms", Int, "5000", 1),
+    def("producer.id.expiration.ms", Int, "86400000", 1),
+    def("producer.id.expiration.check.interval.ms", Int, "600000", 1),
+    def("transactional.id.expiration.ms", Int, "604800000", 1),
+    def("transaction.max.timeout.ms", Int, "900000", 1),
+    def(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        Int,
+        "10000",
+        1,
+    ),
+    def("transaction.state.log.num.partitions", Int, "50", 1),
 ];
 
 /// Topic configs Strom understands, with the broker config each defaults to.

@@ -181,6 +181,47 @@ pub async fn dispatch(
                 &groups::consumer_heartbeat(broker, &client, peer, decode_body(&frame)?),
             )
         }
+        ApiKey::InitProducerId => encode(
+            &frame,
+            v,
+            &txn::init_producer_id(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::AddPartitionsToTxn => encode(
+            &frame,
+            v,
+            &txn::add_partitions(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::AddOffsetsToTxn => encode(
+            &frame,
+            v,
+            &txn::add_offsets(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::EndTxn => encode(&frame, v, &txn::end_txn(broker, v, decode_body(&frame)?)),
+        ApiKey::TxnOffsetCommit => encode(
+            &frame,
+            v,
+            &txn::txn_offset_commit(broker, decode_body(&frame)?),
+        ),
+        ApiKey::WriteTxnMarkers => encode(
+            &frame,
+            v,
+            &txn::write_txn_markers(broker, decode_body(&frame)?),
+        ),
+        ApiKey::DescribeTransactions => encode(
+            &frame,
+            v,
+            &txn::describe_transactions(broker, decode_body(&frame)?),
+        ),
+        ApiKey::ListTransactions => encode(
+            &frame,
+            v,
+            &txn::list_transactions(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::DescribeProducers => encode(
+            &frame,
+            v,
+            &txn::describe_producers(broker, decode_body(&frame)?),
+        ),
         other => Err(DispatchError::Unsupported(other, v)),
     }
 }

@@ -6,16 +6,21 @@
 //! - [`handlers`]: one module per Kafka API.
 //! - [`topics`]: topic metadata and partition logs.
 //! - [`config`]: broker and topic configs under Kafka's names.
+//! - [`group`]: the group coordinator.
+//! - [`txn`]: producer ids, per-partition producer state, the transaction coordinator.
 
 pub mod broker;
 pub mod config;
 mod connection;
 mod dispatch;
+mod durable;
 pub mod group;
 pub mod handlers;
 pub mod names;
+pub mod partition;
 pub mod server;
 pub mod topics;
+pub mod txn;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -154,6 +154,16 @@ async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watc
     // Like Kafka's log.initial.task.delay.ms: no retention pass right at start-up.
     let first = tokio::time::Instant::now() + retention_every.min(Duration::from_secs(30));
     let mut retention_tick = tokio::time::interval_at(first, retention_every);
+    let txn_every = Duration::from_millis(
+        broker
+            .config
+            .get_i64(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                10_000,
+            )
+            .max(1) as u64,
+    );
+    let mut txn_tick = tokio::time::interval_at(tokio::time::Instant::now() + txn_every, txn_every);
     loop {
         tokio::select! {
             _ = flush_tick.tick() => {
@@ -167,6 +177,18 @@ async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watc
                 }).await;
             }
             _ = group_tick.tick() => broker.groups.tick(),
+            _ = txn_tick.tick() => {
+                // Transaction timeouts, id and producer expiry, producer snapshots.
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    b.txns.tick(&b.groups);
+                    for p in b.topics.all_partitions() {
+                        if let Err(e) = p.save_producer_state(false) {
+                            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot save producer state");
+                        }
+                    }
+                }).await;
+            }
             _ = retention_tick.tick() => {
                 let topics = broker.topics.clone();
                 let _ = tokio::task::spawn_blocking(move || {

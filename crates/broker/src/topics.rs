@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use strom_storage::Log;
 use thiserror::Error;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -45,16 +44,7 @@ pub enum TopicError {
     Io(#[from] std::io::Error),
 }
 
-/// One partition: its log. (Leadership is trivial on a single node.)
-#[derive(Debug)]
-pub struct Partition {
-    /// Topic name.
-    pub topic: String,
-    /// Partition index.
-    pub index: i32,
-    /// The log.
-    pub log: Arc<Log>,
-}
+pub use crate::partition::Partition;
 
 /// A topic and its partitions.
 #[derive(Debug)]
@@ -161,12 +151,12 @@ impl Topics {
         let lc = config::log_config(&self.broker, &configs);
         let mut parts = Vec::new();
         for i in 0..partitions {
-            let log = Log::open(self.partition_dir(name, i), lc.clone())?;
-            parts.push(Arc::new(Partition {
-                topic: name.to_string(),
-                index: i,
-                log: Arc::new(log),
-            }));
+            parts.push(Arc::new(Partition::open(
+                name,
+                i,
+                &self.partition_dir(name, i),
+                lc.clone(),
+            )?));
         }
         Ok(Arc::new(Topic {
             name: name.to_string(),
@@ -190,15 +180,7 @@ impl Topics {
             .collect();
         records.sort_by(|a, b| a.name.cmp(&b.name));
         let bytes = serde_json::to_vec_pretty(&records).map_err(std::io::Error::other)?;
-        let tmp = self.dir.join(format!("{METADATA_FILE}.tmp"));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, self.dir.join(METADATA_FILE))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        crate::durable::write_atomically(&self.dir.join(METADATA_FILE), &bytes)?;
         Ok(())
     }
 
@@ -326,12 +308,8 @@ impl Topics {
         }
         let lc = config::log_config(&self.broker, &t.configs.read());
         for i in current..count {
-            let log = Log::open(self.partition_dir(name, i), lc.clone())?;
-            t.partitions.write().push(Arc::new(Partition {
-                topic: name.to_string(),
-                index: i,
-                log: Arc::new(log),
-            }));
+            let p = Partition::open(name, i, &self.partition_dir(name, i), lc.clone())?;
+            t.partitions.write().push(Arc::new(p));
         }
         self.persist()
     }
@@ -380,6 +358,10 @@ impl Topics {
     /// Closes every log cleanly (flush and clean-shutdown marker).
     pub fn close_all(&self) {
         for p in self.all_partitions() {
+            // Before the log's clean marker: a clean log with no snapshot means no producer state.
+            if let Err(e) = p.save_producer_state(true) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "saving producer state failed");
+            }
             if let Err(e) = p.log.close() {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
             }

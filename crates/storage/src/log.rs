@@ -143,6 +143,8 @@ pub struct Log {
     /// Held while pending bytes are taken and written, so writes stay in order.
     /// Lock order: writer, then write_gate, then pending.
     write_gate: Mutex<()>,
+    /// The clean-shutdown marker was present at open.
+    opened_clean: bool,
 }
 
 impl std::fmt::Debug for Log {
@@ -322,7 +324,14 @@ impl Log {
             synced: Condvar::new(),
             pending: Mutex::new(Pending::default()),
             write_gate: Mutex::new(()),
+            opened_clean: clean.is_some(),
         })
+    }
+
+    /// True when this open found the clean-shutdown marker (no recovery
+    /// scan ran): state derived from the log and saved at shutdown is current.
+    pub fn opened_clean(&self) -> bool {
+        self.opened_clean
     }
 
     /// The log's directory.
@@ -389,6 +398,20 @@ impl Log {
     /// as they are, and returns the offsets given. The batches are never
     /// decoded. Appends are serialized; reads proceed meanwhile.
     pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+        self.append_gated(batches, |_| Ok::<(), std::convert::Infallible>(()))
+            .map(|r| r.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Like [`Log::append`], but first asks `gate` — with the offset the
+    /// first batch will get, while appends are held off — whether to write at
+    /// all. The broker checks producer sequences this way: the check and the
+    /// write are one atomic step, and a refused or duplicate batch is never
+    /// written. `Ok(Err(x))` is the gate's refusal, with nothing appended.
+    pub fn append_gated<T>(
+        &self,
+        batches: &mut [u8],
+        gate: impl FnOnce(i64) -> std::result::Result<(), T>,
+    ) -> Result<std::result::Result<AppendInfo, T>> {
         if self.offline.load(Ordering::Acquire) {
             return Err(StorageError::Offline {
                 path: self.dir.clone(),
@@ -425,6 +448,9 @@ impl Log {
                 return Err(StorageError::Offline {
                     path: self.dir.clone(),
                 });
+            }
+            if let Err(refused) = gate(w.next_offset) {
+                return Ok(Err(refused));
             }
             let now = (self.clock)();
             self.mark_dirty(&mut w)?;
@@ -551,7 +577,17 @@ impl Log {
         if config.flush == FlushPolicy::EveryAppend {
             self.sync_through(my_end)?;
         }
-        Ok(info)
+        Ok(Ok(info))
+    }
+
+    /// Waits until everything appended so far is durable, when the log's
+    /// policy is to flush every append (a duplicate produce must not be
+    /// acknowledged before its original is on disk); otherwise returns at once.
+    pub fn wait_durable(&self) -> Result<()> {
+        if self.config().flush == FlushPolicy::EveryAppend {
+            self.sync_through(self.written.load(Ordering::Acquire))?;
+        }
+        Ok(())
     }
 
     fn write_index_entries(

@@ -23,6 +23,7 @@ use strom_record::{BatchBuilder, OwnedRecord};
 use tokio::sync::oneshot;
 
 use crate::topics::{TopicError, Topics};
+use crate::txn::producer_state::Marker;
 use state::{Group, GroupState, JoinOutcome, Member, SyncOutcome};
 use store::{Committed, Entry, OFFSETS_TOPIC};
 
@@ -185,6 +186,7 @@ impl GroupCoordinator {
         let now = now_ms();
         let mut groups = self.groups.lock();
         let mut records = 0usize;
+        let n = t.partition_count() as i32;
         for p in t.partitions.read().iter() {
             let mut offset = p.log.log_start_offset();
             while offset < p.log.log_end_offset() {
@@ -199,6 +201,25 @@ impl GroupCoordinator {
                 for item in strom_record::Batches::new(&r.records) {
                     let Ok((h, _, bytes)) = item else { break };
                     offset = h.next_offset();
+                    if h.is_control() {
+                        // A transaction marker: its offsets join the committed ones or go.
+                        let mut marker = None;
+                        let _ = strom_record::for_each_record(bytes, |rec| {
+                            marker = marker.or(rec.key.and_then(Marker::from_key));
+                        });
+                        for g in groups.values_mut() {
+                            if store::partition_for(&g.id, n) != p.index {
+                                continue;
+                            }
+                            if let Some(o) = g.txn_offsets.remove(&h.producer_id) {
+                                if marker == Some(Marker::Commit) {
+                                    g.offsets.extend(o);
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    let txn = h.is_transactional().then_some(h.producer_id);
                     let res = strom_record::for_each_record(bytes, |rec| {
                         records += 1;
                         match rec.key.and_then(|k| store::decode(k, rec.value)) {
@@ -212,9 +233,17 @@ impl GroupCoordinator {
                                     .entry(group.clone())
                                     .or_insert_with(|| Group::new(&group, now));
                                 match value {
-                                    Some(c) => {
-                                        g.offsets.insert((topic, partition), c);
-                                    }
+                                    Some(c) => match txn {
+                                        Some(pid) => {
+                                            g.txn_offsets
+                                                .entry(pid)
+                                                .or_default()
+                                                .insert((topic, partition), c);
+                                        }
+                                        None => {
+                                            g.offsets.insert((topic, partition), c);
+                                        }
+                                    },
                                     None => {
                                         g.offsets.remove(&(topic, partition));
                                     }
@@ -246,7 +275,9 @@ impl GroupCoordinator {
                 }
             }
         }
-        groups.retain(|_, g| !g.offsets.is_empty() || g.protocol_type.is_some());
+        groups.retain(|_, g| {
+            !g.offsets.is_empty() || !g.txn_offsets.is_empty() || g.protocol_type.is_some()
+        });
         tracing::info!(
             groups = groups.len(),
             records,
@@ -591,31 +622,96 @@ impl GroupCoordinator {
         let g = groups
             .entry(group.to_string())
             .or_insert_with(|| Group::new(group, now_ms()));
-        let consumer_members = g.consumer.as_ref().map_or(0, |c| c.members.len());
-        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
-            if !g.members.is_empty() || consumer_members > 0 {
-                return Err(code(ResponseError::UnknownMemberId));
+        check_committer(g, generation, member_id, instance_id)?;
+        let (codes, entries, accepted) = self.accept_offsets(group, offsets);
+        self.persist(group, &entries)?;
+        g.offsets.extend(accepted);
+        Ok(codes)
+    }
+
+    /// TxnOffsetCommit: offsets written inside producer `pid`'s transaction;
+    /// they become visible when the transaction commits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit(
+        &self,
+        group: &str,
+        pid: i64,
+        epoch: i16,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> Result<Vec<i16>, i16> {
+        let mut groups = self.groups.lock();
+        let g = groups
+            .entry(group.to_string())
+            .or_insert_with(|| Group::new(group, now_ms()));
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            check_committer(g, generation, member_id, instance_id)?;
+        }
+        let (codes, entries, accepted) = self.accept_offsets(group, offsets);
+        if !entries.is_empty() {
+            let p = self
+                .topics
+                .get(OFFSETS_TOPIC)
+                .and_then(|t| t.partition(store::partition_for(group, self.offsets_partitions())))
+                .ok_or(code(ResponseError::CoordinatorNotAvailable))?;
+            let ts = now_ms();
+            let mut b = BatchBuilder::new(ts)
+                .producer(pid, epoch, -1)
+                .transactional(false);
+            for e in &entries {
+                let (key, value) = store::encode(e);
+                b = b.push(OwnedRecord {
+                    key: Some(key),
+                    value,
+                    headers: Vec::new(),
+                    timestamp: ts,
+                });
             }
-        } else if let Some(cg) = g.consumer.as_ref().filter(|c| !c.members.is_empty()) {
-            let m = cg
-                .members
-                .get(member_id)
-                .ok_or(code(ResponseError::UnknownMemberId))?;
-            if generation != m.epoch {
-                return Err(code(ResponseError::StaleMemberEpoch));
+            p.append_coordinator(&mut b.build()).map_err(|e| {
+                tracing::error!(group, error = %e, "cannot write __consumer_offsets");
+                code(ResponseError::CoordinatorNotAvailable)
+            })?;
+        }
+        g.txn_offsets.entry(pid).or_default().extend(accepted);
+        Ok(codes)
+    }
+
+    /// Applies (commit) or drops (abort) the transactional offsets of `pid`
+    /// in the groups stored on `__consumer_offsets` partition `partition`.
+    pub fn complete_txn(&self, partition: i32, pid: i64, commit: bool) {
+        let n = self.offsets_partitions();
+        let mut groups = self.groups.lock();
+        for g in groups.values_mut() {
+            if store::partition_for(&g.id, n) != partition {
+                continue;
             }
-        } else {
-            check_member(g, member_id, instance_id).map_err(code)?;
-            if generation != g.generation {
-                return Err(code(ResponseError::IllegalGeneration));
-            }
-            if g.state == GroupState::CompletingRebalance {
-                return Err(code(ResponseError::RebalanceInProgress));
-            }
-            if let Some(m) = g.member_mut(member_id) {
-                m.last_seen = Instant::now();
+            if let Some(offsets) = g.txn_offsets.remove(&pid) {
+                if commit {
+                    g.offsets.extend(offsets);
+                }
             }
         }
+    }
+
+    /// True when `group` has transactional offsets not yet committed for the
+    /// partition (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let groups = self.groups.lock();
+        let key = (topic.to_string(), partition);
+        groups
+            .get(group)
+            .is_some_and(|g| g.txn_offsets.values().any(|o| o.contains_key(&key)))
+    }
+
+    /// Checks offsets to commit; returns the codes, the entries to write and the accepted offsets.
+    #[allow(clippy::type_complexity)]
+    fn accept_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> (Vec<i16>, Vec<Entry>, Vec<((String, i32), Committed)>) {
         let mut codes = Vec::with_capacity(offsets.len());
         let mut entries = Vec::new();
         let mut accepted = Vec::new();
@@ -640,9 +736,7 @@ impl GroupCoordinator {
                 accepted.push(((topic, partition), c));
             }
         }
-        self.persist(group, &entries)?;
-        g.offsets.extend(accepted);
-        Ok(codes)
+        (codes, entries, accepted)
     }
 
     /// OffsetFetch: `None` topics means every committed partition.
@@ -1114,6 +1208,42 @@ fn state_name(g: &Group) -> &'static str {
 }
 
 /// Fencing and membership checks shared by sync, heartbeat and commit.
+/// Checks that the committer is a current member (or, with no member id and
+/// generation -1, that the group has no members: a standalone commit).
+fn check_committer(
+    g: &mut Group,
+    generation: i32,
+    member_id: &str,
+    instance_id: Option<&str>,
+) -> Result<(), i16> {
+    let consumer_members = g.consumer.as_ref().map_or(0, |c| c.members.len());
+    if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+        if !g.members.is_empty() || consumer_members > 0 {
+            return Err(code(ResponseError::UnknownMemberId));
+        }
+    } else if let Some(cg) = g.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+        let m = cg
+            .members
+            .get(member_id)
+            .ok_or(code(ResponseError::UnknownMemberId))?;
+        if generation != m.epoch {
+            return Err(code(ResponseError::StaleMemberEpoch));
+        }
+    } else {
+        check_member(g, member_id, instance_id).map_err(code)?;
+        if generation != g.generation {
+            return Err(code(ResponseError::IllegalGeneration));
+        }
+        if g.state == GroupState::CompletingRebalance {
+            return Err(code(ResponseError::RebalanceInProgress));
+        }
+        if let Some(m) = g.member_mut(member_id) {
+            m.last_seen = Instant::now();
+        }
+    }
+    Ok(())
+}
+
 fn check_member(
     g: &Group,
     member_id: &str,

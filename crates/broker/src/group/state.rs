@@ -128,6 +128,9 @@ pub struct Group {
     pub rebalance_deadline: Option<Instant>,
     /// Committed offsets by (topic, partition).
     pub offsets: HashMap<(String, i32), Committed>,
+    /// Offsets committed inside open transactions, by producer id; they
+    /// join `offsets` when the commit marker is written (TxnOffsetCommit).
+    pub txn_offsets: HashMap<i64, HashMap<(String, i32), Committed>>,
     /// When the group last became empty (ms), for offset expiry.
     pub empty_since_ms: Option<i64>,
     /// True while the first rebalance after Empty waits out the initial delay.
@@ -150,6 +153,7 @@ impl Group {
             pending: HashMap::new(),
             rebalance_deadline: None,
             offsets: HashMap::new(),
+            txn_offsets: HashMap::new(),
             empty_since_ms: Some(now_ms),
             initial_join: false,
             consumer: None,

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use parking_lot::Mutex;
 use strom_storage::StorageError;
 use uuid::Uuid;
@@ -116,6 +118,7 @@ fn gather(
     wants: &[Want],
     max_bytes: i32,
     incremental: bool,
+    read_committed: bool,
 ) -> (Vec<(Key, Uuid, PartitionData)>, usize, bool) {
     let mut out = Vec::new();
     let mut budget = max_bytes.max(0) as usize;
@@ -143,15 +146,18 @@ fn gather(
         };
         let hw = p.log.log_end_offset();
         let lso = p.log.log_start_offset();
+        let stable = p.last_stable_offset().min(hw);
+        // read_committed consumers see nothing past the last stable offset.
+        let upper = if read_committed { stable } else { hw };
         let mut pd = PartitionData::default()
             .with_partition_index(w.key.1)
             .with_high_watermark(hw)
-            .with_last_stable_offset(hw)
+            .with_last_stable_offset(stable)
             .with_log_start_offset(if version >= 5 { lso } else { -1 });
         let mut records = Bytes::new();
-        if w.fetch_offset != hw && (first || budget > 0) {
+        if w.fetch_offset != upper && w.fetch_offset <= hw && (first || budget > 0) {
             let limit = (w.max_bytes.max(0) as usize).min(if first { usize::MAX } else { budget });
-            match p.log.read(w.fetch_offset, limit.max(1), Some(hw)) {
+            match p.log.read(w.fetch_offset, limit.max(1), Some(upper)) {
                 Ok(r) => records = r.records,
                 Err(StorageError::OffsetOutOfRange { .. }) => {
                     pd = pd.with_error_code(ResponseError::OffsetOutOfRange.code());
@@ -166,6 +172,21 @@ fn gather(
         } else if w.fetch_offset > hw || w.fetch_offset < lso {
             pd = pd.with_error_code(ResponseError::OffsetOutOfRange.code());
             error = true;
+        }
+        if read_committed {
+            let aborted = if records.is_empty() {
+                Vec::new()
+            } else {
+                p.aborted_between(w.fetch_offset, upper - 1)
+                    .into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            };
+            pd = pd.with_aborted_transactions(Some(aborted));
         }
         if !records.is_empty() {
             first = false;
@@ -280,7 +301,14 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
     let mut rx = broker.topics.subscribe_appends();
     let (parts, _) = loop {
         rx.borrow_and_update();
-        let (parts, total, error) = gather(broker, version, &wants, req.max_bytes, incremental);
+        let (parts, total, error) = gather(
+            broker,
+            version,
+            &wants,
+            req.max_bytes,
+            incremental,
+            req.isolation_level == 1,
+        );
         if error || total >= req.min_bytes.max(0) as usize || Instant::now() >= deadline {
             break (parts, total);
         }

@@ -258,6 +258,8 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
                 .collect()
         });
         let found = broker.groups.fetch_offsets(&req.group_id.0, topics);
+        let stable = version >= 7 && req.require_stable;
+        let group = req.group_id.0.to_string();
         let topics = found
             .into_iter()
             .map(|(t, ps)| {
@@ -266,6 +268,12 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
                     .map(|(p, c)| {
                         let r = offset_fetch_response::OffsetFetchResponsePartition::default()
                             .with_partition_index(p);
+                        if stable && broker.groups.has_pending_txn_offset(&group, &t, p) {
+                            // KIP-447: an open transaction holds an offset for it; the client retries.
+                            return r
+                                .with_committed_offset(-1)
+                                .with_error_code(ResponseError::UnstableOffsetCommit.code());
+                        }
                         match c {
                             Some(c) => r
                                 .with_committed_offset(c.offset)
@@ -292,6 +300,7 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
                     .collect()
             });
             let found = broker.groups.fetch_offsets(&g.group_id.0, topics);
+            let group = g.group_id.0.to_string();
             let topics = found
                 .into_iter()
                 .map(|(t, ps)| {
@@ -300,6 +309,13 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
                         .map(|(p, c)| {
                             let r = offset_fetch_response::OffsetFetchResponsePartitions::default()
                                 .with_partition_index(p);
+                            if req.require_stable
+                                && broker.groups.has_pending_txn_offset(&group, &t, p)
+                            {
+                                return r
+                                    .with_committed_offset(-1)
+                                    .with_error_code(ResponseError::UnstableOffsetCommit.code());
+                            }
                             match c {
                                 Some(c) => r
                                     .with_committed_offset(c.offset)

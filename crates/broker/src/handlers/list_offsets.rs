@@ -1,4 +1,5 @@
-//! ListOffsets: earliest, latest, by timestamp and max timestamp (KIP-734).
+//! ListOffsets: earliest, latest (the last stable offset under read_committed),
+//! by timestamp and max timestamp (KIP-734).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -21,6 +22,8 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
     // leader_epoch exists from v4.
     let epoch = if version >= 4 { 0 } else { -1 };
+    // read_committed (v2+) reads "latest" as the last stable offset.
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -36,6 +39,7 @@ pub fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOff
                     };
                     let log = &part.log;
                     let found = match p.timestamp {
+                        LATEST if read_committed => Ok(Some((part.last_stable_offset(), -1))),
                         LATEST => Ok(Some((log.log_end_offset(), -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
                         MAX_TIMESTAMP => log.max_timestamp(),

@@ -11,6 +11,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 pub mod topics_admin;
+pub mod txn;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;

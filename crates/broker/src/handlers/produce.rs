@@ -14,6 +14,7 @@ use strom_storage::{FlushPolicy, StorageError};
 
 use super::s;
 use crate::broker::Broker;
+use crate::partition::{AppendError, Appended};
 use crate::topics::{Partition, Topic};
 
 /// Why a partition's records were refused.
@@ -80,6 +81,28 @@ fn validate_header(h: &BatchHeader) -> Result<(), (ResponseError, String)> {
     Ok(())
 }
 
+/// A transactional batch may only go to a partition its open transaction
+/// holds (the check of KIP-890, cheap here: the coordinator is local).
+fn verify_transaction(
+    broker: &Broker,
+    p: &Partition,
+    records: &[u8],
+) -> Result<(), (ResponseError, String)> {
+    match BatchHeader::parse(records) {
+        Ok(h) if h.is_transactional() && h.producer_id >= 0 => broker
+            .txns
+            .verify_produce(h.producer_id, h.producer_epoch, &p.topic, p.index)
+            .map_err(|e| {
+                let msg = format!(
+                    "producer {} epoch {} has no open transaction holding {}-{}",
+                    h.producer_id, h.producer_epoch, p.topic, p.index
+                );
+                (e, msg)
+            }),
+        _ => Ok(()),
+    }
+}
+
 /// The topic's `max.message.bytes`, read under the config lock without copying the map.
 fn max_message_bytes(broker: &Broker, topic: &Topic) -> usize {
     let Some(d) = crate::config::topic_def("max.message.bytes") else {
@@ -92,23 +115,38 @@ fn max_message_bytes(broker: &Broker, topic: &Topic) -> usize {
         .unwrap_or(1_048_588)
 }
 
-async fn append(
-    p: Arc<Partition>,
-    records: Bytes,
-) -> Result<strom_storage::AppendInfo, StorageError> {
+async fn append(p: Arc<Partition>, records: Bytes) -> Result<Appended, AppendError> {
     let mut buf = records.to_vec();
     if p.log.config().flush == FlushPolicy::EveryAppend {
         // The fsync blocks: keep it off the async workers.
-        tokio::task::spawn_blocking(move || p.log.append(&mut buf))
+        tokio::task::spawn_blocking(move || p.append(&mut buf))
             .await
             .unwrap_or_else(|e| {
-                Err(StorageError::Io {
+                Err(AppendError::Storage(StorageError::Io {
                     path: Default::default(),
                     source: std::io::Error::other(e),
-                })
+                }))
             })
     } else {
-        p.log.append(&mut buf)
+        p.append(&mut buf)
+    }
+}
+
+/// The Kafka error for a failed append.
+fn append_error(p: &Partition, e: AppendError) -> (ResponseError, String) {
+    match e {
+        AppendError::Sequence(e) => (e.code(), e.to_string()),
+        AppendError::MultipleBatches => (ResponseError::InvalidRecord, e.to_string()),
+        AppendError::Storage(StorageError::InvalidBatch(b)) => {
+            (ResponseError::CorruptMessage, b.to_string())
+        }
+        AppendError::Storage(e @ StorageError::BatchTooLarge { .. }) => {
+            (ResponseError::RecordListTooLarge, e.to_string())
+        }
+        AppendError::Storage(other) => {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %other, "append failed");
+            (ResponseError::KafkaStorageError, other.to_string())
+        }
     }
 }
 
@@ -128,6 +166,7 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
             let part = topic
                 .as_ref()
                 .and_then(|t| t.partition(pd.index).map(|p| (t, p)));
+            let part_ref = part.clone();
             let outcome: Result<_, (ResponseError, String)> = match (acks_ok, part) {
                 (false, _) => Err((
                     ResponseError::InvalidRequiredAcks,
@@ -137,33 +176,41 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                     ResponseError::UnknownTopicOrPartition,
                     "This server does not host this topic-partition.".into(),
                 )),
-                (true, Some((_, p))) if p.topic == crate::group::store::OFFSETS_TOPIC => Err((
-                    ResponseError::InvalidTopicException,
-                    format!("Cannot append to internal topic {}", p.topic),
-                )),
+                (true, Some((_, p)))
+                    if p.topic == crate::group::store::OFFSETS_TOPIC
+                        || p.topic == crate::txn::log::TXN_TOPIC =>
+                {
+                    Err((
+                        ResponseError::InvalidTopicException,
+                        format!("Cannot append to internal topic {}", p.topic),
+                    ))
+                }
                 (true, Some((t, p))) => {
                     let records = pd.records.unwrap_or_default();
-                    match validate(&records, max_message_bytes(broker, t)) {
+                    match validate(&records, max_message_bytes(broker, t))
+                        .and_then(|()| verify_transaction(broker, &p, &records))
+                    {
                         Err(e) => Err(e),
-                        Ok(()) => append(p.clone(), records).await.map_err(|e| match e {
-                            StorageError::InvalidBatch(b) => (ResponseError::CorruptMessage, b.to_string()),
-                            StorageError::BatchTooLarge { .. } => (ResponseError::RecordListTooLarge, e.to_string()),
-                            other => {
-                                tracing::error!(topic = %p.topic, partition = p.index, error = %other, "append failed");
-                                (ResponseError::KafkaStorageError, other.to_string())
-                            }
-                        }),
+                        Ok(()) => append(p.clone(), records)
+                            .await
+                            .map_err(|e| append_error(&p, e)),
                     }
                 }
             };
             match outcome {
-                Ok(info) => {
+                Ok(Appended::Written(info)) => {
                     appended = true;
                     r = r
                         .with_base_offset(info.base_offset)
                         .with_log_append_time_ms(info.log_append_time);
                     if version >= 5 {
                         r = r.with_log_start_offset(info.log_start_offset);
+                    }
+                }
+                Ok(Appended::Duplicate { base_offset }) => {
+                    r = r.with_base_offset(base_offset);
+                    if let (true, Some((_, p))) = (version >= 5, part_ref) {
+                        r = r.with_log_start_offset(p.log.log_start_offset());
                     }
                 }
                 Err((e, msg)) => {

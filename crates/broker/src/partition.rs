@@ -1,0 +1,259 @@
+//! One partition: its log and its producer state, kept in step.
+//!
+//! Appends from idempotent and transactional producers go through
+//! [`Partition::append`], which checks sequences and epochs and writes in one
+//! atomic step (the log's append gate), so a retried batch is acknowledged
+//! with its first offset instead of being written twice. Plain batches skip
+//! all of it and cost nothing extra.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use strom_record::{for_each_record, BatchBuilder, BatchHeader, Batches};
+use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
+use thiserror::Error;
+
+use crate::txn::producer_state::{AbortedTxn, Marker, ProducerState, SequenceError, Verdict};
+
+/// Why an append did not happen.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The log refused or failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The producer checks refused the batch.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    /// More than one batch from an idempotent producer in one partition's data.
+    #[error("a produce request may carry only one record batch per partition from an idempotent producer")]
+    MultipleBatches,
+}
+
+/// What became of appended records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written now.
+    Written(AppendInfo),
+    /// A retry: the same batch is already in the log at `base_offset`.
+    Duplicate {
+        /// Offset of the original.
+        base_offset: i64,
+    },
+}
+
+/// One partition: its log and what it knows about producers.
+#[derive(Debug)]
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub index: i32,
+    /// The log.
+    pub log: Arc<Log>,
+    /// Idempotent producers and transactions.
+    pub producers: Mutex<ProducerState>,
+}
+
+/// Broker time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The marker type of a control batch, read from its record key.
+fn marker_of(batch: &[u8]) -> Option<Marker> {
+    let mut marker = None;
+    let _ = for_each_record(batch, |r| {
+        if marker.is_none() {
+            marker = r.key.and_then(Marker::from_key);
+        }
+    });
+    marker
+}
+
+impl Partition {
+    /// Opens the log in `dir` and rebuilds the producer state: the snapshot
+    /// saved at shutdown, then the log after it.
+    pub fn open(
+        topic: &str,
+        index: i32,
+        dir: &Path,
+        config: LogConfig,
+    ) -> Result<Partition, StorageError> {
+        let log = Log::open(dir, config)?;
+        let state = rebuild(&log)?;
+        Ok(Partition {
+            topic: topic.to_string(),
+            index,
+            log: Arc::new(log),
+            producers: Mutex::new(state),
+        })
+    }
+
+    /// Appends validated batches (blocking under `flush.messages=1`).
+    pub fn append(&self, buf: &mut [u8]) -> Result<Appended, AppendError> {
+        let first = BatchHeader::parse(buf).map_err(StorageError::InvalidBatch)?;
+        if first.producer_id < 0 {
+            return Ok(Appended::Written(self.log.append(buf)?));
+        }
+        if first.total_len() != buf.len() {
+            return Err(AppendError::MultipleBatches);
+        }
+        let now = now_ms();
+        let outcome = self.log.append_gated(buf, |base_offset| {
+            let mut state = self.producers.lock();
+            match state.check(&first) {
+                Err(e) => Err(Refusal::Sequence(e)),
+                Ok(Verdict::Duplicate { base_offset }) => Err(Refusal::Duplicate(base_offset)),
+                Ok(Verdict::Append) => {
+                    let mut h = first;
+                    h.base_offset = base_offset;
+                    state.apply(&h, None, now);
+                    Ok(())
+                }
+            }
+        })?;
+        match outcome {
+            Ok(info) => Ok(Appended::Written(info)),
+            Err(Refusal::Duplicate(base_offset)) => {
+                // Acknowledge only once the original is as durable as a fresh write would be.
+                self.log.wait_durable()?;
+                Ok(Appended::Duplicate { base_offset })
+            }
+            Err(Refusal::Sequence(e)) => Err(e.into()),
+        }
+    }
+
+    /// Appends a batch written by a coordinator on a producer's behalf
+    /// (TxnOffsetCommit): folded into the producer state, never checked.
+    pub fn append_coordinator(&self, buf: &mut [u8]) -> Result<AppendInfo, StorageError> {
+        let header = BatchHeader::parse(buf).map_err(StorageError::InvalidBatch)?;
+        let now = now_ms();
+        let outcome = self.log.append_gated(buf, |base_offset| {
+            let mut h = header;
+            h.base_offset = base_offset;
+            self.producers.lock().apply(&h, None, now);
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        Ok(outcome.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Writes a transaction marker (control batch) for `producer_id` and
+    /// closes its transaction on this partition. Returns the marker's offset.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        marker: Marker,
+        coordinator_epoch: i32,
+    ) -> Result<i64, StorageError> {
+        let now = now_ms();
+        let mut value = vec![0u8, 0];
+        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+        let mut buf = BatchBuilder::new(now)
+            .producer(producer_id, epoch, -1)
+            .transactional(true)
+            .record(Some(&marker.key()), Some(&value))
+            .build();
+        let header = BatchHeader::parse(&buf).map_err(StorageError::InvalidBatch)?;
+        let outcome = self.log.append_gated(&mut buf, |base_offset| {
+            let mut state = self.producers.lock();
+            let mut h = header;
+            h.base_offset = base_offset;
+            state.apply(&h, Some(marker), now);
+            state.note_coordinator_epoch(producer_id, coordinator_epoch);
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        let info = outcome.unwrap_or_else(|never| match never {});
+        Ok(info.base_offset)
+    }
+
+    /// The last stable offset: no open transaction starts below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let leo = self.log.log_end_offset();
+        self.producers
+            .lock()
+            .first_unstable_offset()
+            .map_or(leo, |f| f.min(leo))
+    }
+
+    /// Aborted transactions overlapping `from..=to` (read_committed fetches).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.producers.lock().aborted_between(from, to)
+    }
+
+    /// Saves the producer snapshot if it changed (or always, with `force`).
+    pub fn save_producer_state(&self, force: bool) -> std::io::Result<()> {
+        let mut state = self.producers.lock();
+        if !(state.is_dirty() || (force && !state.is_empty())) {
+            return Ok(());
+        }
+        // Every batch below the published end has passed the gate; batches
+        // past it that did are counted by `applied_end`.
+        let at = self.log.log_end_offset();
+        state.save(self.log.dir(), at)
+    }
+
+    /// Forgets idle producers (`producer.id.expiration.ms`).
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        let log_start = self.log.log_start_offset();
+        self.producers
+            .lock()
+            .expire(now_ms, expiration_ms, log_start)
+    }
+}
+
+/// Why the append gate turned a batch away.
+enum Refusal {
+    Duplicate(i64),
+    Sequence(SequenceError),
+}
+
+/// Reads the producer state back: snapshot plus the log after it.
+fn rebuild(log: &Log) -> Result<ProducerState, StorageError> {
+    let leo = log.log_end_offset();
+    let dir = log.dir();
+    let snapshot = ProducerState::load(dir, leo);
+    let has_snapshot = snapshot.is_some();
+    let mut state = snapshot.unwrap_or_default();
+    if !has_snapshot && log.opened_clean() {
+        // A clean shutdown saves the snapshot whenever there is state.
+        return Ok(state);
+    }
+    let mut pos = state.applied_end().max(log.log_start_offset());
+    let start = pos;
+    let now = now_ms();
+    let mut batches = 0u64;
+    while pos < leo {
+        let read = log.read(pos, 1 << 20, None)?;
+        let before = pos;
+        for item in Batches::new(&read.records) {
+            let (h, bytes) = match item {
+                Ok((h, _, bytes)) => (h, bytes),
+                Err(_) => break,
+            };
+            if h.next_offset() <= pos {
+                continue;
+            }
+            let marker = if h.is_control() {
+                marker_of(bytes)
+            } else {
+                None
+            };
+            state.apply(&h, marker, now);
+            pos = h.next_offset();
+            batches += 1;
+        }
+        if pos == before {
+            break; // nothing readable past here (recovery already cut damage)
+        }
+    }
+    if batches > 0 {
+        tracing::info!(log = %dir.display(), from = start, to = pos, batches, "rebuilt producer state from the log");
+    }
+    Ok(state)
+}

@@ -1,0 +1,10 @@
+//! Exactly-once support: producer ids, the per-partition producer state
+//! that checks sequences and tracks open and aborted transactions, and the
+//! transaction coordinator.
+
+pub mod coordinator;
+pub mod log;
+pub mod producer_ids;
+pub mod producer_state;
+
+pub use coordinator::{TxnConfig, TxnCoordinator};
