@@ -19,9 +19,10 @@ STROM = os.environ.get("STROM_BIN", str(ROOT / "target" / "release" / "strom"))
 class Broker:
     """A strom server process on an ephemeral loopback port."""
 
-    def __init__(self, data_dir, sets=()):
+    def __init__(self, data_dir, sets=(), args=()):
         self.data_dir = data_dir
         self.sets = list(sets)
+        self.args = list(args)
         self.port = 0
         self.proc = None
         self.log_path = os.path.join(os.path.dirname(data_dir), "strom.log")
@@ -34,6 +35,7 @@ class Broker:
         args = [STROM, "server", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         for s in self.sets:
             args += ["--set", s]
+        args += self.args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
         deadline = time.time() + 30
@@ -84,10 +86,10 @@ def pytest_runtest_makereport(item, call):
 def make_broker(request):
     dirs, brokers = [], []
 
-    def make(sets=()):
+    def make(sets=(), args=()):
         d = tempfile.mkdtemp(prefix="strom-it-")
         dirs.append(d)
-        b = Broker(os.path.join(d, "data"), sets).start()
+        b = Broker(os.path.join(d, "data"), sets, args).start()
         brokers.append(b)
         return b
 

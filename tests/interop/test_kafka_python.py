@@ -1,21 +1,29 @@
 """kafka-python against strom: produce, consume, admin.
 
 Runs under kafka-python 2.x and 3.x (scripts/test runs this file with both).
-kafka-python 3 turns producer idempotence on by default, which needs
-InitProducerId; until Strom serves it (the exactly-once issue) the 3.x run
-switches idempotence off explicitly.
+kafka-python 3 turns producer idempotence on by default (InitProducerId and
+sequence-checked produce); the 2.x run leaves it off, its default.
 """
 import kafka
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 
-def KafkaProducer(**conf):
-    if int(kafka.__version__.split(".")[0]) >= 3:
-        conf.setdefault("enable_idempotence", False)
-    return kafka.KafkaProducer(**conf)
+def test_idempotent_producer_by_default_in_3x(broker):
+    if int(kafka.__version__.split(".")[0]) < 3:
+        pytest.skip("kafka-python 2.x has no idempotent producer")
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    assert p.config["enable_idempotence"]
+    metas = [p.send("kp-idem", value=str(i).encode(), partition=0) for i in range(500)]
+    p.flush()
+    assert [m.get(timeout=30).offset for m in metas] == list(range(500))
+    p.close()
+    c = KafkaConsumer("kp-idem", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                      consumer_timeout_ms=3000)
+    assert [int(r.value) for r in c] == list(range(500))
+    c.close()
 
 
 def test_produce_consume_and_offsets(broker):
