@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from proxy import CuttingProxy
+from conftest import STROM
 from test_confluent import create
 
 HERE = os.path.dirname(__file__)
@@ -222,3 +223,46 @@ def test_timed_out_transaction_is_aborted(make_broker):
     rc = read_values(broker.bootstrap, "txt", [0], "read_committed")
     ru = read_values(broker.bootstrap, "txt", [0], "read_uncommitted")
     assert rc[0] == [] and ru[0] == [b"never"]
+
+
+def strom_txn(broker, *args):
+    r = subprocess.run([STROM, "transactions", "--bootstrap", broker.bootstrap, *args], capture_output=True,
+                       text=True, timeout=60)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_cli_lists_and_describes_transactions_and_producers(make_broker):
+    broker = make_broker(FAST_TXN)
+    create(broker, "cli-tx", 2)
+    done = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "cli-done"})
+    done.init_transactions(30)
+    done.begin_transaction()
+    done.produce("cli-tx", value=b"x", partition=0)
+    done.commit_transaction(30)
+    open_ = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "cli-open"})
+    open_.init_transactions(30)
+    open_.begin_transaction()
+    open_.produce("cli-tx", value=b"y", partition=1)
+    open_.flush(30)
+
+    rc, out, err = strom_txn(broker, "list")
+    assert rc == 0, err
+    lines = {l.split()[0]: l.split() for l in out.splitlines()[1:]}
+    assert lines["cli-done"][2] == "CompleteCommit" and lines["cli-open"][2] == "Ongoing"
+    rc, out, _ = strom_txn(broker, "list", "--state", "Ongoing")
+    assert [l.split()[0] for l in out.splitlines()[1:]] == ["cli-open"]
+
+    rc, out, err = strom_txn(broker, "describe", "cli-open")
+    assert rc == 0, err
+    row = out.splitlines()[1].split()
+    assert row[0] == "cli-open" and row[3] == "Ongoing" and row[6] == "cli-tx-1"
+    open_pid = row[1]
+
+    rc, out, err = strom_txn(broker, "describe-producers", "--topic", "cli-tx", "--partition", "1")
+    assert rc == 0, err
+    row = out.splitlines()[1].split()
+    assert row[0] == "1" and row[1] == open_pid and row[5] == "0", out  # its open transaction starts at offset 0
+
+    rc, _, err = strom_txn(broker, "describe", "no-such-id")
+    assert rc != 0 and "no-such-id" in err
+    open_.abort_transaction(30)

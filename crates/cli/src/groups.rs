@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use strom_client::Admin;
 
+use crate::table::print_table;
+
 /// Consumer group commands.
 #[derive(Debug, Args)]
 pub struct GroupsArgs {
@@ -86,23 +88,6 @@ pub fn run(args: GroupsArgs) -> Result<()> {
             GroupsCommand::ResetOffsets(r) => reset(&mut admin, r).await,
         }
     })
-}
-
-fn print_table(rows: &[Vec<String>]) {
-    let mut widths = vec![0; rows.first().map_or(0, |r| r.len())];
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
-        }
-    }
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
 }
 
 async fn list(admin: &mut Admin) -> Result<()> {

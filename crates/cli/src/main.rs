@@ -2,6 +2,8 @@
 
 mod groups;
 mod server;
+mod table;
+mod transactions;
 
 use clap::{Parser, Subcommand};
 use strom_protocol::alloc::GuardedAlloc;
@@ -24,6 +26,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Inspect and manage consumer groups (like kafka-consumer-groups.sh).
     Groups(groups::GroupsArgs),
+    /// Inspect transactions and the producers writing to partitions (like kafka-transactions.sh).
+    Transactions(transactions::TransactionsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Groups(args) => groups::run(args),
+        Command::Transactions(args) => transactions::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

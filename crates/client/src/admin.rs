@@ -1,4 +1,5 @@
-//! Admin calls: groups, offsets, topic partitions.
+//! Admin calls: groups, offsets, topic partitions (transactions are in
+//! `transactions.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -54,7 +55,7 @@ pub struct GroupDescription {
 /// the bootstrap broker is the coordinator and leader of everything).
 #[derive(Debug)]
 pub struct Admin {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl Admin {

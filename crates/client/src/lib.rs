@@ -6,7 +6,9 @@
 mod admin;
 mod connection;
 mod error;
+mod transactions;
 
 pub use admin::{Admin, GroupDescription, GroupListing, GroupMember};
 pub use connection::Connection;
 pub use error::ClientError;
+pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
