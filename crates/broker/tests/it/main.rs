@@ -4,6 +4,7 @@
 mod bad_input;
 mod client;
 mod groups;
+mod idempotence;
 mod produce_fetch;
 mod topics;
 
