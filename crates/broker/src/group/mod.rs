@@ -430,7 +430,24 @@ impl GroupCoordinator {
         } else if g.pending.remove(&req.member_id).is_some() {
             g.members.push(new_member(req.member_id.clone()));
             req.member_id.clone()
-        } else if g.member(&req.member_id).is_some() {
+        } else if let Some(m) = g.member(&req.member_id) {
+            // Kafka's rule: a known member rejoining with unchanged metadata
+            // (it lost the JoinGroup answer, or a follower re-syncs) gets the
+            // current generation back instead of starting a rebalance.
+            let unchanged = m.protocols == req.protocols;
+            let is_leader = g.leader.as_deref() == Some(req.member_id.as_str());
+            let quiet = match g.state {
+                GroupState::CompletingRebalance => unchanged,
+                GroupState::Stable => unchanged && !is_leader,
+                _ => false,
+            };
+            if quiet {
+                let id = req.member_id.clone();
+                if let Some(m) = g.member_mut(&id) {
+                    m.last_seen = now;
+                }
+                return Pending::Ready(current_join(g, &id));
+            }
             req.member_id.clone()
         } else {
             return fail(ResponseError::UnknownMemberId, &req.member_id);
@@ -1394,6 +1411,36 @@ fn try_complete(g: &mut Group, now: Instant) {
         }
     }
     tracing::info!(group = %g.id, generation = g.generation, members = g.members.len(), protocol = %protocol, "rebalance complete");
+}
+
+/// The JoinGroup answer of the current generation for `member` (the member
+/// list goes to the leader only).
+fn current_join(g: &Group, member: &str) -> JoinOutcome {
+    let leader = g.leader.clone().unwrap_or_default();
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let members = if member == leader {
+        g.members
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata(&protocol).cloned().unwrap_or_default(),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    JoinOutcome {
+        error: 0,
+        generation: g.generation,
+        protocol: g.protocol.clone(),
+        protocol_type: g.protocol_type.clone(),
+        leader,
+        member_id: member.to_string(),
+        members,
+    }
 }
 
 /// A consumer-protocol assignment (v0) as classic DescribeGroups carries it.
