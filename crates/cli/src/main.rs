@@ -1,6 +1,7 @@
 //! `strom`: the broker server and Strom's command-line tools in one binary.
 
 mod groups;
+mod produce;
 mod server;
 mod table;
 mod transactions;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run a broker (single node, Kafka wire protocol).
     Server(server::ServerArgs),
+    /// Write records from stdin or a file, one per line (like kafka-console-producer.sh).
+    Produce(produce::ProduceArgs),
     /// Inspect and manage consumer groups (like kafka-consumer-groups.sh).
     Groups(groups::GroupsArgs),
     /// Inspect transactions and the producers writing to partitions (like kafka-transactions.sh).
@@ -35,6 +38,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Groups(args) => groups::run(args),
+        Command::Produce(args) => produce::run(args),
         Command::Transactions(args) => transactions::run(args),
     };
     match result {

@@ -65,6 +65,11 @@ impl Connection {
         Ok(c)
     }
 
+    /// The socket and the negotiated versions, for a pipelined [`crate::mux::Mux`].
+    pub fn into_parts(self) -> (TcpStream, HashMap<i16, i16>) {
+        (self.stream, self.versions)
+    }
+
     /// The version of `key` to use, if both sides have one.
     pub fn version(&self, key: ApiKey) -> Result<i16, ClientError> {
         self.versions

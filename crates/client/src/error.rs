@@ -24,6 +24,9 @@ pub enum ClientError {
     /// The broker does not serve a version of this API we can speak.
     #[error("the broker does not support {0:?}")]
     Unsupported(kafka_protocol::messages::ApiKey),
+    /// A setting is missing or invalid.
+    #[error("configuration: {0}")]
+    Config(String),
     /// A request or response did not encode or decode.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -4,8 +4,11 @@
 #![deny(clippy::unwrap_used)]
 
 mod admin;
+pub mod cluster;
 mod connection;
 mod error;
+pub mod mux;
+pub mod producer;
 mod transactions;
 
 pub use admin::{Admin, GroupDescription, GroupListing, GroupMember};

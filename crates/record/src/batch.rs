@@ -86,6 +86,31 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The codec's bits in the batch attributes.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// The codec by Kafka's `compression.type` name (`none`/`uncompressed`, gzip, snappy, lz4, zstd).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        match name.to_ascii_lowercase().as_str() {
+            "none" | "uncompressed" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "snappy" => Some(Compression::Snappy),
+            "lz4" => Some(Compression::Lz4),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
 /// A checked view of one batch header. Cheap to copy; borrows nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {

@@ -1,0 +1,198 @@
+//! What a client knows about the cluster: brokers, topic partitions and
+//! their leaders (from Metadata), and one pipelined connection per broker,
+//! re-made when it fails. Bootstrap servers are tried in turn.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Mutex;
+
+use crate::error::ClientError;
+use crate::mux::Mux;
+
+/// A topic's partitions: the leader node of each, by index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Leader node id per partition (-1 when leaderless).
+    pub leaders: Vec<i32>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    brokers: HashMap<i32, String>,
+    topics: HashMap<String, TopicInfo>,
+    conns: HashMap<String, Arc<Mux>>,
+}
+
+/// Cluster metadata and connections, shared by a client's tasks.
+#[derive(Debug)]
+pub struct Cluster {
+    bootstrap: Vec<String>,
+    client_id: String,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+impl Cluster {
+    /// A cluster reached through `bootstrap` (comma-separated HOST:PORT list).
+    pub fn new(
+        bootstrap: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<Cluster, ClientError> {
+        let bootstrap: Vec<String> = bootstrap
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if bootstrap.is_empty() {
+            return Err(ClientError::Config("bootstrap.servers is empty".into()));
+        }
+        Ok(Cluster {
+            bootstrap,
+            client_id: client_id.to_string(),
+            timeout,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The request timeout of every connection.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The connection to `addr`, made or re-made as needed.
+    pub async fn connection(&self, addr: &str) -> Result<Arc<Mux>, ClientError> {
+        {
+            let st = self.state.lock().await;
+            if let Some(c) = st.conns.get(addr).filter(|c| !c.is_closed()) {
+                return Ok(c.clone());
+            }
+        }
+        let mux = Arc::new(Mux::connect(addr, &self.client_id, self.timeout).await?);
+        self.state
+            .lock()
+            .await
+            .conns
+            .insert(addr.to_string(), mux.clone());
+        Ok(mux)
+    }
+
+    /// A connection to any broker: known brokers first, then the bootstrap list.
+    pub async fn any_connection(&self) -> Result<Arc<Mux>, ClientError> {
+        let known: Vec<String> = self.state.lock().await.brokers.values().cloned().collect();
+        let mut last = None;
+        for addr in known.iter().chain(self.bootstrap.iter()) {
+            match self.connection(addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Config("no broker to connect to".into())))
+    }
+
+    /// The connection to node `id`.
+    pub async fn node(&self, id: i32) -> Result<Arc<Mux>, ClientError> {
+        let addr = self.state.lock().await.brokers.get(&id).cloned();
+        match addr {
+            Some(a) => self.connection(&a).await,
+            None => Err(ClientError::Kafka {
+                context: format!("node {id} is not in the metadata"),
+                error: ResponseError::LeaderNotAvailable,
+            }),
+        }
+    }
+
+    /// Fetches metadata for `topics` and caches brokers and leaders.
+    pub async fn refresh(&self, topics: &[String], auto_create: bool) -> Result<(), ClientError> {
+        let conn = self.any_connection().await?;
+        let req = MetadataRequest::default()
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| {
+                        metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                    })
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(auto_create);
+        let (_, r): (i16, MetadataResponse) = conn.call(ApiKey::Metadata, &req).await?;
+        let mut st = self.state.lock().await;
+        for b in r.brokers {
+            st.brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
+        }
+        for t in r.topics {
+            let Some(name) = t.name else { continue };
+            if t.error_code != 0 {
+                st.topics.remove(name.0.as_str());
+                continue;
+            }
+            let mut leaders = vec![-1; t.partitions.len()];
+            for p in t.partitions {
+                if let Some(slot) = usize::try_from(p.partition_index)
+                    .ok()
+                    .and_then(|i| leaders.get_mut(i))
+                {
+                    *slot = p.leader_id.0;
+                }
+            }
+            st.topics.insert(name.0.to_string(), TopicInfo { leaders });
+        }
+        Ok(())
+    }
+
+    /// A topic's partitions, from the cache or fresh metadata.
+    pub async fn topic(&self, name: &str, auto_create: bool) -> Result<TopicInfo, ClientError> {
+        if let Some(t) = self.state.lock().await.topics.get(name) {
+            return Ok(t.clone());
+        }
+        self.refresh(&[name.to_string()], auto_create).await?;
+        self.state
+            .lock()
+            .await
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ClientError::Kafka {
+                context: format!("topic {name}"),
+                error: ResponseError::UnknownTopicOrPartition,
+            })
+    }
+
+    /// Forgets a topic's metadata so the next use fetches it again
+    /// (after NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, ...).
+    pub async fn invalidate(&self, name: &str) {
+        self.state.lock().await.topics.remove(name);
+    }
+
+    /// The coordinator of a group (`key_type` 0) or transactional id (1).
+    pub async fn coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Mux>, ClientError> {
+        let conn = self.any_connection().await?;
+        let v = conn.version(ApiKey::FindCoordinator)?;
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_coordinator_keys(vec![StrBytes::from_string(key.to_string())])
+        } else {
+            FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_key(StrBytes::from_string(key.to_string()))
+        };
+        let p = conn.send(ApiKey::FindCoordinator, v, &req).await?;
+        let r: FindCoordinatorResponse = conn.wait(p).await?;
+        let (code, node, host, port) = match r.coordinators.into_iter().next() {
+            Some(c) if v >= 4 => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
+            _ => (r.error_code, r.node_id.0, r.host.to_string(), r.port),
+        };
+        ClientError::check(code, format!("finding the coordinator of {key}"))?;
+        let addr = format!("{host}:{port}");
+        self.state.lock().await.brokers.insert(node, addr.clone());
+        self.connection(&addr).await
+    }
+}

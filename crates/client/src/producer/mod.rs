@@ -1,0 +1,442 @@
+//! The producer: records are grouped per partition into batches (closed
+//! at `batch.size` or after `linger.ms`), compressed, and sent by a
+//! background task, several requests in flight per broker connection.
+//! Idempotence is on by default: each batch carries the producer id, epoch
+//! and sequence, so the broker drops retried duplicates and refuses gaps.
+//! Transactions (`transactional.id`) make a set of sends and consumed
+//! offsets visible atomically.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), strom_client::ClientError> {
+//! use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:9092")).await?;
+//! let delivery = producer
+//!     .send(ProducerRecord::new("meter-readings").key("meter-42").value("2310"))
+//!     .await?;
+//! let meta = delivery.await?; // acknowledged: partition and offset
+//! println!("{}-{}@{}", meta.topic, meta.partition, meta.offset);
+//! producer.close().await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod partitioner;
+mod sender;
+mod txn;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, Notify};
+
+pub use config::ProducerConfig;
+pub use partitioner::{murmur2, partition_for_key};
+pub use txn::ConsumerGroupMetadata;
+
+use crate::cluster::Cluster;
+use crate::error::ClientError;
+
+/// A record to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition, or `None` for the partitioner's choice.
+    pub partition: Option<i32>,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value (`None`: a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Timestamp (ms); `None` stamps the send time.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with no key and no value yet.
+    pub fn new(topic: impl Into<String>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Pins the partition.
+    pub fn partition(mut self, p: i32) -> Self {
+        self.partition = Some(p);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), Some(value.into())));
+        self
+    }
+
+    /// Sets the timestamp (ms since the epoch).
+    pub fn timestamp(mut self, ts: i64) -> Self {
+        self.timestamp = Some(ts);
+        self
+    }
+
+    fn size(&self) -> usize {
+        let h: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 4)
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + h + 16
+    }
+}
+
+/// Where an acknowledged record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset (-1 with acks=0).
+    pub offset: i64,
+    /// The record's timestamp (the broker's append time on LogAppendTime topics).
+    pub timestamp: i64,
+}
+
+type Reply = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+
+/// Resolves when the broker acknowledged the record (or it failed).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata, ClientError>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(ClientError::Protocol(
+                    "the producer was dropped before delivery".into(),
+                ))
+            })
+        })
+    }
+}
+
+/// A record waiting in a batch.
+#[derive(Debug)]
+struct Queued {
+    record: ProducerRecord,
+    timestamp: i64,
+    reply: Reply,
+}
+
+/// A batch being filled.
+#[derive(Debug)]
+struct Open {
+    records: Vec<Queued>,
+    bytes: usize,
+    created: Instant,
+}
+
+/// A batch built and numbered, ready to go (or to go again).
+#[derive(Debug)]
+struct Sealed {
+    bytes: bytes::Bytes,
+    replies: Vec<(Reply, i64)>,
+    size: usize,
+    sequence: i32,
+    created: Instant,
+    attempts: u32,
+    not_before: Instant,
+}
+
+#[derive(Debug, Default)]
+struct PartitionQueue {
+    open: Option<Open>,
+    sealed: VecDeque<Sealed>,
+    in_flight: usize,
+    next_sequence: i32,
+}
+
+/// State shared by callers and the sender task.
+#[derive(Debug, Default)]
+struct Accumulator {
+    parts: HashMap<(String, i32), PartitionQueue>,
+    buffered: usize,
+    flushing: usize,
+    closed: bool,
+    /// Producer id and epoch for idempotent batches.
+    producer: Option<(i64, i16)>,
+    transactional: bool,
+    /// Partitions added to the open transaction.
+    txn_partitions: HashSet<(String, i32)>,
+    /// First error that makes the open transaction abortable.
+    txn_error: Option<String>,
+    /// True between begin_transaction and commit/abort.
+    in_txn: bool,
+    sticky: partitioner::Sticky,
+}
+
+impl Accumulator {
+    fn idle(&self) -> bool {
+        self.parts
+            .values()
+            .all(|q| q.open.is_none() && q.sealed.is_empty() && q.in_flight == 0)
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ProducerConfig,
+    idempotent: bool,
+    cluster: Cluster,
+    acc: Mutex<Accumulator>,
+    /// Wakes the sender (new full batch, flush, completion).
+    wake: Notify,
+    /// Wakes callers waiting for buffer space or for a flush to finish.
+    progress: Notify,
+    txn: tokio::sync::Mutex<txn::TxnState>,
+}
+
+impl Inner {
+    fn acc(&self) -> MutexGuard<'_, Accumulator> {
+        // A panic while holding the lock leaves consistent data (no partial updates span awaits).
+        self.acc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A Kafka producer.
+#[derive(Debug)]
+pub struct Producer {
+    inner: Arc<Inner>,
+    sender: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Producer {
+    /// Connects and, for idempotent producers, obtains a producer id.
+    /// Transactional producers call [`Producer::init_transactions`] next.
+    pub async fn new(config: ProducerConfig) -> Result<Producer, ClientError> {
+        let idempotent = config.idempotent()?;
+        let cluster = Cluster::new(
+            &config.bootstrap_servers,
+            &config.client_id,
+            config.request_timeout,
+        )?;
+        let inner = Arc::new(Inner {
+            idempotent,
+            cluster,
+            acc: Mutex::new(Accumulator {
+                transactional: config.transactional_id.is_some(),
+                ..Default::default()
+            }),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            txn: tokio::sync::Mutex::new(txn::TxnState::Uninitialized),
+            config,
+        });
+        if idempotent && inner.config.transactional_id.is_none() {
+            let (pid, epoch) = txn::init_producer_id(&inner, None).await?;
+            inner.acc().producer = Some((pid, epoch));
+        }
+        let sender = tokio::spawn(sender::run(inner.clone()));
+        Ok(Producer {
+            inner,
+            sender: Some(sender),
+        })
+    }
+
+    /// True when batches carry producer ids and sequences.
+    pub fn is_idempotent(&self) -> bool {
+        self.inner.idempotent
+    }
+
+    /// Queues a record. The returned future resolves once the broker
+    /// acknowledged it. Waits (up to `max.block.ms`) for metadata of a new
+    /// topic and while `buffer.memory` is full.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ClientError> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.config.max_block;
+        let topic = tokio::time::timeout(
+            inner.config.max_block,
+            inner.cluster.topic(&record.topic, true),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(format!("metadata for topic {}", record.topic)))??;
+        let partitions = topic.leaders.len() as i32;
+        if partitions == 0 {
+            return Err(ClientError::Config(format!(
+                "topic {} has no partitions",
+                record.topic
+            )));
+        }
+        let size = record.size();
+        loop {
+            let notified = inner.progress.notified();
+            {
+                let mut acc = inner.acc();
+                if acc.closed {
+                    return Err(ClientError::Protocol("the producer is closed".into()));
+                }
+                if acc.transactional {
+                    txn::check_can_send(&acc)?;
+                }
+                if acc.buffered + size <= inner.config.buffer_memory || acc.buffered == 0 {
+                    let partition = match record.partition {
+                        Some(p) if p < 0 || p >= partitions => {
+                            return Err(ClientError::Kafka {
+                                context: format!(
+                                    "partition {p} of topic {} ({partitions} partitions)",
+                                    record.topic
+                                ),
+                                error:
+                                    kafka_protocol::error::ResponseError::UnknownTopicOrPartition,
+                            })
+                        }
+                        Some(p) => p,
+                        None => match record.key.as_deref() {
+                            Some(k) if !inner.config.partitioner_ignore_keys => {
+                                partition_for_key(k, partitions)
+                            }
+                            _ => {
+                                let batch = inner.config.batch_size;
+                                acc.sticky.next(&record.topic, partitions, size, batch)
+                            }
+                        },
+                    };
+                    let (tx, rx) = oneshot::channel();
+                    let timestamp = record.timestamp.unwrap_or_else(now_ms);
+                    acc.buffered += size;
+                    let q = acc
+                        .parts
+                        .entry((record.topic.clone(), partition))
+                        .or_default();
+                    let open = q.open.get_or_insert_with(|| Open {
+                        records: Vec::new(),
+                        bytes: 0,
+                        created: Instant::now(),
+                    });
+                    open.records.push(Queued {
+                        record,
+                        timestamp,
+                        reply: tx,
+                    });
+                    open.bytes += size;
+                    let full = open.bytes >= inner.config.batch_size;
+                    let first = open.records.len() == 1;
+                    drop(acc);
+                    if full || first {
+                        inner.wake.notify_one();
+                    }
+                    return Ok(DeliveryFuture { rx });
+                }
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                return Err(ClientError::Timeout(
+                    "waiting for buffer.memory to free up".into(),
+                ));
+            }
+        }
+    }
+
+    /// Sends everything queued now and waits until all of it is acknowledged or failed.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let inner = &self.inner;
+        inner.acc().flushing += 1;
+        inner.wake.notify_one();
+        let result = loop {
+            let notified = inner.progress.notified();
+            if inner.acc().idle() {
+                break Ok(());
+            }
+            if self.sender.as_ref().is_none_or(|s| s.is_finished()) {
+                break Err(ClientError::Protocol(
+                    "the producer's sender stopped".into(),
+                ));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        };
+        inner.acc().flushing -= 1;
+        result
+    }
+
+    /// Flushes and stops the sender.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        let r = self.flush().await;
+        self.inner.acc().closed = true;
+        self.inner.wake.notify_one();
+        if let Some(s) = self.sender.take() {
+            let _ = s.await;
+        }
+        r
+    }
+
+    /// Registers the transactional id with its coordinator, fencing earlier
+    /// producers of the same id and aborting their open transaction.
+    pub async fn init_transactions(&self) -> Result<(), ClientError> {
+        txn::init_transactions(&self.inner).await
+    }
+
+    /// Starts a transaction: sends until the commit or abort belong to it.
+    pub async fn begin_transaction(&self) -> Result<(), ClientError> {
+        txn::begin(&self.inner).await
+    }
+
+    /// Adds consumed offsets to the transaction: they are committed for the
+    /// consumer group exactly when the transaction commits.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(String, i32, i64)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), ClientError> {
+        txn::send_offsets(&self.inner, offsets, group).await
+    }
+
+    /// Flushes, then commits the transaction.
+    pub async fn commit_transaction(&self) -> Result<(), ClientError> {
+        self.flush().await?;
+        txn::end(&self.inner, true).await
+    }
+
+    /// Flushes, then aborts the transaction: its records stay invisible to
+    /// read_committed consumers.
+    pub async fn abort_transaction(&self) -> Result<(), ClientError> {
+        self.flush().await?;
+        txn::end(&self.inner, false).await
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.inner.acc().closed = true;
+        self.inner.wake.notify_one();
+    }
+}
