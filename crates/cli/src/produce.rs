@@ -34,6 +34,10 @@ pub struct ProduceArgs {
     /// Compression: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     compression: String,
+    /// Write all the input as one transaction with this transactional.id:
+    /// read_committed consumers see every line or none.
+    #[arg(long, value_name = "ID")]
+    transactional_id: Option<String>,
     /// Any producer property by its Kafka name (linger.ms=20, enable.idempotence=false, ...); repeatable.
     #[arg(long = "property", short = 'X', value_name = "NAME=VALUE")]
     properties: Vec<String>,
@@ -54,6 +58,9 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         let (k, v) = split_pair(p)?;
         config.set(k, v)?;
     }
+    if let Some(id) = &args.transactional_id {
+        config.set("transactional.id", id)?;
+    }
     let headers: Vec<(String, Vec<u8>)> = args
         .headers
         .iter()
@@ -72,6 +79,11 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let producer = Producer::new(config).await?;
+        let transactional = args.transactional_id.is_some();
+        if transactional {
+            producer.init_transactions().await?;
+            producer.begin_transaction().await?;
+        }
         let mut waiting: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
         let mut failed = 0usize;
         let mut sent = 0usize;
@@ -81,6 +93,9 @@ pub fn run(args: ProduceArgs) -> Result<()> {
             match &args.key_separator {
                 Some(sep) => {
                     let Some((k, v)) = line.split_once(sep.as_str()) else {
+                        if transactional {
+                            producer.abort_transaction().await?;
+                        }
                         bail!("line {}: no key separator '{sep}'", n + 1);
                     };
                     record = record.key(k).value(v);
@@ -111,6 +126,14 @@ pub fn run(args: ProduceArgs) -> Result<()> {
                 failed += 1;
                 eprintln!("line {line}: {e}");
             }
+        }
+        if transactional {
+            if failed > 0 {
+                producer.abort_transaction().await?;
+                producer.close().await?;
+                bail!("{failed} of {sent} records failed; the transaction was aborted");
+            }
+            producer.commit_transaction().await?;
         }
         producer.close().await?;
         if failed > 0 {
