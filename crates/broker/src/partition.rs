@@ -213,6 +213,33 @@ enum Refusal {
     Sequence(SequenceError),
 }
 
+/// Calls `f` with every whole batch of `log` from offset `from` on, in
+/// order (replays of internal topics and of producer state). Stops at the
+/// first unreadable batch; recovery has already cut damage at open.
+pub fn scan_batches(
+    log: &Log,
+    from: i64,
+    mut f: impl FnMut(&BatchHeader, &[u8]),
+) -> Result<(), StorageError> {
+    let mut pos = from.max(log.log_start_offset());
+    while pos < log.log_end_offset() {
+        let read = log.read(pos, 1 << 20, None)?;
+        let before = pos;
+        for item in Batches::new(&read.records) {
+            let Ok((h, _, bytes)) = item else { break };
+            if h.next_offset() <= pos {
+                continue;
+            }
+            f(&h, bytes);
+            pos = h.next_offset();
+        }
+        if pos == before {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the producer state back: snapshot plus the log after it.
 fn rebuild(log: &Log) -> Result<ProducerState, StorageError> {
     let leo = log.log_end_offset();
@@ -224,34 +251,20 @@ fn rebuild(log: &Log) -> Result<ProducerState, StorageError> {
         // A clean shutdown saves the snapshot whenever there is state.
         return Ok(state);
     }
-    let mut pos = state.applied_end().max(log.log_start_offset());
-    let start = pos;
+    let start = state.applied_end().max(log.log_start_offset());
     let now = now_ms();
     let mut batches = 0u64;
-    while pos < leo {
-        let read = log.read(pos, 1 << 20, None)?;
-        let before = pos;
-        for item in Batches::new(&read.records) {
-            let (h, bytes) = match item {
-                Ok((h, _, bytes)) => (h, bytes),
-                Err(_) => break,
-            };
-            if h.next_offset() <= pos {
-                continue;
-            }
-            let marker = if h.is_control() {
-                marker_of(bytes)
-            } else {
-                None
-            };
-            state.apply(&h, marker, now);
-            pos = h.next_offset();
-            batches += 1;
-        }
-        if pos == before {
-            break; // nothing readable past here (recovery already cut damage)
-        }
-    }
+    let mut pos = start;
+    scan_batches(log, start, |h, bytes| {
+        let marker = if h.is_control() {
+            marker_of(bytes)
+        } else {
+            None
+        };
+        state.apply(h, marker, now);
+        pos = h.next_offset();
+        batches += 1;
+    })?;
     if batches > 0 {
         tracing::info!(log = %dir.display(), from = start, to = pos, batches, "rebuilt producer state from the log");
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+
+use crate::bootstrap::Bootstrap;
 use strom_client::Admin;
 
 use crate::table::print_table;
@@ -13,14 +15,8 @@ use crate::table::print_table;
 /// Consumer group commands.
 #[derive(Debug, Args)]
 pub struct GroupsArgs {
-    /// Broker(s) to connect to, HOST:PORT[,HOST:PORT...].
-    #[arg(
-        long,
-        global = true,
-        default_value = "127.0.0.1:9092",
-        env = "STROM_BOOTSTRAP"
-    )]
-    bootstrap: String,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
     #[command(subcommand)]
     command: GroupsCommand,
 }
@@ -76,7 +72,7 @@ pub fn run(args: GroupsArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let mut admin = Admin::connect(&args.bootstrap, Duration::from_secs(10)).await?;
+        let mut admin = Admin::connect(&args.bootstrap.servers, Duration::from_secs(10)).await?;
         match args.command {
             GroupsCommand::List => list(&mut admin).await,
             GroupsCommand::Describe { group } => describe(&mut admin, &group).await,

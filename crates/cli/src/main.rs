@@ -1,5 +1,6 @@
 //! `strom`: the broker server and Strom's command-line tools in one binary.
 
+mod bootstrap;
 mod groups;
 mod produce;
 mod server;

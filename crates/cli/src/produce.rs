@@ -6,6 +6,8 @@ use std::io::BufRead;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+
+use crate::bootstrap::Bootstrap;
 use strom_client::producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 
 /// Produce arguments.
@@ -13,9 +15,8 @@ use strom_client::producer::{DeliveryFuture, Producer, ProducerConfig, ProducerR
 pub struct ProduceArgs {
     /// Topic to write to.
     topic: String,
-    /// Broker(s) to connect to, HOST:PORT[,HOST:PORT...].
-    #[arg(long, default_value = "127.0.0.1:9092", env = "STROM_BOOTSTRAP")]
-    bootstrap: String,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
     /// Read lines from this file instead of stdin.
     #[arg(long, value_name = "PATH")]
     file: Option<std::path::PathBuf>,
@@ -50,7 +51,7 @@ fn split_pair(s: &str) -> Result<(&str, &str)> {
 
 /// Runs `strom produce`.
 pub fn run(args: ProduceArgs) -> Result<()> {
-    let mut config = ProducerConfig::new(&args.bootstrap);
+    let mut config = ProducerConfig::new(&args.bootstrap.servers);
     config.client_id = "strom-produce".into();
     config.set("acks", &args.acks)?;
     config.set("compression.type", &args.compression)?;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+
+use crate::bootstrap::Bootstrap;
 use strom_client::Admin;
 
 use crate::table::print_table;
@@ -12,14 +14,8 @@ use crate::table::print_table;
 /// Transaction commands.
 #[derive(Debug, Args)]
 pub struct TransactionsArgs {
-    /// Broker(s) to connect to, HOST:PORT[,HOST:PORT...].
-    #[arg(
-        long,
-        global = true,
-        default_value = "127.0.0.1:9092",
-        env = "STROM_BOOTSTRAP"
-    )]
-    bootstrap: String,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
     #[command(subcommand)]
     command: TransactionsCommand,
 }
@@ -55,7 +51,7 @@ pub fn run(args: TransactionsArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let mut admin = Admin::connect(&args.bootstrap, Duration::from_secs(10)).await?;
+        let mut admin = Admin::connect(&args.bootstrap.servers, Duration::from_secs(10)).await?;
         match args.command {
             TransactionsCommand::List { states } => list(&mut admin, &states).await,
             TransactionsCommand::Describe { transactional_id } => {

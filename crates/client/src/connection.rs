@@ -97,19 +97,7 @@ impl Connection {
     ) -> Result<Resp, ClientError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let mut out = BytesMut::new();
-        out.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())))
-            .encode(&mut out, key.request_header_version(version))
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        req.encode(&mut out, version)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let len = (out.len() - 4) as i32;
-        out[0..4].copy_from_slice(&len.to_be_bytes());
+        let out = encode_request(key, version, id, &self.client_id, req)?;
         let fut = async {
             self.stream.write_all(&out).await?;
             let mut len = [0u8; 4];
@@ -143,4 +131,28 @@ impl Connection {
         Resp::decode(&mut body, version)
             .map_err(|e| ClientError::Protocol(format!("{key:?} v{version} response: {e}")))
     }
+}
+
+/// A whole request frame: length prefix, header for `key`/`version`, body.
+pub(crate) fn encode_request<Req: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    req: &Req,
+) -> Result<BytesMut, ClientError> {
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+        .encode(&mut out, key.request_header_version(version))
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    req.encode(&mut out, version)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let len = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
 }

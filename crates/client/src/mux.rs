@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::Connection;
+use crate::connection::{encode_request, Connection};
 use crate::error::ClientError;
 
 /// Largest response accepted (bounds allocation on a hostile length).
@@ -125,20 +125,7 @@ impl Mux {
         id: i32,
         req: &Req,
     ) -> Result<Bytes, ClientError> {
-        let mut out = BytesMut::new();
-        out.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())))
-            .encode(&mut out, key.request_header_version(version))
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        req.encode(&mut out, version)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let len = (out.len() - 4) as i32;
-        out[0..4].copy_from_slice(&len.to_be_bytes());
-        Ok(out.freeze())
+        Ok(encode_request(key, version, id, &self.client_id, req)?.freeze())
     }
 
     /// Queues a request; its response is awaited later with [`Mux::wait`].

@@ -188,91 +188,78 @@ impl GroupCoordinator {
         let mut records = 0usize;
         let n = t.partition_count() as i32;
         for p in t.partitions.read().iter() {
-            let mut offset = p.log.log_start_offset();
-            while offset < p.log.log_end_offset() {
-                let r = match p.log.read(offset, 1 << 20, None) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(partition = p.index, error = %e, "cannot replay __consumer_offsets");
-                        break;
-                    }
-                };
-                let before = offset;
-                for item in strom_record::Batches::new(&r.records) {
-                    let Ok((h, _, bytes)) = item else { break };
-                    offset = h.next_offset();
-                    if h.is_control() {
-                        // A transaction marker: its offsets join the committed ones or go.
-                        let mut marker = None;
-                        let _ = strom_record::for_each_record(bytes, |rec| {
-                            marker = marker.or(rec.key.and_then(Marker::from_key));
-                        });
-                        for g in groups.values_mut() {
-                            if store::partition_for(&g.id, n) != p.index {
-                                continue;
-                            }
-                            if let Some(o) = g.txn_offsets.remove(&h.producer_id) {
-                                if marker == Some(Marker::Commit) {
-                                    g.offsets.extend(o);
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    let txn = h.is_transactional().then_some(h.producer_id);
-                    let res = strom_record::for_each_record(bytes, |rec| {
-                        records += 1;
-                        match rec.key.and_then(|k| store::decode(k, rec.value)) {
-                            Some(Entry::Offset {
-                                group,
-                                topic,
-                                partition,
-                                value,
-                            }) => {
-                                let g = groups
-                                    .entry(group.clone())
-                                    .or_insert_with(|| Group::new(&group, now));
-                                match value {
-                                    Some(c) => match txn {
-                                        Some(pid) => {
-                                            g.txn_offsets
-                                                .entry(pid)
-                                                .or_default()
-                                                .insert((topic, partition), c);
-                                        }
-                                        None => {
-                                            g.offsets.insert((topic, partition), c);
-                                        }
-                                    },
-                                    None => {
-                                        g.offsets.remove(&(topic, partition));
-                                    }
-                                }
-                            }
-                            Some(Entry::Group {
-                                group,
-                                value: Some((ptype, generation, protocol)),
-                            }) => {
-                                let g = groups
-                                    .entry(group.clone())
-                                    .or_insert_with(|| Group::new(&group, now));
-                                g.protocol_type = (!ptype.is_empty()).then_some(ptype);
-                                g.generation = generation;
-                                g.protocol = protocol;
-                            }
-                            Some(Entry::Group { group, value: None }) => {
-                                groups.remove(&group);
-                            }
-                            None => {}
-                        }
+            let scanned = crate::partition::scan_batches(&p.log, 0, |h, bytes| {
+                if h.is_control() {
+                    // A transaction marker: its offsets join the committed ones or go.
+                    let mut marker = None;
+                    let _ = strom_record::for_each_record(bytes, |rec| {
+                        marker = marker.or(rec.key.and_then(Marker::from_key));
                     });
-                    if let Err(e) = res {
-                        tracing::warn!(partition = p.index, error = %e, "skipping unreadable __consumer_offsets batch");
+                    for g in groups.values_mut() {
+                        if store::partition_for(&g.id, n) != p.index {
+                            continue;
+                        }
+                        if let Some(o) = g.txn_offsets.remove(&h.producer_id) {
+                            if marker == Some(Marker::Commit) {
+                                g.offsets.extend(o);
+                            }
+                        }
                     }
+                    return;
                 }
-                if offset == before {
-                    break;
+                let txn = h.is_transactional().then_some(h.producer_id);
+                let res = strom_record::for_each_record(bytes, |rec| {
+                    records += 1;
+                    match rec.key.and_then(|k| store::decode(k, rec.value)) {
+                        Some(Entry::Offset {
+                            group,
+                            topic,
+                            partition,
+                            value,
+                        }) => {
+                            let g = groups
+                                .entry(group.clone())
+                                .or_insert_with(|| Group::new(&group, now));
+                            match value {
+                                Some(c) => match txn {
+                                    Some(pid) => {
+                                        g.txn_offsets
+                                            .entry(pid)
+                                            .or_default()
+                                            .insert((topic, partition), c);
+                                    }
+                                    None => {
+                                        g.offsets.insert((topic, partition), c);
+                                    }
+                                },
+                                None => {
+                                    g.offsets.remove(&(topic, partition));
+                                }
+                            }
+                        }
+                        Some(Entry::Group {
+                            group,
+                            value: Some((ptype, generation, protocol)),
+                        }) => {
+                            let g = groups
+                                .entry(group.clone())
+                                .or_insert_with(|| Group::new(&group, now));
+                            g.protocol_type = (!ptype.is_empty()).then_some(ptype);
+                            g.generation = generation;
+                            g.protocol = protocol;
+                        }
+                        Some(Entry::Group { group, value: None }) => {
+                            groups.remove(&group);
+                        }
+                        None => {}
+                    }
+                });
+                if let Err(e) = res {
+                    tracing::warn!(partition = p.index, error = %e, "skipping unreadable __consumer_offsets batch");
                 }
+            });
+            if let Err(e) = scanned {
+                tracing::error!(partition = p.index, error = %e, "cannot replay __consumer_offsets");
             }
         }
         groups.retain(|_, g| {

@@ -69,13 +69,15 @@ pub struct Committed {
     pub commit_timestamp: i64,
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+/// Writes a Kafka internal-record string: i16 length, UTF-8 bytes.
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     let b = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
     out.put_i16(b.len() as i16);
     out.extend_from_slice(b);
 }
 
-fn get_str(b: &mut &[u8]) -> Option<String> {
+/// Reads a string written by [`put_str`] (a negative length reads as "").
+pub(crate) fn get_str(b: &mut &[u8]) -> Option<String> {
     if b.remaining() < 2 {
         return None;
     }

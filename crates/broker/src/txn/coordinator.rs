@@ -121,28 +121,15 @@ impl TxnCoordinator {
         };
         let mut latest: HashMap<String, Option<TxnRecord>> = HashMap::new();
         for p in t.partitions.read().iter() {
-            let mut offset = p.log.log_start_offset();
-            while offset < p.log.log_end_offset() {
-                let r = match p.log.read(offset, 1 << 20, None) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(partition = p.index, error = %e, "cannot replay {TXN_TOPIC}");
-                        break;
+            let res = crate::partition::scan_batches(&p.log, 0, |_, bytes| {
+                let _ = strom_record::for_each_record(bytes, |rec| {
+                    if let Some((id, value)) = rec.key.and_then(|k| log::decode(k, rec.value)) {
+                        latest.insert(id, value);
                     }
-                };
-                let before = offset;
-                for item in strom_record::Batches::new(&r.records) {
-                    let Ok((h, _, bytes)) = item else { break };
-                    offset = h.next_offset();
-                    let _ = strom_record::for_each_record(bytes, |rec| {
-                        if let Some((id, value)) = rec.key.and_then(|k| log::decode(k, rec.value)) {
-                            latest.insert(id, value);
-                        }
-                    });
-                }
-                if offset == before {
-                    break;
-                }
+                });
+            });
+            if let Err(e) = res {
+                tracing::error!(partition = p.index, error = %e, "cannot replay {TXN_TOPIC}");
             }
         }
         let mut txns = self.txns.lock();

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, BufMut};
 
+use crate::group::store::{get_str, put_str};
+
 /// Name of the internal topic.
 pub const TXN_TOPIC: &str = "__transaction_state";
 
@@ -88,25 +90,6 @@ pub struct TxnRecord {
     pub last_update_ms: i64,
     /// When the open transaction started (ms), or -1.
     pub start_ms: i64,
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    out.put_i16(b.len() as i16);
-    out.extend_from_slice(b);
-}
-
-fn get_str(b: &mut &[u8]) -> Option<String> {
-    if b.remaining() < 2 {
-        return None;
-    }
-    let len = usize::try_from(b.get_i16()).ok()?;
-    if b.remaining() < len {
-        return None;
-    }
-    let s = String::from_utf8_lossy(&b[..len]).into_owned();
-    b.advance(len);
-    Some(s)
 }
 
 /// The record key for a transactional id.
