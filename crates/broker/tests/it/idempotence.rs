@@ -227,3 +227,60 @@ async fn transactions_bound_read_committed_fetches() {
     drop(c);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_producers_and_transactional_ids_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = crate::start(
+        dir.path(),
+        &[
+            ("producer.id.expiration.ms", "200"),
+            ("transactional.id.expiration.ms", "200"),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                "50",
+            ),
+        ],
+    )
+    .await;
+    let mut c = Client::connect(server.local_addr).await;
+    client::create_topic(&mut c, "exp", 1).await;
+    let (pid, epoch) = init_pid(&mut c, None).await;
+    init_pid(&mut c, Some("short-lived")).await;
+    assert_eq!(
+        produce(&mut c, "exp", batch(pid, epoch, 0, 1, false)).await,
+        (0, 0)
+    );
+    let gap = produce(&mut c, "exp", batch(pid, epoch, 7, 1, false)).await;
+    assert_eq!(gap.0, ResponseError::OutOfOrderSequenceNumber.code());
+
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let req = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(client::name("exp"))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let r: DescribeProducersResponse = c.call(ApiKey::DescribeProducers, 0, &req).await;
+    assert!(
+        r.topics[0].partitions[0].active_producers.is_empty(),
+        "idle producer forgotten"
+    );
+    // A forgotten producer starts again at any sequence.
+    assert_eq!(
+        produce(&mut c, "exp", batch(pid, epoch, 7, 1, false)).await,
+        (0, 1)
+    );
+    let r: ListTransactionsResponse = c
+        .call(
+            ApiKey::ListTransactions,
+            0,
+            &ListTransactionsRequest::default(),
+        )
+        .await;
+    assert!(
+        r.transaction_states.is_empty(),
+        "idle transactional id forgotten"
+    );
+    drop(c);
+    server.shutdown().await;
+}
