@@ -5,6 +5,7 @@ mod groups;
 mod produce;
 mod server;
 mod table;
+mod topics;
 mod transactions;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a broker (single node, Kafka wire protocol).
     Server(server::ServerArgs),
+    /// Create, list, describe, alter and delete topics (like kafka-topics.sh).
+    Topics(topics::TopicsArgs),
     /// Write records from stdin or a file, one per line (like kafka-console-producer.sh).
     Produce(produce::ProduceArgs),
     /// Inspect and manage consumer groups (like kafka-consumer-groups.sh).
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run(args),
         Command::Groups(args) => groups::run(args),
         Command::Produce(args) => produce::run(args),
+        Command::Topics(args) => topics::run(args),
         Command::Transactions(args) => transactions::run(args),
     };
     match result {

@@ -1,6 +1,7 @@
-//! Strom's Kafka client (early): one connection with API version
-//! negotiation, and the admin calls the `strom` command-line tools need.
-//! The producer and consumer come with the client-library issue.
+//! Strom's Kafka client: connections with API version negotiation
+//! ([`Connection`] for one call at a time, [`mux::Mux`] pipelined), the
+//! cluster view ([`cluster::Cluster`]), the [`producer`], and the [`Admin`]
+//! calls the `strom` tools use. The consumer is still to come.
 #![deny(clippy::unwrap_used)]
 
 mod admin;
@@ -9,9 +10,11 @@ mod connection;
 mod error;
 pub mod mux;
 pub mod producer;
+mod topics;
 mod transactions;
 
 pub use admin::{Admin, GroupDescription, GroupListing, GroupMember};
 pub use connection::Connection;
 pub use error::ClientError;
+pub use topics::{ConfigChange, ConfigValue, TopicDescription};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
