@@ -236,7 +236,7 @@ async fn reset(admin: &mut Admin, r: ResetArgs) -> Result<()> {
 }
 
 /// Epoch milliseconds, or `YYYY-MM-DDTHH:MM:SS[.mmm]` (UTC, optional trailing `Z`).
-fn parse_time(s: &str) -> Result<i64> {
+pub(crate) fn parse_time(s: &str) -> Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }

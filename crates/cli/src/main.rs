@@ -1,6 +1,7 @@
 //! `strom`: the broker server and Strom's command-line tools in one binary.
 
 mod bootstrap;
+mod consume;
 mod groups;
 mod produce;
 mod server;
@@ -31,6 +32,8 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// Write records from stdin or a file, one per line (like kafka-console-producer.sh).
     Produce(produce::ProduceArgs),
+    /// Print records from a topic (like kafka-console-consumer.sh / kcat -C).
+    Consume(consume::ConsumeArgs),
     /// Inspect and manage consumer groups (like kafka-consumer-groups.sh).
     Groups(groups::GroupsArgs),
     /// Inspect transactions and the producers writing to partitions (like kafka-transactions.sh).
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run(args),
         Command::Groups(args) => groups::run(args),
         Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
         Command::Topics(args) => topics::run(args),
         Command::Transactions(args) => transactions::run(args),
     };

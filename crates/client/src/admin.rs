@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::connection::Connection;
 use crate::error::ClientError;
@@ -109,7 +109,7 @@ impl Admin {
             .into_iter()
             .map(|m| {
                 let partitions = if consumer {
-                    decode_assignment(&m.member_assignment)
+                    crate::consumer::decode_assignment(&m.member_assignment)
                 } else {
                     Vec::new()
                 };
@@ -294,29 +294,5 @@ impl Admin {
             ClientError::check(g.error_code, format!("deleting group {group}"))?;
         }
         Ok(())
-    }
-}
-
-/// Decodes a consumer-protocol assignment into (topic, partition)s.
-fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
-    if bytes.len() < 2 {
-        return Vec::new();
-    }
-    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
-    let mut body = bytes.slice(2..);
-    // Member-supplied bytes: a decoder panic (e.g. a capacity overflow) must not end the program.
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ConsumerProtocolAssignment::decode(&mut body, version.clamp(0, 3))
-    }));
-    match decoded {
-        Ok(Ok(a)) => a
-            .assigned_partitions
-            .into_iter()
-            .flat_map(|tp| {
-                let t = tp.topic.0.to_string();
-                tp.partitions.into_iter().map(move |p| (t.clone(), p))
-            })
-            .collect(),
-        _ => Vec::new(),
     }
 }

@@ -171,6 +171,11 @@ impl Cluster {
         self.state.lock().await.topics.remove(name);
     }
 
+    /// Forgets all topic metadata (a broker went away).
+    pub async fn invalidate_all(&self) {
+        self.state.lock().await.topics.clear();
+    }
+
     /// The coordinator of a group (`key_type` 0) or transactional id (1).
     pub async fn coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Mux>, ClientError> {
         let conn = self.any_connection().await?;

@@ -1,15 +1,17 @@
 //! Strom's Kafka client: connections with API version negotiation
 //! ([`Connection`] for one call at a time, [`mux::Mux`] pipelined), the
-//! cluster view ([`cluster::Cluster`]), the [`producer`], and the [`Admin`]
-//! calls the `strom` tools use. The consumer is still to come.
+//! cluster view ([`cluster::Cluster`]), the [`producer`] and [`consumer`], and the
+//! [`Admin`] calls the `strom` tools use.
 #![deny(clippy::unwrap_used)]
 
 mod admin;
 pub mod cluster;
 mod connection;
+pub mod consumer;
 mod error;
 pub mod mux;
 pub mod producer;
+mod props;
 mod topics;
 mod transactions;
 

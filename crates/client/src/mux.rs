@@ -165,7 +165,16 @@ impl Mux {
         &self,
         p: PendingResponse,
     ) -> Result<Resp, ClientError> {
-        let body = tokio::time::timeout(self.timeout, p.rx)
+        self.wait_for(p, self.timeout).await
+    }
+
+    /// Like [`Mux::wait`] with its own limit (JoinGroup waits out a whole rebalance).
+    pub async fn wait_for<Resp: Decodable + HeaderVersion>(
+        &self,
+        p: PendingResponse,
+        limit: Duration,
+    ) -> Result<Resp, ClientError> {
+        let body = tokio::time::timeout(limit, p.rx)
             .await
             .map_err(|_| {
                 // The response may still come; nothing else can be matched after it.

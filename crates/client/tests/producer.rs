@@ -5,22 +5,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::*;
-use strom_broker::{BrokerConfig, ServerHandle};
+use strom_broker::ServerHandle;
 use strom_client::producer::{partition_for_key, Producer, ProducerConfig, ProducerRecord};
 use strom_client::{Admin, ClientError, Connection};
 use strom_protocol::alloc::GuardedAlloc;
+
+mod common;
 
 #[global_allocator]
 static ALLOC: GuardedAlloc = GuardedAlloc;
 
 async fn start(dir: &std::path::Path) -> ServerHandle {
-    let mut o = BTreeMap::new();
-    o.insert("listeners".to_string(), "127.0.0.1:0".to_string());
-    o.insert("log.dirs".to_string(), dir.display().to_string());
-    o.insert("num.partitions".to_string(), "3".to_string());
-    strom_broker::start(BrokerConfig::from_overrides(&o).expect("config"))
-        .await
-        .expect("start")
+    common::start(dir, &[("num.partitions", "3")]).await
 }
 
 /// (high watermark, last stable offset, aborted producer ids) of a read_committed fetch.

@@ -69,6 +69,8 @@ pub struct RecordView<'a> {
     pub key: Option<&'a [u8]>,
     /// Value bytes, `None` for a null value (tombstone).
     pub value: Option<&'a [u8]>,
+    /// Headers in order: name bytes (UTF-8 by convention) and value.
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
 }
 
 fn get_bytes<'a>(data: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
@@ -82,8 +84,10 @@ fn get_bytes<'a>(data: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
     Some(Some(b))
 }
 
-/// Calls `f` for every record of a batch, decompressing if needed. Cold
-/// path only (internal topics replayed at start-up, tools).
+/// Calls `f` for every record of a batch, decompressing if needed. Used by
+/// clients and on the broker's cold paths only (internal topics replayed at
+/// start-up, offset-for-timestamp lookups); the broker's hot path never
+/// looks inside batches.
 pub fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView<'_>)) -> Result<(), RecordError> {
     let h = BatchHeader::parse(batch)?;
     let codec = h
@@ -106,11 +110,31 @@ pub fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView<'_>)) -> Resul
         let off_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
         let key = get_bytes(&data, &mut pos).ok_or_else(bad)?;
         let value = get_bytes(&data, &mut pos).ok_or_else(bad)?;
+        let count = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        // Each header takes at least two bytes: a larger count is a lie.
+        let end = start + len as usize;
+        if count < 0 || count as usize > end.saturating_sub(pos) / 2 {
+            return Err(bad());
+        }
+        let mut headers = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let name = get_bytes(&data, &mut pos)
+                .ok_or_else(bad)?
+                .unwrap_or_default();
+            let v = get_bytes(&data, &mut pos).ok_or_else(bad)?;
+            headers.push((name, v));
+        }
+        let timestamp = if h.attributes & crate::ATTR_LOG_APPEND_TIME != 0 {
+            h.max_timestamp
+        } else {
+            h.base_timestamp.saturating_add(ts_delta)
+        };
         f(RecordView {
             offset: h.base_offset + off_delta,
-            timestamp: h.base_timestamp.saturating_add(ts_delta),
+            timestamp,
             key,
             value,
+            headers,
         });
         pos = start + len as usize;
     }

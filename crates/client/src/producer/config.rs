@@ -5,6 +5,7 @@ use std::time::Duration;
 use strom_record::Compression;
 
 use crate::error::ClientError;
+use crate::props::{boolean, ms, num};
 
 /// Producer configuration. Build it with [`ProducerConfig::new`] and
 /// [`ProducerConfig::set`] (Kafka property names), or fill the fields.
@@ -45,27 +46,6 @@ pub struct ProducerConfig {
     /// `partitioner.ignore.keys` (default false).
     pub partitioner_ignore_keys: bool,
     idempotence_explicit: bool,
-}
-
-fn ms(name: &str, v: &str) -> Result<Duration, ClientError> {
-    v.parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| ClientError::Config(format!("{name} must be milliseconds, not '{v}'")))
-}
-
-fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ClientError> {
-    v.parse()
-        .map_err(|_| ClientError::Config(format!("{name} must be a number, not '{v}'")))
-}
-
-fn boolean(name: &str, v: &str) -> Result<bool, ClientError> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ClientError::Config(format!(
-            "{name} must be true or false, not '{v}'"
-        ))),
-    }
 }
 
 impl ProducerConfig {

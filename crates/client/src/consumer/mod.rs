@@ -1,0 +1,638 @@
+//! The consumer: partitions by group membership (`subscribe`, classic
+//! protocol with the `range` and `roundrobin` assignors) or by hand
+//! (`assign`), positions that start from committed offsets or
+//! `auto.offset.reset`, `seek`, `pause`/`resume`, auto and manual commits,
+//! and pipelined fetching: while `poll` hands out buffered records, the next
+//! fetch for the other partitions is already in flight.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), strom_client::ClientError> {
+//! use std::time::Duration;
+//! use strom_client::consumer::{Consumer, ConsumerConfig};
+//! let mut config = ConsumerConfig::new("127.0.0.1:9092");
+//! config.set("group.id", "alerts")?.set("auto.offset.reset", "earliest")?;
+//! let mut consumer = Consumer::new(config)?;
+//! consumer.subscribe(&["meter-readings"]).await?;
+//! loop {
+//!     for r in consumer.poll(Duration::from_millis(500)).await? {
+//!         println!("{}-{}@{}: {:?}", r.topic, r.partition, r.offset, r.value);
+//!     }
+//! }
+//! # }
+//! ```
+
+mod config;
+mod group;
+mod protocol;
+mod records;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::mpsc;
+
+pub use config::{ConsumerConfig, OffsetReset};
+pub use protocol::{
+    decode_assignment, range as range_assignor, round_robin as round_robin_assignor,
+};
+pub use records::ConsumerRecord;
+
+use crate::cluster::Cluster;
+use crate::error::ClientError;
+
+/// A topic partition.
+pub type TopicPartition = (String, i32);
+
+/// A change of this consumer's partitions, for the rebalance listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// These partitions are no longer this consumer's (after a final commit).
+    Revoked(Vec<TopicPartition>),
+    /// These partitions are now this consumer's.
+    Assigned(Vec<TopicPartition>),
+}
+
+#[derive(Debug, Default)]
+struct PartState {
+    /// Next offset to hand to the application (what commits store).
+    position: Option<i64>,
+    /// Next offset to fetch (ahead of `position` while records are buffered).
+    fetch_offset: Option<i64>,
+    paused: bool,
+    fetching: bool,
+}
+
+type FetchResult = (
+    i32,
+    Vec<(TopicPartition, i64)>,
+    Result<FetchResponse, ClientError>,
+);
+
+/// A Kafka consumer.
+pub struct Consumer {
+    config: ConsumerConfig,
+    cluster: Arc<Cluster>,
+    subscription: Vec<String>,
+    parts: BTreeMap<TopicPartition, PartState>,
+    buffered: VecDeque<ConsumerRecord>,
+    results_tx: mpsc::UnboundedSender<FetchResult>,
+    results_rx: mpsc::UnboundedReceiver<FetchResult>,
+    nodes_fetching: HashSet<i32>,
+    membership: Option<group::Membership>,
+    last_commit: Instant,
+    listener: Option<Box<dyn FnMut(RebalanceEvent) + Send>>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("subscription", &self.subscription)
+            .field("assignment", &self.parts.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+impl Consumer {
+    /// A consumer; it connects on first use.
+    pub fn new(config: ConsumerConfig) -> Result<Consumer, ClientError> {
+        let cluster = Arc::new(Cluster::new(
+            &config.bootstrap_servers,
+            &config.client_id,
+            config.request_timeout,
+        )?);
+        let (results_tx, results_rx) = mpsc::unbounded_channel();
+        Ok(Consumer {
+            config,
+            cluster,
+            subscription: Vec::new(),
+            parts: BTreeMap::new(),
+            buffered: VecDeque::new(),
+            results_tx,
+            results_rx,
+            nodes_fetching: HashSet::new(),
+            membership: None,
+            last_commit: Instant::now(),
+            listener: None,
+        })
+    }
+
+    /// Called with every revocation and assignment of a group rebalance.
+    pub fn set_rebalance_listener(&mut self, f: impl FnMut(RebalanceEvent) + Send + 'static) {
+        self.listener = Some(Box::new(f));
+    }
+
+    /// Joins the group (`group.id`) for these topics; partitions come with
+    /// the next `poll`.
+    pub async fn subscribe(&mut self, topics: &[&str]) -> Result<(), ClientError> {
+        if self.config.group_id.is_none() {
+            return Err(ClientError::Config("subscribe needs group.id".into()));
+        }
+        self.subscription = topics.iter().map(|t| t.to_string()).collect();
+        self.revoke_all().await;
+        if let Some(m) = self.membership.take() {
+            m.leave(self.config.group_instance_id.as_deref()).await;
+        }
+        Ok(())
+    }
+
+    /// Takes these partitions by hand (no group membership).
+    pub async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<(), ClientError> {
+        self.subscription.clear();
+        if let Some(m) = self.membership.take() {
+            m.leave(self.config.group_instance_id.as_deref()).await;
+        }
+        self.set_partitions(partitions);
+        Ok(())
+    }
+
+    fn set_partitions(&mut self, partitions: Vec<TopicPartition>) {
+        let keep: HashSet<TopicPartition> = partitions.iter().cloned().collect();
+        self.parts.retain(|tp, _| keep.contains(tp));
+        for tp in partitions {
+            self.parts.entry(tp).or_default();
+        }
+        self.buffered
+            .retain(|r| keep.contains(&(r.topic.clone(), r.partition)));
+    }
+
+    /// The partitions this consumer reads now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.parts.keys().cloned().collect()
+    }
+
+    /// Next offset to be returned for a partition, once known.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.parts
+            .get(&(topic.to_string(), partition))
+            .and_then(|p| p.position)
+    }
+
+    /// Moves a partition's position (the next poll returns records from `offset`).
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), ClientError> {
+        let tp = (topic.to_string(), partition);
+        let st = self
+            .parts
+            .get_mut(&tp)
+            .ok_or_else(|| ClientError::Config(format!("{topic}-{partition} is not assigned")))?;
+        st.position = Some(offset);
+        st.fetch_offset = Some(offset);
+        self.buffered
+            .retain(|r| !(r.topic == topic && r.partition == partition));
+        Ok(())
+    }
+
+    /// Moves partitions to the first offset whose timestamp is at or after `ts` (ms).
+    pub async fn seek_to_timestamp(&mut self, ts: i64) -> Result<(), ClientError> {
+        let tps: Vec<TopicPartition> = self.parts.keys().cloned().collect();
+        for tp in tps {
+            let offset = self.list_offset(&tp, ts).await?;
+            let end = self.list_offset(&tp, -1).await?;
+            self.seek(&tp.0, tp.1, if offset < 0 { end } else { offset })?;
+        }
+        Ok(())
+    }
+
+    /// Stops fetching these partitions until [`Consumer::resume`].
+    pub fn pause(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            if let Some(p) = self.parts.get_mut(tp) {
+                p.paused = true;
+                // Buffered records are dropped: fetch them again on resume.
+                p.fetch_offset = p.position;
+            }
+        }
+        self.buffered
+            .retain(|r| !partitions.contains(&(r.topic.clone(), r.partition)));
+    }
+
+    /// Fetches these partitions again.
+    pub fn resume(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            if let Some(p) = self.parts.get_mut(tp) {
+                p.paused = false;
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for records; returns at most `max.poll.records`.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.maintain_group().await?;
+            self.resolve_positions().await?;
+            while let Ok(r) = self.results_rx.try_recv() {
+                self.absorb(r).await;
+            }
+            if !self.buffered.is_empty() {
+                self.start_fetches().await;
+                let n = self.buffered.len().min(self.config.max_poll_records);
+                let out: Vec<ConsumerRecord> = self.buffered.drain(..n).collect();
+                self.advance_positions(&out);
+                self.maybe_auto_commit().await;
+                return Ok(out);
+            }
+            self.start_fetches().await;
+            let now = Instant::now();
+            if now >= deadline {
+                self.maybe_auto_commit().await;
+                return Ok(Vec::new());
+            }
+            // Rejoin checks need a turn of the loop at least every heartbeat interval.
+            let wait = (deadline - now).min(self.config.heartbeat_interval);
+            if let Ok(Some(r)) = tokio::time::timeout(wait, self.results_rx.recv()).await {
+                self.absorb(r).await;
+            }
+        }
+    }
+
+    /// Moves positions past the records handed out; a partition with nothing
+    /// left in the buffer moves to its fetch offset (past control batches).
+    fn advance_positions(&mut self, handed: &[ConsumerRecord]) {
+        for r in handed {
+            if let Some(st) = self.parts.get_mut(&(r.topic.clone(), r.partition)) {
+                st.position = Some(r.offset + 1);
+            }
+        }
+        let still: HashSet<TopicPartition> = self
+            .buffered
+            .iter()
+            .map(|r| (r.topic.clone(), r.partition))
+            .collect();
+        for (tp, st) in self.parts.iter_mut() {
+            if !still.contains(tp) && st.fetch_offset.is_some() {
+                st.position = st.fetch_offset;
+            }
+        }
+    }
+
+    /// Commits the current positions (synchronously).
+    pub async fn commit(&mut self) -> Result<(), ClientError> {
+        let offsets: Vec<(TopicPartition, i64)> = self
+            .parts
+            .iter()
+            .filter_map(|(tp, st)| st.position.map(|p| (tp.clone(), p)))
+            .collect();
+        self.commit_offsets(&offsets).await
+    }
+
+    /// Commits the given next-offsets to consume.
+    pub async fn commit_offsets(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<(), ClientError> {
+        let group = self
+            .config
+            .group_id
+            .clone()
+            .ok_or_else(|| ClientError::Config("commits need group.id".into()))?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.last_commit = Instant::now();
+        match &self.membership {
+            Some(m) => {
+                m.commit(offsets, self.config.group_instance_id.as_deref())
+                    .await
+            }
+            None => {
+                let coordinator = self.cluster.coordinator(&group, 0).await?;
+                group::commit(&coordinator, &group, -1, "", None, offsets).await
+            }
+        }
+    }
+
+    /// The group's committed offsets for these partitions.
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, ClientError> {
+        let group = self
+            .config
+            .group_id
+            .as_deref()
+            .ok_or_else(|| ClientError::Config("committed offsets need group.id".into()))?;
+        group::committed(&self.cluster, group, partitions).await
+    }
+
+    /// The group's generation and member id, for `send_offsets_to_transaction`.
+    pub fn group_metadata(&self) -> Option<crate::producer::ConsumerGroupMetadata> {
+        let group = self.config.group_id.clone()?;
+        Some(match &self.membership {
+            Some(m) => crate::producer::ConsumerGroupMetadata {
+                group_id: group,
+                generation_id: m.generation,
+                member_id: m.member_id.clone(),
+                group_instance_id: self.config.group_instance_id.clone(),
+            },
+            None => crate::producer::ConsumerGroupMetadata::new(group),
+        })
+    }
+
+    /// Commits (with auto commit on) and leaves the group.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        let r = if self.config.enable_auto_commit && self.config.group_id.is_some() {
+            self.commit().await
+        } else {
+            Ok(())
+        };
+        if let Some(m) = self.membership.take() {
+            m.leave(self.config.group_instance_id.as_deref()).await;
+        }
+        r
+    }
+
+    async fn maybe_auto_commit(&mut self) {
+        if self.config.enable_auto_commit
+            && self.config.group_id.is_some()
+            && self.last_commit.elapsed() >= self.config.auto_commit_interval
+        {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(error = %e, "auto commit failed");
+            }
+        }
+    }
+
+    async fn revoke_all(&mut self) {
+        if self.parts.is_empty() {
+            return;
+        }
+        if self.config.enable_auto_commit && self.membership.is_some() {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(error = %e, "commit before revocation failed");
+            }
+        }
+        let revoked: Vec<TopicPartition> = self.parts.keys().cloned().collect();
+        self.parts.clear();
+        self.buffered.clear();
+        if let Some(l) = self.listener.as_mut() {
+            l(RebalanceEvent::Revoked(revoked));
+        }
+    }
+
+    /// Joins or rejoins the group when subscribed and needed.
+    async fn maintain_group(&mut self) -> Result<(), ClientError> {
+        if self.subscription.is_empty() {
+            return Ok(());
+        }
+        let needed = self
+            .membership
+            .as_ref()
+            .is_none_or(|m| m.rejoin.load(Ordering::Acquire));
+        if !needed {
+            return Ok(());
+        }
+        self.revoke_all().await;
+        let previous = self
+            .membership
+            .take()
+            .map(|m| m.member_id.clone())
+            .unwrap_or_default();
+        let group = self.config.group_id.clone().unwrap_or_default();
+        let (m, partitions) = group::join(
+            &self.cluster,
+            &self.config,
+            &group,
+            &self.subscription,
+            &previous,
+        )
+        .await?;
+        tracing::debug!(group = %group, generation = m.generation, partitions = partitions.len(), "joined group");
+        self.membership = Some(m);
+        self.set_partitions(partitions.clone());
+        if let Some(l) = self.listener.as_mut() {
+            l(RebalanceEvent::Assigned(partitions));
+        }
+        Ok(())
+    }
+
+    /// Gives partitions without a position one: committed offset, else `auto.offset.reset`.
+    async fn resolve_positions(&mut self) -> Result<(), ClientError> {
+        let missing: Vec<TopicPartition> = self
+            .parts
+            .iter()
+            .filter(|(_, st)| st.position.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let committed = match &self.config.group_id {
+            Some(g) => group::committed(&self.cluster, g, &missing).await?,
+            None => BTreeMap::new(),
+        };
+        for tp in missing {
+            let pos = match committed.get(&tp) {
+                Some(o) => *o,
+                None => self.reset_offset(&tp).await?,
+            };
+            if let Some(st) = self.parts.get_mut(&tp) {
+                st.position = Some(pos);
+                st.fetch_offset = Some(pos);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset_offset(&self, tp: &TopicPartition) -> Result<i64, ClientError> {
+        match self.config.auto_offset_reset {
+            OffsetReset::Earliest => self.list_offset(tp, -2).await,
+            OffsetReset::Latest => self.list_offset(tp, -1).await,
+            OffsetReset::None => Err(ClientError::Config(format!(
+                "no committed offset for {}-{} and auto.offset.reset=none",
+                tp.0, tp.1
+            ))),
+        }
+    }
+
+    /// ListOffsets for one partition: -2 earliest, -1 latest, else by timestamp (-1 if none).
+    async fn list_offset(&self, tp: &TopicPartition, ts: i64) -> Result<i64, ClientError> {
+        let info = self.cluster.topic(&tp.0, false).await?;
+        let leader = info.leaders.get(tp.1 as usize).copied().unwrap_or(-1);
+        let conn = self.cluster.node(leader).await?;
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(i8::from(self.config.read_committed))
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(s(&tp.0)))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(tp.1)
+                        .with_timestamp(ts),
+                ])]);
+        let (_, r): (i16, ListOffsetsResponse) = conn.call(ApiKey::ListOffsets, &req).await?;
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty ListOffsets response".into()))?;
+        ClientError::check(p.error_code, format!("offsets of {}-{}", tp.0, tp.1))?;
+        Ok(p.offset)
+    }
+
+    /// Sends a fetch to every leader with fetchable partitions and none in flight.
+    async fn start_fetches(&mut self) {
+        let buffered: HashSet<TopicPartition> = self
+            .buffered
+            .iter()
+            .map(|r| (r.topic.clone(), r.partition))
+            .collect();
+        let mut by_node: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
+        let candidates: Vec<(TopicPartition, i64)> = self
+            .parts
+            .iter()
+            .filter(|(tp, st)| !st.paused && !st.fetching && !buffered.contains(*tp))
+            .filter_map(|(tp, st)| st.fetch_offset.map(|p| (tp.clone(), p)))
+            .collect();
+        for (tp, pos) in candidates {
+            let Ok(info) = self.cluster.topic(&tp.0, false).await else {
+                continue;
+            };
+            let Some(&leader) = info.leaders.get(tp.1 as usize) else {
+                continue;
+            };
+            if leader >= 0 && !self.nodes_fetching.contains(&leader) {
+                by_node.entry(leader).or_default().push((tp, pos));
+            }
+        }
+        for (node, list) in by_node {
+            let conn = match self.cluster.node(node).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(node, error = %e, "cannot reach leader");
+                    self.cluster.invalidate_all().await;
+                    continue;
+                }
+            };
+            let version = conn.version(ApiKey::Fetch).map(|v| v.min(12)).unwrap_or(4);
+            let mut topics: BTreeMap<&str, Vec<fetch_request::FetchPartition>> = BTreeMap::new();
+            for ((t, p), pos) in &list {
+                topics.entry(t).or_default().push(
+                    fetch_request::FetchPartition::default()
+                        .with_partition(*p)
+                        .with_fetch_offset(*pos)
+                        .with_partition_max_bytes(self.config.max_partition_fetch_bytes),
+                );
+            }
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(self.config.fetch_max_wait.as_millis() as i32)
+                .with_min_bytes(self.config.fetch_min_bytes)
+                .with_max_bytes(self.config.fetch_max_bytes)
+                .with_isolation_level(i8::from(self.config.read_committed))
+                .with_session_epoch(-1)
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            fetch_request::FetchTopic::default()
+                                .with_topic(TopicName(s(t)))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                );
+            for (tp, _) in &list {
+                if let Some(st) = self.parts.get_mut(tp) {
+                    st.fetching = true;
+                }
+            }
+            self.nodes_fetching.insert(node);
+            let tx = self.results_tx.clone();
+            tokio::spawn(async move {
+                let r = match conn.send(ApiKey::Fetch, version, &req).await {
+                    Ok(p) => conn.wait::<FetchResponse>(p).await,
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send((node, list, r));
+            });
+        }
+    }
+
+    /// Takes a fetch response in: records of partitions still at the
+    /// fetched position go to the buffer; errors reset or refresh.
+    async fn absorb(&mut self, (node, list, result): FetchResult) {
+        self.nodes_fetching.remove(&node);
+        let wanted: HashMap<TopicPartition, i64> = list.into_iter().collect();
+        for tp in wanted.keys() {
+            if let Some(st) = self.parts.get_mut(tp) {
+                st.fetching = false;
+            }
+        }
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(node, error = %e, "fetch failed");
+                self.cluster.invalidate_all().await;
+                return;
+            }
+        };
+        for t in r.responses {
+            let topic = t.topic.0.to_string();
+            for p in t.partitions {
+                let tp = (topic.clone(), p.partition_index);
+                let Some(&from) = wanted.get(&tp) else {
+                    continue;
+                };
+                let current = self.parts.get(&tp).and_then(|st| st.fetch_offset);
+                if current != Some(from) {
+                    continue; // sought or revoked meanwhile
+                }
+                match ResponseError::try_from_code(p.error_code) {
+                    None => {}
+                    Some(ResponseError::OffsetOutOfRange) => {
+                        match self.reset_offset(&tp).await {
+                            Ok(o) => {
+                                if let Some(st) = self.parts.get_mut(&tp) {
+                                    st.position = Some(o);
+                                    st.fetch_offset = Some(o);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "offset out of range")
+                            }
+                        }
+                        continue;
+                    }
+                    Some(e) => {
+                        tracing::debug!(topic = %tp.0, partition = tp.1, error = %e, "fetch error; refreshing metadata");
+                        self.cluster.invalidate(&tp.0).await;
+                        continue;
+                    }
+                }
+                let Some(data) = p.records.filter(|d| !d.is_empty()) else {
+                    continue;
+                };
+                let aborted: Option<Vec<(i64, i64)>> = self.config.read_committed.then(|| {
+                    p.aborted_transactions
+                        .iter()
+                        .flatten()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect()
+                });
+                match records::decode(&tp.0, tp.1, &data, from, aborted.as_deref()) {
+                    Ok((recs, next)) => {
+                        if let Some(st) = self.parts.get_mut(&tp) {
+                            st.fetch_offset = Some(next.max(from));
+                            if recs.is_empty() {
+                                // Only control or aborted batches: nothing to hand out, move on.
+                                st.position = st.fetch_offset;
+                            }
+                        }
+                        self.buffered.extend(recs);
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "undecodable records")
+                    }
+                }
+            }
+        }
+    }
+}
