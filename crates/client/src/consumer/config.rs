@@ -55,6 +55,9 @@ pub struct ConsumerConfig {
     pub read_committed: bool,
     /// `request.timeout.ms` (default 30000).
     pub request_timeout: Duration,
+    /// `metadata.max.age.ms` (default 300000): how often the group leader
+    /// looks for new partitions of subscribed topics.
+    pub metadata_max_age: Duration,
 }
 
 impl ConsumerConfig {
@@ -79,6 +82,7 @@ impl ConsumerConfig {
             max_poll_records: 500,
             read_committed: false,
             request_timeout: Duration::from_millis(30_000),
+            metadata_max_age: Duration::from_millis(300_000),
         }
     }
 
@@ -145,6 +149,7 @@ impl ConsumerConfig {
                 }
             }
             "request.timeout.ms" => self.request_timeout = ms(name, value)?,
+            "metadata.max.age.ms" => self.metadata_max_age = ms(name, value)?,
             other => {
                 return Err(ClientError::Config(format!(
                     "unknown consumer property '{other}'"

@@ -28,6 +28,10 @@ pub(super) struct Membership {
     pub group_id: String,
     pub member_id: String,
     pub generation: i32,
+    /// True when this member computed the assignment (it watches partition counts).
+    pub leader: bool,
+    /// Partition counts of the subscribed topics the assignment was made for.
+    pub counts: BTreeMap<String, i32>,
     coordinator: Arc<Mux>,
     /// Set by the heartbeat task when the group needs this member to rejoin.
     pub rejoin: Arc<AtomicBool>,
@@ -152,7 +156,9 @@ async fn join_once(
         .as_ref()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let assignments = if r.leader == r.member_id {
+    let is_leader = r.leader == r.member_id;
+    let mut counts = BTreeMap::new();
+    let assignments = if is_leader {
         let members: Vec<(String, Vec<String>)> = r
             .members
             .iter()
@@ -167,7 +173,6 @@ async fn join_once(
         all.sort();
         all.dedup();
         cluster.refresh(&all, false).await?;
-        let mut counts = BTreeMap::new();
         for t in &all {
             if let Ok(info) = cluster.topic(t, false).await {
                 counts.insert(t.clone(), info.leaders.len() as i32);
@@ -226,6 +231,8 @@ async fn join_once(
             group_id: group_id.to_string(),
             member_id: me,
             generation: r.generation_id,
+            leader: is_leader,
+            counts,
             coordinator,
             rejoin,
             heartbeat,

@@ -85,6 +85,7 @@ pub struct Consumer {
     nodes_fetching: HashSet<i32>,
     membership: Option<group::Membership>,
     last_commit: Instant,
+    last_metadata_check: Instant,
     listener: Option<Box<dyn FnMut(RebalanceEvent) + Send>>,
 }
 
@@ -121,6 +122,7 @@ impl Consumer {
             nodes_fetching: HashSet::new(),
             membership: None,
             last_commit: Instant::now(),
+            last_metadata_check: Instant::now(),
             listener: None,
         })
     }
@@ -383,6 +385,7 @@ impl Consumer {
         if self.subscription.is_empty() {
             return Ok(());
         }
+        self.watch_partition_counts().await;
         let needed = self
             .membership
             .as_ref()
@@ -412,6 +415,49 @@ impl Consumer {
             l(RebalanceEvent::Assigned(partitions));
         }
         Ok(())
+    }
+
+    /// The group leader rebalances when a subscribed topic appears or gains
+    /// partitions (checked every `metadata.max.age.ms`, every second while a
+    /// subscribed topic is missing).
+    async fn watch_partition_counts(&mut self) {
+        let Some(m) = self.membership.as_ref().filter(|m| m.leader) else {
+            return;
+        };
+        let missing = self.subscription.iter().any(|t| !m.counts.contains_key(t));
+        let every = if missing {
+            Duration::from_secs(1)
+        } else {
+            self.config.metadata_max_age
+        };
+        if self.last_metadata_check.elapsed() < every {
+            return;
+        }
+        self.last_metadata_check = Instant::now();
+        if self
+            .cluster
+            .refresh(&self.subscription, false)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut changed = false;
+        for t in &self.subscription {
+            let now = self
+                .cluster
+                .topic(t, false)
+                .await
+                .ok()
+                .map(|i| i.leaders.len() as i32);
+            if now != m.counts.get(t).copied() {
+                changed = true;
+            }
+        }
+        if changed {
+            tracing::debug!("subscribed topics changed; rebalancing");
+            m.rejoin.store(true, Ordering::Release);
+        }
     }
 
     /// Gives partitions without a position one: committed offset, else `auto.offset.reset`.
