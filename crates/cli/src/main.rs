@@ -3,6 +3,7 @@
 mod bootstrap;
 mod consume;
 mod groups;
+mod perf;
 mod produce;
 mod server;
 mod table;
@@ -34,6 +35,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records from a topic (like kafka-console-consumer.sh / kcat -C).
     Consume(consume::ConsumeArgs),
+    /// Measure throughput and latency: produce, consume, end to end (like kafka-*-perf-test.sh).
+    Perf(perf::PerfArgs),
     /// Inspect and manage consumer groups (like kafka-consumer-groups.sh).
     Groups(groups::GroupsArgs),
     /// Inspect transactions and the producers writing to partitions (like kafka-transactions.sh).
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Groups(args) => groups::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Perf(args) => perf::run(args),
         Command::Topics(args) => topics::run(args),
         Command::Transactions(args) => transactions::run(args),
     };

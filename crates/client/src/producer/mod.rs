@@ -332,10 +332,21 @@ impl Producer {
                     let (tx, rx) = oneshot::channel();
                     let timestamp = record.timestamp.unwrap_or_else(now_ms);
                     acc.buffered += size;
+                    let (producer, transactional) = (acc.producer, acc.transactional);
                     let q = acc
                         .parts
                         .entry((record.topic.clone(), partition))
                         .or_default();
+                    // A batch never grows past batch.size: close it and start another.
+                    if q.open.as_ref().is_some_and(|o| {
+                        !o.records.is_empty() && o.bytes + size > inner.config.batch_size
+                    }) {
+                        if let Some(full) = q.open.take() {
+                            let sealed = sender::seal(inner, producer, transactional, q, full);
+                            q.sealed.push_back(sealed);
+                            inner.wake.notify_one();
+                        }
+                    }
                     let open = q.open.get_or_insert_with(|| Open {
                         records: Vec::new(),
                         bytes: 0,

@@ -50,7 +50,8 @@ struct Completion {
     outcomes: HashMap<TopicPartition, Outcome>,
 }
 
-fn seal(
+/// Builds a batch from an open one, numbering it for idempotence.
+pub(super) fn seal(
     inner: &Inner,
     producer: Option<(i64, i16)>,
     transactional: bool,
