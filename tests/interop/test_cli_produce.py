@@ -89,3 +89,19 @@ def test_bad_input_is_a_readable_error(broker):
     assert rc != 0 and "unknown producer property" in err
     rc, err = produce(broker, "x", ["a"], "--partition", "9")
     assert rc != 0 and "partition 9" in err
+
+
+def test_thousand_keys_partitioned_like_librdkafka_murmur2(broker):
+    from confluent_kafka import Producer
+    create(broker, "keys-rd", 7)
+    create(broker, "keys-strom", 7)
+    keys = [f"key-{i}-{'x' * (i % 13)}" for i in range(1000)]
+    p = Producer({"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random"})
+    for k in keys:
+        p.produce("keys-rd", key=k.encode(), value=b"v")
+    assert p.flush(30) == 0
+    rc, err = produce(broker, "keys-strom", [f"{k}\tv" for k in keys], "--key-separator", "\t")
+    assert rc == 0, err
+    rd = {m.key(): m.partition() for m in consume(broker, "keys-rd", range(7), 1000)}
+    strom = {m.key(): m.partition() for m in consume(broker, "keys-strom", range(7), 1000)}
+    assert len(rd) == 1000 and rd == strom

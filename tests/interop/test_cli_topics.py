@@ -46,3 +46,14 @@ def test_create_alter_describe_delete(broker):
     rc, _, err = topics(broker, "delete", "orders")
     assert rc == 0, err
     assert "orders" not in admin.list_topics(timeout=10).topics
+
+
+def test_unreachable_broker_is_a_clear_error():
+    for args in (["topics", "list"], ["consume", "t", "--count", "1"], ["consume", "t", "--group", "g", "--count", "1"],
+                 ["transactions", "list"], ["perf", "produce", "--records", "1"]):
+        r = subprocess.run([STROM, *args, "--bootstrap", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0, args
+        assert "cannot connect to 127.0.0.1:1" in r.stderr, (args, r.stderr)
+    r = subprocess.run([STROM, "produce", "t", "--bootstrap", "127.0.0.1:1"], input="a\n", capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and "cannot connect to 127.0.0.1:1" in r.stderr, r.stderr
