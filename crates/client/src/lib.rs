@@ -18,5 +18,5 @@ mod transactions;
 pub use admin::{Admin, GroupDescription, GroupListing, GroupMember};
 pub use connection::Connection;
 pub use error::ClientError;
-pub use topics::{ConfigChange, ConfigValue, TopicDescription};
+pub use topics::{ClusterDescription, ConfigChange, ConfigValue, TopicDescription};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};

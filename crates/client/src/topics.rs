@@ -266,3 +266,71 @@ fn check_with_message(
     };
     ClientError::check(code, context)
 }
+
+/// The cluster as DescribeCluster reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// The controller's node id.
+    pub controller: i32,
+    /// Brokers: (node id, host, port).
+    pub brokers: Vec<(i32, String, i32)>,
+}
+
+impl Admin {
+    /// Deletes the records of a partition before `offset` (-1: all); returns the new log start offset.
+    pub async fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, ClientError> {
+        let req = DeleteRecordsRequest::default()
+            .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(partition)
+                        .with_offset(offset),
+                ])])
+            .with_timeout_ms(30_000);
+        let (_, r): (i16, DeleteRecordsResponse) =
+            self.conn.call(ApiKey::DeleteRecords, &req).await?;
+        let p = r
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| ClientError::Protocol("empty DeleteRecords response".into()))?;
+        ClientError::check(
+            p.error_code,
+            format!("deleting records of {topic}-{partition}"),
+        )?;
+        Ok(p.low_watermark)
+    }
+
+    /// The cluster id, controller and brokers.
+    pub async fn describe_cluster(&mut self) -> Result<ClusterDescription, ClientError> {
+        let (_, r): (i16, DescribeClusterResponse) = self
+            .conn
+            .call(ApiKey::DescribeCluster, &DescribeClusterRequest::default())
+            .await?;
+        check_with_message(
+            r.error_code,
+            r.error_message,
+            "describing the cluster".into(),
+        )?;
+        let mut brokers: Vec<_> = r
+            .brokers
+            .into_iter()
+            .map(|b| (b.broker_id.0, b.host.to_string(), b.port))
+            .collect();
+        brokers.sort();
+        Ok(ClusterDescription {
+            cluster_id: r.cluster_id.to_string(),
+            controller: r.controller_id.0,
+            brokers,
+        })
+    }
+}
