@@ -85,3 +85,44 @@ def test_group_shared_with_a_librdkafka_consumer(make_broker):
     assert seen_strom, "the Strom member got partitions"
     # Eager rebalances may hand a partition over before its last commit: at least once.
     assert set(seen_rd + seen_strom) == {f"v{i}" for i in range(400)}, "every record read"
+
+
+def test_kafka_python_round_trip(broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    create(broker, "kpx", 2)
+    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    for i in range(50):
+        kp.send("kpx", key=f"k{i}".encode(), value=f"from-kp-{i}".encode(), headers=[("h", b"1")])
+    kp.flush()
+    kp.close()
+    rows = [json.loads(l) for l in consume(broker, "kpx", "--from-beginning", "--count", "50", "--format", "json").splitlines()]
+    assert sorted(r["value"] for r in rows) == sorted(f"from-kp-{i}" for i in range(50))
+    assert all(r["headers"] == {"h": "1"} and r["key"] == "k" + r["value"].rsplit("-", 1)[1] for r in rows)
+    r = subprocess.run([STROM, "produce", "kpy", "--bootstrap", broker.bootstrap, "--key-separator", ":"],
+                       input="".join(f"k{i}:from-strom-{i}\n" for i in range(50)), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    c = KafkaConsumer("kpy", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    got = sorted(m.value.decode() for m in c)
+    c.close()
+    assert got == sorted(f"from-strom-{i}" for i in range(50))
+
+
+def test_group_consumer_rides_through_a_broker_restart(make_broker):
+    broker = make_broker(FAST_GROUPS)
+    create(broker, "rst", 2)
+    fill(broker, "rst", 100, 2)
+    strom = subprocess.Popen([STROM, "consume", "rst", "--bootstrap", broker.bootstrap, "--group", "rst-group",
+                              "--from-beginning", "--count", "200", "-X", "heartbeat.interval.ms=300",
+                              "-X", "session.timeout.ms=6000", "-X", "auto.commit.interval.ms=200"],
+                             stdout=subprocess.PIPE, text=True)
+    time.sleep(3)
+    broker.stop()
+    broker.restart()
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(100, 200):
+        p.produce("rst", value=f"v{i}".encode(), partition=i % 2)
+    assert p.flush(30) == 0
+    out, _ = strom.communicate(timeout=90)
+    assert strom.returncode == 0
+    assert set(out.split()) == {f"v{i}" for i in range(200)}

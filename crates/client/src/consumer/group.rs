@@ -71,6 +71,12 @@ pub(super) async fn join(
         match join_once(cluster, config, group_id, topics, &member_id).await {
             Ok(done) => return Ok(done),
             Err(JoinError::NewMemberId(id)) => member_id = id,
+            Err(JoinError::Unreachable(e))
+                if previous_member_id.is_empty() || Instant::now() >= deadline =>
+            {
+                return Err(e)
+            }
+            Err(JoinError::Unreachable(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(JoinError::Retry(e)) if Instant::now() < deadline => {
                 if e == ResponseError::UnknownMemberId {
                     member_id.clear();
@@ -89,6 +95,8 @@ pub(super) async fn join(
 }
 
 enum JoinError {
+    /// No broker answers: fatal on a first join, retried on a rejoin (the broker may be restarting).
+    Unreachable(ClientError),
     NewMemberId(String),
     Retry(ResponseError),
     Fatal(ClientError),
@@ -100,6 +108,7 @@ impl From<ClientError> for JoinError {
             ClientError::Io(_) | ClientError::Timeout(_) => {
                 JoinError::Retry(ResponseError::CoordinatorNotAvailable)
             }
+            e @ ClientError::Connect { .. } => JoinError::Unreachable(e),
             other => JoinError::Fatal(other),
         }
     }
