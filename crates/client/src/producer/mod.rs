@@ -194,7 +194,13 @@ struct Accumulator {
     /// True between begin_transaction and commit/abort.
     in_txn: bool,
     sticky: partitioner::Sticky,
+    /// Partition counts by topic and when they were looked up (saves a
+    /// metadata lookup per record; refreshed after `METADATA_MAX_AGE`).
+    partition_counts: HashMap<String, (i32, Instant)>,
 }
+
+/// How long a topic's partition count is trusted (Kafka's `metadata.max.age.ms` default).
+const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
 
 impl Accumulator {
     fn idle(&self) -> bool {
@@ -282,13 +288,31 @@ impl Producer {
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ClientError> {
         let inner = &self.inner;
         let deadline = Instant::now() + inner.config.max_block;
-        let topic = tokio::time::timeout(
-            inner.config.max_block,
-            inner.cluster.topic(&record.topic, true),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(format!("metadata for topic {}", record.topic)))??;
-        let partitions = topic.leaders.len() as i32;
+        let cached = inner
+            .acc()
+            .partition_counts
+            .get(&record.topic)
+            .filter(|(_, at)| at.elapsed() < METADATA_MAX_AGE)
+            .map(|(n, _)| *n);
+        let partitions = match cached {
+            Some(n) => n,
+            None => {
+                let topic = tokio::time::timeout(
+                    inner.config.max_block,
+                    inner.cluster.topic(&record.topic, true),
+                )
+                .await
+                .map_err(|_| {
+                    ClientError::Timeout(format!("metadata for topic {}", record.topic))
+                })??;
+                let n = topic.leaders.len() as i32;
+                inner
+                    .acc()
+                    .partition_counts
+                    .insert(record.topic.clone(), (n, Instant::now()));
+                n
+            }
+        };
         if partitions == 0 {
             return Err(ClientError::Config(format!(
                 "topic {} has no partitions",
@@ -333,10 +357,10 @@ impl Producer {
                     let timestamp = record.timestamp.unwrap_or_else(now_ms);
                     acc.buffered += size;
                     let (producer, transactional) = (acc.producer, acc.transactional);
-                    let q = acc
-                        .parts
-                        .entry((record.topic.clone(), partition))
-                        .or_default();
+                    // The queue key takes the record's topic (the record no longer needs it).
+                    let mut record = record;
+                    let topic = std::mem::take(&mut record.topic);
+                    let q = acc.parts.entry((topic, partition)).or_default();
                     // A batch never grows past batch.size: close it and start another.
                     if q.open.as_ref().is_some_and(|o| {
                         !o.records.is_empty() && o.bytes + size > inner.config.batch_size

@@ -122,7 +122,9 @@ fn seal_due(inner: &Inner, acc: &mut Accumulator, now: Instant) -> Option<Instan
     next
 }
 
-/// Takes the batches that may be sent now; fails those past the delivery timeout.
+/// Takes the batches that may be sent now (at most one per partition, up
+/// to `max.in.flight.requests.per.connection` per partition in flight);
+/// fails those past the delivery timeout.
 fn take_sendable(
     inner: &Inner,
     acc: &mut Accumulator,
@@ -151,6 +153,10 @@ fn take_sendable(
             }
             q.in_flight += 1;
             out.push((tp.clone(), s));
+            // One batch per partition per request (Kafka refuses a partition
+            // twice in one Produce); the next goes in the next request,
+            // pipelined on the same connection.
+            break;
         }
     }
     acc.buffered = acc.buffered.saturating_sub(freed);
