@@ -183,46 +183,77 @@ pub fn leave(broker: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGrou
     LeaveGroupResponse::default().with_members(members)
 }
 
+/// One offset to commit, from a commit request's partition fields.
+pub(crate) fn to_commit(
+    topic: &TopicName,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: &Option<StrBytes>,
+    now: i64,
+) -> (String, i32, Committed) {
+    (
+        topic.0.to_string(),
+        partition,
+        Committed {
+            offset,
+            leader_epoch,
+            metadata: metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+            commit_timestamp: now,
+        },
+    )
+}
+
+/// Hands out the error code of each partition in request order: the
+/// per-partition codes of a commit, or its one code for all.
+pub(crate) struct PartitionCodes {
+    result: Result<std::vec::IntoIter<i16>, i16>,
+}
+
+impl PartitionCodes {
+    /// Codes from a commit's outcome.
+    pub(crate) fn new(result: Result<Vec<i16>, i16>) -> Self {
+        PartitionCodes {
+            result: result.map(Vec::into_iter),
+        }
+    }
+
+    /// The next partition's code.
+    pub(crate) fn next_code(&mut self) -> i16 {
+        match &mut self.result {
+            Ok(codes) => codes.next().unwrap_or(0),
+            Err(e) => *e,
+        }
+    }
+}
+
 /// OffsetCommit.
 pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let flat: Vec<(String, i32, Committed)> = req
+    let now = crate::partition::now_ms();
+    let flat = req
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
-                (
-                    t.name.0.to_string(),
+                to_commit(
+                    &t.name,
                     p.partition_index,
-                    Committed {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        commit_timestamp: now,
-                    },
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    &p.committed_metadata,
+                    now,
                 )
             })
         })
         .collect();
     let inst = opt(&req.group_instance_id);
-    let result = broker.groups.commit(
+    let mut codes = PartitionCodes::new(broker.groups.commit(
         &req.group_id.0,
         req.generation_id_or_member_epoch,
         &req.member_id,
         inst.as_deref(),
         flat,
-    );
-    let mut codes = match &result {
-        Ok(c) => c.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
-    };
+    ));
     let topics = req
         .topics
         .into_iter()
@@ -231,13 +262,9 @@ pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitR
                 .partitions
                 .iter()
                 .map(|p| {
-                    let c = match &result {
-                        Ok(_) => codes.next().unwrap_or(0),
-                        Err(e) => *e,
-                    };
                     offset_commit_response::OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(c)
+                        .with_error_code(codes.next_code())
                 })
                 .collect();
             offset_commit_response::OffsetCommitResponseTopic::default()

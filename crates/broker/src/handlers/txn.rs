@@ -6,9 +6,9 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 
+use super::groups::{to_commit, PartitionCodes};
 use super::s;
 use crate::broker::Broker;
-use crate::group::store::Committed;
 use crate::partition::now_ms;
 use crate::txn::coordinator::write_marker;
 use crate::txn::producer_state::Marker;
@@ -128,24 +128,18 @@ pub fn end_txn(broker: &Broker, version: i16, req: EndTxnRequest) -> EndTxnRespo
 /// TxnOffsetCommit: consumed offsets that commit with the transaction.
 pub fn txn_offset_commit(broker: &Broker, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let now = now_ms();
-    let flat: Vec<(String, i32, Committed)> = req
+    let flat = req
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
-                (
-                    t.name.0.to_string(),
+                to_commit(
+                    &t.name,
                     p.partition_index,
-                    Committed {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        commit_timestamp: now,
-                    },
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    &p.committed_metadata,
+                    now,
                 )
             })
         })
@@ -171,10 +165,7 @@ pub fn txn_offset_commit(broker: &Broker, req: TxnOffsetCommitRequest) -> TxnOff
                 flat,
             )
         });
-    let mut codes = match &result {
-        Ok(c) => c.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
-    };
+    let mut codes = PartitionCodes::new(result);
     let topics = req
         .topics
         .into_iter()
@@ -183,13 +174,9 @@ pub fn txn_offset_commit(broker: &Broker, req: TxnOffsetCommitRequest) -> TxnOff
                 .partitions
                 .iter()
                 .map(|p| {
-                    let c = match &result {
-                        Ok(_) => codes.next().unwrap_or(0),
-                        Err(e) => *e,
-                    };
                     txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(c)
+                        .with_error_code(codes.next_code())
                 })
                 .collect();
             txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
