@@ -5,6 +5,7 @@ import json
 import subprocess
 import time
 
+import pytest
 from confluent_kafka import Consumer, Producer
 
 from conftest import STROM
@@ -63,28 +64,52 @@ def test_read_committed_hides_aborted_transactions(broker):
     assert len(ru) == 20
 
 
-def test_group_shared_with_a_librdkafka_consumer(make_broker):
-    broker = make_broker(FAST_GROUPS)
-    create(broker, "ccg", 4)
-    fill(broker, "ccg", 400, 4)
-    rd = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ccg-group", "auto.offset.reset": "earliest",
-                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "partition.assignment.strategy": "range"})
-    rd.subscribe(["ccg"])
-    strom = subprocess.Popen([STROM, "consume", "ccg", "--bootstrap", broker.bootstrap, "--group", "ccg-group",
-                              "--from-beginning", "--idle-timeout-ms", "6000", "-X", "heartbeat.interval.ms=500",
-                              "-X", "session.timeout.ms=6000"], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("protocol,strategy", [("classic", "range"), ("classic", "cooperative-sticky"),
+                                               ("consumer", None)])
+def test_group_shared_with_a_librdkafka_consumer(make_broker, protocol, strategy):
+    """Strom's consumer and librdkafka's in one group: eager (range), incremental
+    (cooperative-sticky, both members' assignors must agree on the wire format of
+    owned partitions) and KIP-848 (the broker assigns)."""
+    broker = make_broker(FAST_GROUPS + ["group.consumer.heartbeat.interval.ms=500"])
+    topic = f"ccg-{protocol}-{strategy}"
+    create(broker, topic, 4)
+    fill(broker, topic, 400, 4)
+    conf = {"bootstrap.servers": broker.bootstrap, "group.id": f"{topic}-group", "auto.offset.reset": "earliest",
+            "group.protocol": protocol}
+    props = ["-X", f"group.protocol={protocol}"]
+    if strategy:
+        conf.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                     "partition.assignment.strategy": strategy})
+        props += ["-X", "heartbeat.interval.ms=500", "-X", "session.timeout.ms=6000",
+                  "-X", f"partition.assignment.strategy={strategy}"]
+    rd = Consumer(conf)
+    rd.subscribe([topic])
+    strom = subprocess.Popen([STROM, "consume", topic, "--bootstrap", broker.bootstrap, "--group", f"{topic}-group",
+                              "--from-beginning", "--idle-timeout-ms", "8000", *props],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen_rd = []
-    deadline = time.time() + 30
-    while time.time() < deadline and strom.poll() is None:
+    start = time.time()
+    refilled = False
+    while time.time() < start + 40 and strom.poll() is None:
         m = rd.poll(0.1)
         if m is not None and m.error() is None:
             seen_rd.append(m.value().decode())
-    out, _ = strom.communicate(timeout=60)
+        if not refilled and time.time() > start + 4:
+            # Both members have settled: records spread over every partition now reach both.
+            p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+            for i in range(400, 800):
+                p.produce(topic, value=f"v{i}".encode(), partition=i % 4)
+            assert p.flush(30) == 0
+            refilled = True
+    out, err = strom.communicate(timeout=60)
     rd.close()
+    assert strom.returncode == 0, err
     seen_strom = out.split()
-    assert seen_strom, "the Strom member got partitions"
-    # Eager rebalances may hand a partition over before its last commit: at least once.
-    assert set(seen_rd + seen_strom) == {f"v{i}" for i in range(400)}, "every record read"
+    late = {f"v{i}" for i in range(400, 800)}
+    assert late & set(seen_strom), "the Strom member got partitions"
+    assert late & set(seen_rd), "the librdkafka member got partitions"
+    # A partition may change hands before its last commit: at least once.
+    assert set(seen_rd + seen_strom) == {f"v{i}" for i in range(800)}, "every record read"
 
 
 def test_kafka_python_round_trip(broker):

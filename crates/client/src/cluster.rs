@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
@@ -19,6 +19,15 @@ use crate::mux::Mux;
 pub struct TopicInfo {
     /// Leader node id per partition (-1 when leaderless).
     pub leaders: Vec<i32>,
+    /// The topic's id (nil from brokers older than Metadata v10).
+    pub id: uuid::Uuid,
+}
+
+/// Failed connection attempts to one address: when the next may start.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    not_before: Instant,
+    wait: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +35,7 @@ struct State {
     brokers: HashMap<i32, String>,
     topics: HashMap<String, TopicInfo>,
     conns: HashMap<String, Arc<Mux>>,
+    backoff: HashMap<String, Backoff>,
 }
 
 /// Cluster metadata and connections, shared by a client's tasks.
@@ -34,6 +44,8 @@ pub struct Cluster {
     bootstrap: Vec<String>,
     client_id: String,
     timeout: Duration,
+    /// `reconnect.backoff.ms` and `reconnect.backoff.max.ms`.
+    reconnect: (Duration, Duration),
     state: Mutex<State>,
 }
 
@@ -56,8 +68,18 @@ impl Cluster {
             bootstrap,
             client_id: client_id.to_string(),
             timeout,
+            reconnect: (Duration::from_millis(50), Duration::from_millis(1000)),
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Sets the reconnect backoff: after a failed connection to an address
+    /// the next attempt waits `first`, doubling per failure up to `max`
+    /// (with up to 20% random jitter), so a restarting broker is not
+    /// hammered and a client does not spin.
+    pub fn with_reconnect_backoff(mut self, first: Duration, max: Duration) -> Cluster {
+        self.reconnect = (first, max.max(first));
+        self
     }
 
     /// The request timeout of every connection.
@@ -73,13 +95,42 @@ impl Cluster {
                 return Ok(c.clone());
             }
         }
-        let mux = Arc::new(Mux::connect(addr, &self.client_id, self.timeout).await?);
-        self.state
+        let not_before = self
+            .state
             .lock()
             .await
-            .conns
-            .insert(addr.to_string(), mux.clone());
-        Ok(mux)
+            .backoff
+            .get(addr)
+            .map(|b| b.not_before);
+        if let Some(at) = not_before.filter(|at| *at > Instant::now()) {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        match Mux::connect(addr, &self.client_id, self.timeout).await {
+            Ok(mux) => {
+                let mux = Arc::new(mux);
+                let mut st = self.state.lock().await;
+                st.backoff.remove(addr);
+                st.conns.insert(addr.to_string(), mux.clone());
+                Ok(mux)
+            }
+            Err(e) => {
+                let (first, max) = self.reconnect;
+                let mut st = self.state.lock().await;
+                let wait = st
+                    .backoff
+                    .get(addr)
+                    .map_or(first, |b| (b.wait * 2).min(max));
+                let jitter = wait.mul_f64(0.2 * jitter_fraction());
+                st.backoff.insert(
+                    addr.to_string(),
+                    Backoff {
+                        not_before: Instant::now() + wait + jitter,
+                        wait,
+                    },
+                );
+                Err(e)
+            }
+        }
     }
 
     /// A connection to any broker: known brokers first, then the bootstrap list.
@@ -133,6 +184,7 @@ impl Cluster {
                 st.topics.remove(name.0.as_str());
                 continue;
             }
+            let id = t.topic_id;
             let mut leaders = vec![-1; t.partitions.len()];
             for p in t.partitions {
                 if let Some(slot) = usize::try_from(p.partition_index)
@@ -142,7 +194,8 @@ impl Cluster {
                     *slot = p.leader_id.0;
                 }
             }
-            st.topics.insert(name.0.to_string(), TopicInfo { leaders });
+            st.topics
+                .insert(name.0.to_string(), TopicInfo { leaders, id });
         }
         Ok(())
     }
@@ -163,6 +216,15 @@ impl Cluster {
                 context: format!("topic {name}"),
                 error: ResponseError::UnknownTopicOrPartition,
             })
+    }
+
+    /// The name of a cached topic with this id.
+    pub async fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        let st = self.state.lock().await;
+        st.topics
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(name, _)| name.clone())
     }
 
     /// Forgets a topic's metadata so the next use fetches it again
@@ -199,5 +261,45 @@ impl Cluster {
         let addr = format!("{host}:{port}");
         self.state.lock().await.brokers.insert(node, addr.clone());
         self.connection(&addr).await
+    }
+}
+
+/// A number in [0, 1) that differs between calls (for backoff jitter; not
+/// for anything that needs real randomness).
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reconnects_back_off_and_double() {
+        // A port nobody listens on: every connect is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cluster = Cluster::new(&addr, "t", Duration::from_secs(1))
+            .expect("cluster")
+            .with_reconnect_backoff(Duration::from_millis(100), Duration::from_millis(250));
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            assert!(cluster.connection(&addr).await.is_err());
+            waits.push(t.elapsed());
+        }
+        // First attempt at once; then at least 100, 200, 250, 250 ms apart
+        // (doubling, capped: uncapped the last would wait 800 ms).
+        assert!(waits[0] < Duration::from_millis(100), "{waits:?}");
+        assert!(waits[1] >= Duration::from_millis(100), "{waits:?}");
+        assert!(waits[2] >= Duration::from_millis(200), "{waits:?}");
+        assert!(waits[3] >= Duration::from_millis(250), "{waits:?}");
+        assert!(waits[4] < Duration::from_millis(700), "capped: {waits:?}");
     }
 }

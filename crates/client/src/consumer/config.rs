@@ -39,7 +39,11 @@ pub struct ConsumerConfig {
     pub heartbeat_interval: Duration,
     /// `max.poll.interval.ms` (default 300000): the rebalance timeout.
     pub max_poll_interval: Duration,
-    /// `partition.assignment.strategy`: `range` and/or `roundrobin`, in preference order.
+    /// `partition.assignment.strategy`: `range`, `roundrobin` and/or
+    /// `cooperative-sticky`, in preference order (default `range,
+    /// cooperative-sticky` as in the Java client). Rebalances are
+    /// cooperative (only moved partitions are revoked) when every listed
+    /// assignor is cooperative, eager (all revoked first) otherwise.
     pub assignment_strategy: Vec<String>,
     /// `fetch.min.bytes` (default 1).
     pub fetch_min_bytes: i32,
@@ -58,9 +62,39 @@ pub struct ConsumerConfig {
     /// `metadata.max.age.ms` (default 300000): how often the group leader
     /// looks for new partitions of subscribed topics.
     pub metadata_max_age: Duration,
+    /// `group.protocol`: `classic` (default) or `consumer` (KIP-848).
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the broker-side assignor KIP-848 groups ask
+    /// for (`uniform` or `range`; unset: the broker's default).
+    pub group_remote_assignor: Option<String>,
+    /// `reconnect.backoff.ms` (default 50): the first wait before
+    /// reconnecting to a broker that refused or dropped a connection.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms` (default 1000): the longest such wait
+    /// (the wait doubles per failed attempt up to it).
+    pub reconnect_backoff_max: Duration,
+}
+
+/// The client-side assignors the classic protocol can use.
+const ASSIGNORS: [&str; 3] = ["range", "roundrobin", "cooperative-sticky"];
+
+/// Which group protocol `subscribe` speaks (`group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup with client-side assignment (default).
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat with assignment by the broker.
+    Consumer,
 }
 
 impl ConsumerConfig {
+    /// True when rebalances revoke only moved partitions (every assignor is cooperative).
+    pub fn cooperative(&self) -> bool {
+        self.assignment_strategy
+            .iter()
+            .all(|s| s == "cooperative-sticky")
+    }
+
     /// Defaults for a consumer of `bootstrap_servers`.
     pub fn new(bootstrap_servers: &str) -> ConsumerConfig {
         ConsumerConfig {
@@ -74,7 +108,7 @@ impl ConsumerConfig {
             session_timeout: Duration::from_millis(45_000),
             heartbeat_interval: Duration::from_millis(3000),
             max_poll_interval: Duration::from_millis(300_000),
-            assignment_strategy: vec!["range".into(), "roundrobin".into()],
+            assignment_strategy: vec!["range".into(), "cooperative-sticky".into()],
             fetch_min_bytes: 1,
             fetch_max_wait: Duration::from_millis(500),
             fetch_max_bytes: 52_428_800,
@@ -83,6 +117,10 @@ impl ConsumerConfig {
             read_committed: false,
             request_timeout: Duration::from_millis(30_000),
             metadata_max_age: Duration::from_millis(300_000),
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(1000),
         }
     }
 
@@ -122,12 +160,15 @@ impl ConsumerConfig {
                         "org.apache.kafka.clients.consumer.roundrobinassignor" => {
                             "roundrobin".to_string()
                         }
+                        "org.apache.kafka.clients.consumer.cooperativestickyassignor" => {
+                            "cooperative-sticky".to_string()
+                        }
                         _ => s,
                     })
                     .collect();
-                if list.is_empty() || list.iter().any(|s| s != "range" && s != "roundrobin") {
+                if list.is_empty() || list.iter().any(|s| !ASSIGNORS.contains(&s.as_str())) {
                     return Err(ClientError::Config(format!(
-                        "partition.assignment.strategy: Strom's consumer offers range and roundrobin, not '{value}'"
+                        "partition.assignment.strategy: Strom's consumer offers range, roundrobin and cooperative-sticky, not '{value}'"
                     )));
                 }
                 self.assignment_strategy = list;
@@ -150,6 +191,22 @@ impl ConsumerConfig {
             }
             "request.timeout.ms" => self.request_timeout = ms(name, value)?,
             "metadata.max.age.ms" => self.metadata_max_age = ms(name, value)?,
+            "group.protocol" => {
+                self.group_protocol = match value.to_ascii_lowercase().as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => {
+                        return Err(ClientError::Config(format!(
+                            "group.protocol must be classic or consumer, not '{value}'"
+                        )))
+                    }
+                }
+            }
+            "group.remote.assignor" => {
+                self.group_remote_assignor = Some(value.to_string()).filter(|v| !v.is_empty())
+            }
+            "reconnect.backoff.ms" => self.reconnect_backoff = ms(name, value)?,
+            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms(name, value)?,
             other => {
                 return Err(ClientError::Config(format!(
                     "unknown consumer property '{other}'"

@@ -1,5 +1,6 @@
 //! Classic group membership for the consumer: JoinGroup (with KIP-394's
-//! MEMBER_ID_REQUIRED round), the leader's client-side assignment, SyncGroup,
+//! MEMBER_ID_REQUIRED round and, for cooperative rebalances, the partitions
+//! kept), the leader's client-side assignment, SyncGroup,
 //! a heartbeat task that flags when the group rebalances, offset commits and
 //! fetches, LeaveGroup.
 
@@ -14,6 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::config::ConsumerConfig;
 use super::protocol;
+use super::sticky;
 use crate::cluster::Cluster;
 use crate::error::ClientError;
 use crate::mux::Mux;
@@ -56,6 +58,14 @@ fn retriable_join(e: ResponseError) -> bool {
     )
 }
 
+/// The partitions a member keeps through a cooperative rebalance, and the
+/// generation they were assigned in (empty and -1 for eager rebalances).
+#[derive(Debug)]
+pub(super) struct Owned<'a> {
+    pub partitions: &'a [(String, i32)],
+    pub generation: i32,
+}
+
 /// Joins (or rejoins) the group subscribed to `topics`; returns the
 /// membership and this member's partitions.
 pub(super) async fn join(
@@ -64,11 +74,12 @@ pub(super) async fn join(
     group_id: &str,
     topics: &[String],
     previous_member_id: &str,
+    owned: &Owned<'_>,
 ) -> Result<(Membership, Vec<(String, i32)>), ClientError> {
     let deadline = Instant::now() + config.max_poll_interval;
     let mut member_id = previous_member_id.to_string();
     loop {
-        match join_once(cluster, config, group_id, topics, &member_id).await {
+        match join_once(cluster, config, group_id, topics, &member_id, owned).await {
             Ok(done) => return Ok(done),
             Err(JoinError::NewMemberId(id)) => member_id = id,
             Err(JoinError::Unreachable(e))
@@ -120,10 +131,11 @@ async fn join_once(
     group_id: &str,
     topics: &[String],
     member_id: &str,
+    owned: &Owned<'_>,
 ) -> Result<(Membership, Vec<(String, i32)>), JoinError> {
     let coordinator = cluster.coordinator(group_id, 0).await?;
     let v = coordinator.version(ApiKey::JoinGroup)?.min(9);
-    let metadata = protocol::encode_subscription(topics);
+    let metadata = protocol::encode_subscription(topics, owned.partitions, owned.generation);
     let req = JoinGroupRequest::default()
         .with_group_id(GroupId(s(group_id)))
         .with_session_timeout_ms(config.session_timeout.as_millis() as i32)
@@ -168,7 +180,7 @@ async fn join_once(
     let is_leader = r.leader == r.member_id;
     let mut counts = BTreeMap::new();
     let assignments = if is_leader {
-        let members: Vec<(String, Vec<String>)> = r
+        let members: Vec<(String, protocol::Subscription)> = r
             .members
             .iter()
             .map(|m| {
@@ -178,7 +190,10 @@ async fn join_once(
                 )
             })
             .collect();
-        let mut all: Vec<String> = members.iter().flat_map(|(_, ts)| ts.clone()).collect();
+        let mut all: Vec<String> = members
+            .iter()
+            .flat_map(|(_, sub)| sub.topics.clone())
+            .collect();
         all.sort();
         all.dedup();
         cluster.refresh(&all, false).await?;
@@ -187,10 +202,14 @@ async fn join_once(
                 counts.insert(t.clone(), info.leaders.len() as i32);
             }
         }
-        let plan = if protocol_name == "roundrobin" {
-            protocol::round_robin(&members, &counts)
-        } else {
-            protocol::range(&members, &counts)
+        let topics_of: Vec<(String, Vec<String>)> = members
+            .iter()
+            .map(|(m, sub)| (m.clone(), sub.topics.clone()))
+            .collect();
+        let plan = match protocol_name.as_str() {
+            "roundrobin" => protocol::round_robin(&topics_of, &counts),
+            "cooperative-sticky" => sticky::cooperative_sticky(&members, &counts),
+            _ => protocol::range(&topics_of, &counts),
         };
         plan.into_iter()
             .map(|(m, parts)| {

@@ -1,5 +1,7 @@
-//! The consumer: partitions by group membership (`subscribe`, classic
-//! protocol with the `range` and `roundrobin` assignors) or by hand
+//! The consumer: partitions by group membership (`subscribe`: the classic
+//! protocol with the `range`, `roundrobin` and `cooperative-sticky`
+//! assignors, or KIP-848's broker-side assignment with
+//! `group.protocol=consumer`) or by hand
 //! (`assign`), positions that start from committed offsets or
 //! `auto.offset.reset`, `seek`, `pause`/`resume`, auto and manual commits,
 //! and pipelined fetching: while `poll` hands out buffered records, the next
@@ -23,8 +25,10 @@
 
 mod config;
 mod group;
+mod kip848;
 mod protocol;
 mod records;
+mod sticky;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -36,11 +40,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 
-pub use config::{ConsumerConfig, OffsetReset};
+pub use config::{ConsumerConfig, GroupProtocol, OffsetReset};
 pub use protocol::{
-    decode_assignment, range as range_assignor, round_robin as round_robin_assignor,
+    decode_assignment, range as range_assignor, round_robin as round_robin_assignor, Subscription,
 };
 pub use records::ConsumerRecord;
+pub use sticky::cooperative_sticky as cooperative_sticky_assignor;
 
 use crate::cluster::Cluster;
 use crate::error::ClientError;
@@ -73,6 +78,9 @@ type FetchResult = (
     Result<FetchResponse, ClientError>,
 );
 
+/// The application's rebalance callback.
+type Listener = Box<dyn FnMut(RebalanceEvent) + Send>;
+
 /// A Kafka consumer.
 pub struct Consumer {
     config: ConsumerConfig,
@@ -84,9 +92,12 @@ pub struct Consumer {
     results_rx: mpsc::UnboundedReceiver<FetchResult>,
     nodes_fetching: HashSet<i32>,
     membership: Option<group::Membership>,
+    member848: Option<kip848::Member>,
     last_commit: Instant,
     last_metadata_check: Instant,
-    listener: Option<Box<dyn FnMut(RebalanceEvent) + Send>>,
+    /// In a mutex only so that `Consumer` is `Sync` (a `&Consumer` may be
+    /// held across an await in a spawned task); it is only called through `&mut self`.
+    listener: Option<std::sync::Mutex<Listener>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -105,11 +116,14 @@ fn s(v: &str) -> StrBytes {
 impl Consumer {
     /// A consumer; it connects on first use.
     pub fn new(config: ConsumerConfig) -> Result<Consumer, ClientError> {
-        let cluster = Arc::new(Cluster::new(
-            &config.bootstrap_servers,
-            &config.client_id,
-            config.request_timeout,
-        )?);
+        let cluster = Arc::new(
+            Cluster::new(
+                &config.bootstrap_servers,
+                &config.client_id,
+                config.request_timeout,
+            )?
+            .with_reconnect_backoff(config.reconnect_backoff, config.reconnect_backoff_max),
+        );
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         Ok(Consumer {
             config,
@@ -121,6 +135,7 @@ impl Consumer {
             results_rx,
             nodes_fetching: HashSet::new(),
             membership: None,
+            member848: None,
             last_commit: Instant::now(),
             last_metadata_check: Instant::now(),
             listener: None,
@@ -129,7 +144,7 @@ impl Consumer {
 
     /// Called with every revocation and assignment of a group rebalance.
     pub fn set_rebalance_listener(&mut self, f: impl FnMut(RebalanceEvent) + Send + 'static) {
-        self.listener = Some(Box::new(f));
+        self.listener = Some(std::sync::Mutex::new(Box::new(f)));
     }
 
     /// Joins the group (`group.id`) for these topics; partitions come with
@@ -140,18 +155,14 @@ impl Consumer {
         }
         self.subscription = topics.iter().map(|t| t.to_string()).collect();
         self.revoke_all().await;
-        if let Some(m) = self.membership.take() {
-            m.leave(self.config.group_instance_id.as_deref()).await;
-        }
+        self.leave_group().await;
         Ok(())
     }
 
     /// Takes these partitions by hand (no group membership).
     pub async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<(), ClientError> {
         self.subscription.clear();
-        if let Some(m) = self.membership.take() {
-            m.leave(self.config.group_instance_id.as_deref()).await;
-        }
+        self.leave_group().await;
         self.set_partitions(partitions);
         Ok(())
     }
@@ -248,10 +259,23 @@ impl Consumer {
                 self.maybe_auto_commit().await;
                 return Ok(Vec::new());
             }
-            // Rejoin checks need a turn of the loop at least every heartbeat interval.
+            // Rejoin checks need a turn of the loop at least every heartbeat
+            // interval; a KIP-848 assignment wakes the loop at once.
             let wait = (deadline - now).min(self.config.heartbeat_interval);
-            if let Ok(Some(r)) = tokio::time::timeout(wait, self.results_rx.recv()).await {
-                self.absorb(r).await;
+            let changed = self.member848.as_ref().map(|m| m.changed.clone());
+            let group_change = async {
+                match &changed {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout(wait, self.results_rx.recv()) => {
+                    if let Ok(Some(r)) = r {
+                        self.absorb(r).await;
+                    }
+                }
+                _ = group_change => {}
             }
         }
     }
@@ -300,6 +324,25 @@ impl Consumer {
             return Ok(());
         }
         self.last_commit = Instant::now();
+        if let Some(m) = &self.member848 {
+            let coordinator = self.cluster.coordinator(&group, 0).await?;
+            let instance = self.config.group_instance_id.as_deref();
+            // The epoch moves as the member reconciles: retry a stale one.
+            let mut attempt = 0;
+            return loop {
+                let (id, epoch) = m.identity();
+                match group::commit(&coordinator, &group, epoch, &id, instance, offsets).await {
+                    Err(ClientError::Kafka {
+                        error: ResponseError::StaleMemberEpoch,
+                        ..
+                    }) if attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    r => break r,
+                }
+            };
+        }
         match &self.membership {
             Some(m) => {
                 m.commit(offsets, self.config.group_instance_id.as_deref())
@@ -328,6 +371,15 @@ impl Consumer {
     /// The group's generation and member id, for `send_offsets_to_transaction`.
     pub fn group_metadata(&self) -> Option<crate::producer::ConsumerGroupMetadata> {
         let group = self.config.group_id.clone()?;
+        if let Some(m) = &self.member848 {
+            let (member_id, epoch) = m.identity();
+            return Some(crate::producer::ConsumerGroupMetadata {
+                group_id: group,
+                generation_id: epoch,
+                member_id,
+                group_instance_id: self.config.group_instance_id.clone(),
+            });
+        }
         Some(match &self.membership {
             Some(m) => crate::producer::ConsumerGroupMetadata {
                 group_id: group,
@@ -346,10 +398,17 @@ impl Consumer {
         } else {
             Ok(())
         };
+        self.leave_group().await;
+        r
+    }
+
+    async fn leave_group(&mut self) {
         if let Some(m) = self.membership.take() {
             m.leave(self.config.group_instance_id.as_deref()).await;
         }
-        r
+        if let Some(m) = self.member848.take() {
+            m.leave(&self.config).await;
+        }
     }
 
     async fn maybe_auto_commit(&mut self) {
@@ -376,7 +435,7 @@ impl Consumer {
         self.parts.clear();
         self.buffered.clear();
         if let Some(l) = self.listener.as_mut() {
-            l(RebalanceEvent::Revoked(revoked));
+            (l.get_mut().unwrap_or_else(|e| e.into_inner()))(RebalanceEvent::Revoked(revoked));
         }
     }
 
@@ -384,6 +443,9 @@ impl Consumer {
     async fn maintain_group(&mut self) -> Result<(), ClientError> {
         if self.subscription.is_empty() {
             return Ok(());
+        }
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            return self.maintain_848().await;
         }
         self.watch_partition_counts().await;
         let needed = self
@@ -393,28 +455,123 @@ impl Consumer {
         if !needed {
             return Ok(());
         }
-        self.revoke_all().await;
-        let previous = self
+        let cooperative = self.config.cooperative();
+        if !cooperative {
+            self.revoke_all().await;
+        }
+        let (previous, generation) = self
             .membership
             .take()
-            .map(|m| m.member_id.clone())
-            .unwrap_or_default();
+            .map(|m| (m.member_id.clone(), m.generation))
+            .unwrap_or_else(|| (String::new(), -1));
+        let owned: Vec<TopicPartition> = self.parts.keys().cloned().collect();
         let group = self.config.group_id.clone().unwrap_or_default();
+        let owned_now = group::Owned {
+            partitions: &owned,
+            generation,
+        };
         let (m, partitions) = group::join(
             &self.cluster,
             &self.config,
             &group,
             &self.subscription,
             &previous,
+            &owned_now,
         )
         .await?;
         tracing::debug!(group = %group, generation = m.generation, partitions = partitions.len(), "joined group");
         self.membership = Some(m);
-        self.set_partitions(partitions.clone());
-        if let Some(l) = self.listener.as_mut() {
-            l(RebalanceEvent::Assigned(partitions));
+        let revoked = self.reconcile(partitions).await;
+        // Cooperative: partitions given up are free for others after one more round.
+        if cooperative && !revoked.is_empty() {
+            if let Some(m) = &self.membership {
+                m.rejoin.store(true, Ordering::Release);
+            }
         }
         Ok(())
+    }
+
+    /// KIP-848: joins through the heartbeat loop, then takes each
+    /// assignment the broker sends and reports what this member owns.
+    async fn maintain_848(&mut self) -> Result<(), ClientError> {
+        if self.member848.is_none() {
+            let group = self.config.group_id.clone().unwrap_or_default();
+            self.member848 = Some(kip848::Member::join(
+                self.cluster.clone(),
+                &self.config,
+                &group,
+                &self.subscription,
+            ));
+        }
+        let Some(m) = self.member848.as_ref() else {
+            return Ok(());
+        };
+        match m.next_change().await? {
+            kip848::Change::None => {}
+            kip848::Change::Lost => {
+                // Fenced: others may own these now, so no commit.
+                let lost: Vec<TopicPartition> = self.parts.keys().cloned().collect();
+                self.parts.clear();
+                self.buffered.clear();
+                if let Some(l) = self.listener.as_mut() {
+                    (l.get_mut().unwrap_or_else(|e| e.into_inner()))(RebalanceEvent::Revoked(lost));
+                }
+                if let Some(m) = self.member848.as_ref() {
+                    m.report_owned(&[]).await;
+                }
+            }
+            kip848::Change::Assign(partitions) => {
+                tracing::debug!(partitions = partitions.len(), "new assignment (KIP-848)");
+                self.reconcile(partitions).await;
+                let owned = self.assignment();
+                if let Some(m) = self.member848.as_ref() {
+                    m.report_owned(&owned).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves to a new assignment: partitions no longer ours are committed
+    /// (with auto commit on) and revoked, new ones assigned; the listener
+    /// hears both. Returns the revoked partitions.
+    async fn reconcile(&mut self, partitions: Vec<TopicPartition>) -> Vec<TopicPartition> {
+        let assigned: HashSet<&TopicPartition> = partitions.iter().collect();
+        let revoked: Vec<TopicPartition> = self
+            .parts
+            .keys()
+            .filter(|tp| !assigned.contains(tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            if self.config.enable_auto_commit {
+                let offsets: Vec<(TopicPartition, i64)> = revoked
+                    .iter()
+                    .filter_map(|tp| {
+                        let pos = self.parts.get(tp)?.position?;
+                        Some((tp.clone(), pos))
+                    })
+                    .collect();
+                if let Err(e) = self.commit_offsets(&offsets).await {
+                    tracing::warn!(error = %e, "commit before revocation failed");
+                }
+            }
+            if let Some(l) = self.listener.as_mut() {
+                (l.get_mut().unwrap_or_else(|e| e.into_inner()))(RebalanceEvent::Revoked(
+                    revoked.clone(),
+                ));
+            }
+        }
+        let added: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|tp| !self.parts.contains_key(*tp))
+            .cloned()
+            .collect();
+        self.set_partitions(partitions);
+        if let Some(l) = self.listener.as_mut() {
+            (l.get_mut().unwrap_or_else(|e| e.into_inner()))(RebalanceEvent::Assigned(added));
+        }
+        revoked
     }
 
     /// The group leader rebalances when a subscribed topic appears or gains

@@ -6,24 +6,57 @@ use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as SubscribedTopic;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
-/// Encodes a subscription (version 1: topics, no owned partitions).
-pub fn encode_subscription(topics: &[String]) -> Bytes {
-    let sub = ConsumerProtocolSubscription::default().with_topics(
-        topics
-            .iter()
-            .map(|t| StrBytes::from_string(t.clone()))
-            .collect(),
-    );
+/// A member's subscription as the group leader sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+    /// Partitions the member owns now (cooperative protocol; version 1+).
+    pub owned: Vec<(String, i32)>,
+    /// The generation those partitions were assigned in (-1: unknown; version 2+).
+    pub generation: i32,
+}
+
+/// Encodes a subscription at version 2: topics, the partitions owned now
+/// and the generation they came from (what cooperative assignors need).
+pub fn encode_subscription(topics: &[String], owned: &[(String, i32)], generation: i32) -> Bytes {
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| StrBytes::from_string(t.clone()))
+                .collect(),
+        )
+        .with_owned_partitions(
+            by_topic(owned)
+                .into_iter()
+                .map(|(t, ps)| {
+                    SubscribedTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+        .with_generation_id(generation);
     let mut out = BytesMut::new();
-    out.put_i16(1);
+    out.put_i16(2);
     // Encoding our own small struct into a growable buffer does not fail.
-    let _ = sub.encode(&mut out, 1);
+    let _ = sub.encode(&mut out, 2);
     out.freeze()
+}
+
+fn by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    by_topic
 }
 
 /// Reads the consumer protocol's fixed-width fields with bounds checks.
@@ -60,25 +93,60 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes another member's subscription: its topics (empty if unreadable).
-pub fn decode_subscription(bytes: &Bytes) -> Vec<String> {
+/// Decodes another member's subscription (any version; later fields a
+/// version lacks keep their defaults, unreadable bytes give an empty one).
+pub fn decode_subscription(bytes: &Bytes) -> Subscription {
     let mut r = Reader { buf: bytes, pos: 0 };
-    let parse = |r: &mut Reader<'_>| -> Option<Vec<String>> {
-        r.i16()?; // version: the topics come first in every version
+    let parse = |r: &mut Reader<'_>| -> Option<Subscription> {
+        let version = r.i16()?;
         let n = r.count(2)?;
-        (0..n).map(|_| r.string()).collect()
+        let mut sub = Subscription {
+            topics: (0..n).map(|_| r.string()).collect::<Option<_>>()?,
+            owned: Vec::new(),
+            generation: -1,
+        };
+        if version < 1 {
+            return Some(sub);
+        }
+        let user_data = r.i32()?;
+        if user_data > 0 {
+            r.take(user_data as usize)?;
+        }
+        let topics = r.count(6)?;
+        for _ in 0..topics {
+            let t = r.string()?;
+            let n = r.count(4)?;
+            for _ in 0..n {
+                sub.owned.push((t.clone(), r.i32()?));
+            }
+        }
+        if version >= 2 {
+            sub.generation = r.i32()?;
+        }
+        Some(sub)
     };
-    parse(&mut r).unwrap_or_default()
+    match parse(&mut r) {
+        Some(sub) => sub,
+        // A version-0 reader only needs the topics: keep them if the rest is odd.
+        None => {
+            let mut r = Reader { buf: bytes, pos: 2 };
+            let topics = r
+                .count(2)
+                .and_then(|n| (0..n).map(|_| r.string()).collect::<Option<Vec<_>>>())
+                .unwrap_or_default();
+            Subscription {
+                topics,
+                owned: Vec::new(),
+                generation: -1,
+            }
+        }
+    }
 }
 
 /// Encodes an assignment (version 0).
 pub fn encode_assignment(partitions: &[(String, i32)]) -> Bytes {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
-        by_topic.entry(t).or_default().push(*p);
-    }
     let a = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        by_topic
+        by_topic(partitions)
             .into_iter()
             .map(|(t, ps)| {
                 AssignedTopic::default()
@@ -186,7 +254,14 @@ mod tests {
     #[test]
     fn wire_round_trips() {
         let topics = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(decode_subscription(&encode_subscription(&topics)), topics);
+        let owned = vec![("a".to_string(), 3), ("b".to_string(), 0)];
+        let sub = decode_subscription(&encode_subscription(&topics, &owned, 7));
+        assert_eq!(sub.topics, topics);
+        assert_eq!(sub.owned, owned);
+        assert_eq!(sub.generation, 7);
+        // Version 0 (topics and user data only), as older clients send it.
+        let v0 = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(decode_subscription(&v0).topics, vec!["t".to_string()]);
         let parts = vec![
             ("a".to_string(), 0),
             ("a".to_string(), 2),
@@ -198,6 +273,7 @@ mod tests {
         assert!(decode_subscription(&Bytes::from_static(&[
             0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a'
         ]))
+        .topics
         .is_empty());
         let mut bytes = encode_assignment(&parts).to_vec();
         for i in 0..bytes.len() {

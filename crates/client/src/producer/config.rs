@@ -45,6 +45,11 @@ pub struct ProducerConfig {
     pub max_block: Duration,
     /// `partitioner.ignore.keys` (default false).
     pub partitioner_ignore_keys: bool,
+    /// `reconnect.backoff.ms` (default 50): the first wait before
+    /// reconnecting to a broker that refused or dropped a connection.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms` (default 1000): the longest such wait.
+    pub reconnect_backoff_max: Duration,
     idempotence_explicit: bool,
 }
 
@@ -69,6 +74,8 @@ impl ProducerConfig {
             buffer_memory: 32 << 20,
             max_block: Duration::from_millis(60_000),
             partitioner_ignore_keys: false,
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(1000),
             idempotence_explicit: false,
         }
     }
@@ -117,6 +124,8 @@ impl ProducerConfig {
             "buffer.memory" => self.buffer_memory = num(name, value)?,
             "max.block.ms" => self.max_block = ms(name, value)?,
             "partitioner.ignore.keys" => self.partitioner_ignore_keys = boolean(name, value)?,
+            "reconnect.backoff.ms" => self.reconnect_backoff = ms(name, value)?,
+            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms(name, value)?,
             other => {
                 return Err(ClientError::Config(format!(
                     "unknown producer property '{other}'"

@@ -253,7 +253,8 @@ impl Producer {
             &config.bootstrap_servers,
             &config.client_id,
             config.request_timeout,
-        )?;
+        )?
+        .with_reconnect_backoff(config.reconnect_backoff, config.reconnect_backoff_max);
         let inner = Arc::new(Inner {
             idempotent,
             cluster,
