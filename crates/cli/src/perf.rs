@@ -289,7 +289,7 @@ pub fn run(args: PerfArgs) -> Result<()> {
 
 async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -> Result<()> {
     let producer = Producer::new(cfg).await?;
-    let value = vec![b'x'; size];
+    let value = bytes::Bytes::from(vec![b'x'; size]);
     let mut progress = Progress::new();
     let mut all = Latencies::default();
     let mut waiting: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();

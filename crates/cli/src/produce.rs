@@ -99,7 +99,7 @@ pub fn run(args: ProduceArgs) -> Result<()> {
                         }
                         bail!("line {}: no key separator '{sep}'", n + 1);
                     };
-                    record = record.key(k).value(v);
+                    record = record.key(k.to_string()).value(v.to_string());
                 }
                 None => record = record.value(line),
             }

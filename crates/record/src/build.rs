@@ -120,48 +120,145 @@ impl BatchBuilder {
             .map(|r| r.timestamp)
             .min()
             .unwrap_or(self.base_timestamp);
-        let max_ts = self
-            .records
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .unwrap_or(self.base_timestamp);
-        let mut body = Vec::new();
-        let mut rec = Vec::new();
-        for (i, r) in self.records.iter().enumerate() {
-            rec.clear();
-            rec.push(0); // record attributes
-            put_varint(&mut rec, r.timestamp - base_ts);
-            put_varint(&mut rec, i as i64);
-            put_bytes(&mut rec, r.key.as_deref());
-            put_bytes(&mut rec, r.value.as_deref());
-            put_varint(&mut rec, r.headers.len() as i64);
-            for (k, v) in &r.headers {
-                put_bytes(&mut rec, Some(k.as_bytes()));
-                put_bytes(&mut rec, v.as_deref());
-            }
-            put_varint(&mut body, rec.len() as i64);
-            body.extend_from_slice(&rec);
+        let mut w = BatchWriter::new(base_ts, 0);
+        for r in &self.records {
+            w.append(
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.headers,
+            );
         }
-        let mut attributes = self.attributes;
-        let body = compress(&mut attributes, body);
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&0i64.to_be_bytes());
-        let batch_length = (HEADER_LEN - LOG_OVERHEAD + body.len()) as i32;
-        out.extend_from_slice(&batch_length.to_be_bytes());
-        out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-        out.push(2); // magic
-        out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-        out.extend_from_slice(&attributes.to_be_bytes());
-        let last_delta = self.records.len().saturating_sub(1) as i32;
-        out.extend_from_slice(&last_delta.to_be_bytes());
-        out.extend_from_slice(&base_ts.to_be_bytes());
-        out.extend_from_slice(&max_ts.to_be_bytes());
-        out.extend_from_slice(&self.producer_id.to_be_bytes());
-        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
-        out.extend_from_slice(&self.base_sequence.to_be_bytes());
-        out.extend_from_slice(&(self.records.len() as i32).to_be_bytes());
-        out.extend_from_slice(&body);
+        if self.records.is_empty() {
+            w.max_timestamp = self.base_timestamp;
+        }
+        w.finish(
+            self.attributes,
+            self.producer_id,
+            self.producer_epoch,
+            self.base_sequence,
+        )
+    }
+}
+
+/// Encodes records straight into a batch buffer as they arrive (the
+/// producer's accumulator), then writes the header in place: one copy of
+/// each key and value, none at the end unless the batch is compressed.
+#[derive(Debug, Clone)]
+pub struct BatchWriter {
+    /// Header space (filled by `finish`) followed by the encoded records.
+    buf: Vec<u8>,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    count: i32,
+}
+
+fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    b.map_or(1, |b| varint_len(b.len() as i64) + b.len())
+}
+
+impl BatchWriter {
+    /// An empty batch whose timestamps are deltas from `base_timestamp`
+    /// (the first record's, as Kafka's producers do); `capacity` is a hint
+    /// in bytes.
+    pub fn new(base_timestamp: i64, capacity: usize) -> BatchWriter {
+        let mut buf = Vec::with_capacity(HEADER_LEN + capacity);
+        buf.resize(HEADER_LEN, 0);
+        BatchWriter {
+            buf,
+            base_timestamp,
+            max_timestamp: base_timestamp,
+            count: 0,
+        }
+    }
+
+    /// Appends one record; returns the bytes it took.
+    pub fn append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(String, Option<Vec<u8>>)],
+    ) -> usize {
+        let before = self.buf.len();
+        let ts_delta = timestamp - self.base_timestamp;
+        let offset_delta = i64::from(self.count);
+        let mut body = 1 // attributes
+            + varint_len(ts_delta)
+            + varint_len(offset_delta)
+            + bytes_len(key)
+            + bytes_len(value)
+            + varint_len(headers.len() as i64);
+        for (k, v) in headers {
+            body += bytes_len(Some(k.as_bytes())) + bytes_len(v.as_deref());
+        }
+        let out = &mut self.buf;
+        out.reserve(body + 5);
+        put_varint(out, body as i64);
+        out.push(0);
+        put_varint(out, ts_delta);
+        put_varint(out, offset_delta);
+        put_bytes(out, key);
+        put_bytes(out, value);
+        put_varint(out, headers.len() as i64);
+        for (k, v) in headers {
+            put_bytes(out, Some(k.as_bytes()));
+            put_bytes(out, v.as_deref());
+        }
+        self.count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.buf.len() - before
+    }
+
+    /// Records appended so far.
+    pub fn count(&self) -> i32 {
+        self.count
+    }
+
+    /// Size of the batch so far, header included (before compression).
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes the header (and compresses the records when `attributes`
+    /// name a codec); base offset 0.
+    pub fn finish(
+        self,
+        attributes: i16,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Vec<u8> {
+        let mut attributes = attributes;
+        let mut out = if attributes & 0x07 == 0 {
+            self.buf
+        } else {
+            let body = compress(&mut attributes, self.buf[HEADER_LEN..].to_vec());
+            let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+            out.resize(HEADER_LEN, 0);
+            out.extend_from_slice(&body);
+            out
+        };
+        let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+        let last_delta = (self.count - 1).max(0);
+        let h = &mut out[..HEADER_LEN];
+        h[0..8].copy_from_slice(&0i64.to_be_bytes());
+        h[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        h[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+        h[16] = 2; // magic
+        h[21..23].copy_from_slice(&attributes.to_be_bytes());
+        h[23..27].copy_from_slice(&last_delta.to_be_bytes());
+        h[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        h[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        h[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        h[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+        h[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+        h[57..61].copy_from_slice(&self.count.to_be_bytes());
         let crc = crc32c::crc32c(&out[21..]);
         out[17..21].copy_from_slice(&crc.to_be_bytes());
         out
@@ -203,6 +300,60 @@ fn compress(attributes: &mut i16, body: Vec<u8>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::{for_each_record, BatchHeader};
+
+    #[test]
+    fn writer_matches_builder_and_counts_its_bytes() {
+        let headers = vec![
+            ("h".to_string(), Some(b"v".to_vec())),
+            ("n".to_string(), None),
+        ];
+        let mut w = BatchWriter::new(1000, 64);
+        let mut b = BatchBuilder::new(1000).producer(7, 1, 40);
+        let mut before = w.size();
+        for i in 0..300i64 {
+            let value = vec![b'x'; (i * 7 % 500) as usize];
+            let key = (i % 3 != 0).then(|| format!("k{i}").into_bytes());
+            let hs = if i % 5 == 0 { &headers[..] } else { &[] };
+            let ts = 1000 + (i * 37) % 200 - 50; // some before the base: negative deltas
+            let took = w.append(ts, key.as_deref(), Some(&value), hs);
+            assert_eq!(w.size() - before, took);
+            before = w.size();
+            b = b.push(OwnedRecord {
+                key,
+                value: Some(value),
+                headers: hs.to_vec(),
+                timestamp: ts,
+            });
+        }
+        let written = w.finish(0, 7, 1, 40);
+        let h = BatchHeader::parse_and_verify(&written).expect("valid batch");
+        assert_eq!(
+            (h.records_count, h.base_sequence, h.producer_id),
+            (300, 40, 7)
+        );
+        let mut a = Vec::new();
+        for_each_record(&written, |r| {
+            a.push((
+                r.timestamp,
+                r.key.map(<[u8]>::to_vec),
+                r.value.map(<[u8]>::len),
+                r.headers.len(),
+            ))
+        })
+        .expect("decodes");
+        let built = b.build();
+        let mut c = Vec::new();
+        for_each_record(&built, |r| {
+            c.push((
+                r.timestamp,
+                r.key.map(<[u8]>::to_vec),
+                r.value.map(<[u8]>::len),
+                r.headers.len(),
+            ))
+        })
+        .expect("decodes");
+        assert_eq!(a, c);
+    }
 
     #[test]
     fn every_codec_round_trips() {

@@ -34,5 +34,5 @@ pub use batch::{
     BatchError, BatchHeader, Batches, Compression, ATTR_CONTROL, ATTR_LOG_APPEND_TIME,
     ATTR_TRANSACTIONAL, HEADER_LEN, LENGTH_PREFIX, LOG_OVERHEAD,
 };
-pub use build::{BatchBuilder, OwnedRecord};
+pub use build::{BatchBuilder, BatchWriter, OwnedRecord};
 pub use records::{first_offset_at_or_after, for_each_record, RecordError, RecordView};

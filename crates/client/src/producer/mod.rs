@@ -24,6 +24,7 @@ mod partitioner;
 mod sender;
 mod txn;
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +32,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, Notify};
+use strom_record::BatchWriter;
+use tokio::sync::Notify;
 
 pub use config::ProducerConfig;
 pub use partitioner::{murmur2, partition_for_key};
@@ -48,9 +50,10 @@ pub struct ProducerRecord {
     /// Partition, or `None` for the partitioner's choice.
     pub partition: Option<i32>,
     /// Key.
-    pub key: Option<Vec<u8>>,
-    /// Value (`None`: a tombstone).
-    pub value: Option<Vec<u8>>,
+    pub key: Option<bytes::Bytes>,
+    /// Value (`None`: a tombstone). `Bytes`, so sending one payload many
+    /// times shares it instead of copying it per record.
+    pub value: Option<bytes::Bytes>,
     /// Headers in order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Timestamp (ms); `None` stamps the send time.
@@ -67,13 +70,13 @@ impl ProducerRecord {
     }
 
     /// Sets the key.
-    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+    pub fn key(mut self, key: impl Into<bytes::Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
     /// Sets the value.
-    pub fn value(mut self, value: impl Into<Vec<u8>>) -> Self {
+    pub fn value(mut self, value: impl Into<bytes::Bytes>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -102,15 +105,15 @@ impl ProducerRecord {
             .iter()
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 4)
             .sum();
-        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + h + 16
+        self.key.as_ref().map_or(0, |k| k.len()) + self.value.as_ref().map_or(0, |v| v.len()) + h + 16
     }
 }
 
 /// Where an acknowledged record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by every record of a batch).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset (-1 with acks=0).
@@ -119,40 +122,96 @@ pub struct RecordMetadata {
     pub timestamp: i64,
 }
 
-type Reply = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+/// A batch's outcome, shared by the futures of all its records: one
+/// completion per batch instead of a channel per record.
+#[derive(Debug)]
+struct BatchDone {
+    topic: Arc<str>,
+    partition: i32,
+    state: Mutex<DoneState>,
+}
+
+#[derive(Debug, Default)]
+struct DoneState {
+    /// Base offset and log append time (-1 unless LogAppendTime), or the error.
+    result: Option<Result<(i64, i64), ClientError>>,
+    wakers: Vec<std::task::Waker>,
+}
+
+impl BatchDone {
+    fn new(topic: Arc<str>, partition: i32) -> Arc<BatchDone> {
+        Arc::new(BatchDone {
+            topic,
+            partition,
+            state: Mutex::new(DoneState::default()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, DoneState> {
+        // Plain data set once; a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Settles the batch and wakes every waiting record future.
+    fn complete(&self, result: Result<(i64, i64), ClientError>) {
+        let wakers = {
+            let mut st = self.state();
+            st.result.get_or_insert(result);
+            std::mem::take(&mut st.wakers)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
 
 /// Resolves when the broker acknowledged the record (or it failed).
 #[derive(Debug)]
 pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata, ClientError>>,
+    batch: Arc<BatchDone>,
+    /// The record's place in its batch (its offset delta).
+    index: i32,
+    timestamp: i64,
 }
 
 impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata, ClientError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(ClientError::Protocol(
-                    "the producer was dropped before delivery".into(),
-                ))
-            })
-        })
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.batch.state();
+        match &st.result {
+            Some(Ok((base_offset, append_time))) => Poll::Ready(Ok(RecordMetadata {
+                topic: self.batch.topic.clone(),
+                partition: self.batch.partition,
+                offset: if *base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + i64::from(self.index)
+                },
+                timestamp: if *append_time >= 0 {
+                    *append_time
+                } else {
+                    self.timestamp
+                },
+            })),
+            Some(Err(e)) => Poll::Ready(Err(sender::clone_error(e))),
+            None => {
+                // Polled again by the same task: no second waker.
+                if !st.wakers.last().is_some_and(|w| w.will_wake(cx.waker())) {
+                    st.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
-/// A record waiting in a batch.
-#[derive(Debug)]
-struct Queued {
-    record: ProducerRecord,
-    timestamp: i64,
-    reply: Reply,
-}
-
-/// A batch being filled.
+/// A batch being filled: records are encoded into it as they are sent.
 #[derive(Debug)]
 struct Open {
-    records: Vec<Queued>,
+    writer: BatchWriter,
+    done: Arc<BatchDone>,
+    /// Bytes of its records (what `buffer.memory` counts).
     bytes: usize,
     created: Instant,
 }
@@ -161,7 +220,8 @@ struct Open {
 #[derive(Debug)]
 struct Sealed {
     bytes: bytes::Bytes,
-    replies: Vec<(Reply, i64)>,
+    done: Arc<BatchDone>,
+    /// Bytes it holds of `buffer.memory`.
     size: usize,
     sequence: i32,
     created: Instant,
@@ -171,6 +231,8 @@ struct Sealed {
 
 #[derive(Debug, Default)]
 struct PartitionQueue {
+    /// The topic's name, shared by the batches' record metadata.
+    name: Arc<str>,
     open: Option<Open>,
     sealed: VecDeque<Sealed>,
     in_flight: usize,
@@ -288,110 +350,34 @@ impl Producer {
     /// topic and while `buffer.memory` is full.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ClientError> {
         let inner = &self.inner;
-        let deadline = Instant::now() + inner.config.max_block;
-        let cached = inner
-            .acc()
-            .partition_counts
-            .get(&record.topic)
-            .filter(|(_, at)| at.elapsed() < METADATA_MAX_AGE)
-            .map(|(n, _)| *n);
-        let partitions = match cached {
-            Some(n) => n,
-            None => {
-                let topic = tokio::time::timeout(
-                    inner.config.max_block,
-                    inner.cluster.topic(&record.topic, true),
-                )
-                .await
-                .map_err(|_| {
-                    ClientError::Timeout(format!("metadata for topic {}", record.topic))
-                })??;
-                let n = topic.leaders.len() as i32;
-                inner
-                    .acc()
-                    .partition_counts
-                    .insert(record.topic.clone(), (n, Instant::now()));
-                n
-            }
-        };
-        if partitions == 0 {
-            return Err(ClientError::Config(format!(
-                "topic {} has no partitions",
-                record.topic
-            )));
-        }
-        let size = record.size();
+        let mut record = record;
+        let mut deadline = None;
         loop {
             let notified = inner.progress.notified();
-            {
+            let partitions = {
                 let mut acc = inner.acc();
-                if acc.closed {
-                    return Err(ClientError::Protocol("the producer is closed".into()));
-                }
-                if acc.transactional {
-                    txn::check_can_send(&acc)?;
-                }
-                if acc.buffered + size <= inner.config.buffer_memory || acc.buffered == 0 {
-                    let partition = match record.partition {
-                        Some(p) if p < 0 || p >= partitions => {
-                            return Err(ClientError::Kafka {
-                                context: format!(
-                                    "partition {p} of topic {} ({partitions} partitions)",
-                                    record.topic
-                                ),
-                                error:
-                                    kafka_protocol::error::ResponseError::UnknownTopicOrPartition,
-                            })
+                let cached = acc
+                    .partition_counts
+                    .get(&record.topic)
+                    .filter(|(_, at)| at.elapsed() < METADATA_MAX_AGE)
+                    .map(|(n, _)| *n);
+                match cached {
+                    Some(n) => match self.append(&mut acc, record, n)? {
+                        Ok(f) => return Ok(f),
+                        Err(back) => {
+                            record = back;
+                            Some(n)
                         }
-                        Some(p) => p,
-                        None => match record.key.as_deref() {
-                            Some(k) if !inner.config.partitioner_ignore_keys => {
-                                partition_for_key(k, partitions)
-                            }
-                            _ => {
-                                let batch = inner.config.batch_size;
-                                acc.sticky.next(&record.topic, partitions, size, batch)
-                            }
-                        },
-                    };
-                    let (tx, rx) = oneshot::channel();
-                    let timestamp = record.timestamp.unwrap_or_else(now_ms);
-                    acc.buffered += size;
-                    let (producer, transactional) = (acc.producer, acc.transactional);
-                    // The queue key takes the record's topic (the record no longer needs it).
-                    let mut record = record;
-                    let topic = std::mem::take(&mut record.topic);
-                    let q = acc.parts.entry((topic, partition)).or_default();
-                    // A batch never grows past batch.size: close it and start another.
-                    if q.open.as_ref().is_some_and(|o| {
-                        !o.records.is_empty() && o.bytes + size > inner.config.batch_size
-                    }) {
-                        if let Some(full) = q.open.take() {
-                            let sealed = sender::seal(inner, producer, transactional, q, full);
-                            q.sealed.push_back(sealed);
-                            inner.wake.notify_one();
-                        }
-                    }
-                    let open = q.open.get_or_insert_with(|| Open {
-                        records: Vec::new(),
-                        bytes: 0,
-                        created: Instant::now(),
-                    });
-                    open.records.push(Queued {
-                        record,
-                        timestamp,
-                        reply: tx,
-                    });
-                    open.bytes += size;
-                    let full = open.bytes >= inner.config.batch_size;
-                    let first = open.records.len() == 1;
-                    drop(acc);
-                    if full || first {
-                        inner.wake.notify_one();
-                    }
-                    return Ok(DeliveryFuture { rx });
+                    },
+                    None => None,
                 }
+            };
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + inner.config.max_block);
+            if partitions.is_none() {
+                self.lookup_partitions(&record.topic, deadline).await?;
+                continue;
             }
+            // buffer.memory is full: wait for acknowledgements to free some.
             if tokio::time::timeout_at(deadline.into(), notified)
                 .await
                 .is_err()
@@ -401,6 +387,114 @@ impl Producer {
                 ));
             }
         }
+    }
+
+    /// Looks up (and caches) a topic's partition count, creating the topic
+    /// if the broker auto-creates topics.
+    async fn lookup_partitions(&self, topic: &str, deadline: Instant) -> Result<(), ClientError> {
+        let inner = &self.inner;
+        let info = tokio::time::timeout_at(deadline.into(), inner.cluster.topic(topic, true))
+            .await
+            .map_err(|_| ClientError::Timeout(format!("metadata for topic {topic}")))??;
+        let n = info.leaders.len() as i32;
+        if n == 0 {
+            return Err(ClientError::Config(format!("topic {topic} has no partitions")));
+        }
+        inner
+            .acc()
+            .partition_counts
+            .insert(topic.to_string(), (n, Instant::now()));
+        Ok(())
+    }
+
+    /// Encodes the record into its partition's open batch, or gives it back
+    /// when `buffer.memory` is full.
+    fn append(
+        &self,
+        acc: &mut Accumulator,
+        record: ProducerRecord,
+        partitions: i32,
+    ) -> Result<Result<DeliveryFuture, ProducerRecord>, ClientError> {
+        let inner = &self.inner;
+        if acc.closed {
+            return Err(ClientError::Protocol("the producer is closed".into()));
+        }
+        if acc.transactional {
+            txn::check_can_send(acc)?;
+        }
+        let size = record.size();
+        if acc.buffered + size > inner.config.buffer_memory && acc.buffered > 0 {
+            return Ok(Err(record));
+        }
+        let partition = match record.partition {
+            Some(p) if p < 0 || p >= partitions => {
+                return Err(ClientError::Kafka {
+                    context: format!(
+                        "partition {p} of topic {} ({partitions} partitions)",
+                        record.topic
+                    ),
+                    error: kafka_protocol::error::ResponseError::UnknownTopicOrPartition,
+                })
+            }
+            Some(p) => p,
+            None => match record.key.as_deref() {
+                Some(k) if !inner.config.partitioner_ignore_keys => partition_for_key(k, partitions),
+                _ => {
+                    let batch = inner.config.batch_size;
+                    acc.sticky.next(&record.topic, partitions, size, batch)
+                }
+            },
+        };
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (producer, transactional) = (acc.producer, acc.transactional);
+        let ProducerRecord {
+            topic,
+            key,
+            value,
+            headers,
+            ..
+        } = record;
+        let q = match acc.parts.entry((topic, partition)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let name = Arc::from(e.key().0.as_str());
+                e.insert(PartitionQueue {
+                    name,
+                    ..Default::default()
+                })
+            }
+        };
+        // A batch never grows past batch.size: close it and start another.
+        if q.open.as_ref().is_some_and(|o| {
+            o.writer.count() > 0 && o.writer.size() + size > inner.config.batch_size
+        }) {
+            if let Some(full) = q.open.take() {
+                let sealed = sender::seal(inner, producer, transactional, q, full);
+                q.sealed.push_back(sealed);
+                inner.wake.notify_one();
+            }
+        }
+        let first = q.open.is_none();
+        let open = q.open.get_or_insert_with(|| Open {
+            writer: BatchWriter::new(timestamp, inner.config.batch_size.min(1 << 20)),
+            done: BatchDone::new(q.name.clone(), partition),
+            bytes: 0,
+            created: Instant::now(),
+        });
+        let index = open.writer.count();
+        let took = open.writer.append(timestamp, key.as_deref(), value.as_deref(), &headers);
+        let future = DeliveryFuture {
+            batch: open.done.clone(),
+            index,
+            timestamp,
+        };
+        open.bytes += took;
+        let full = open.writer.size() >= inner.config.batch_size;
+        acc.buffered += took;
+        if full || first {
+            inner.wake.notify_one();
+        }
+        Ok(Ok(future))
     }
 
     /// Sends everything queued now and waits until all of it is acknowledged or failed.

@@ -13,10 +13,9 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use strom_record::{BatchBuilder, OwnedRecord};
 use tokio::sync::mpsc;
 
-use super::{txn, Accumulator, Inner, Open, PartitionQueue, RecordMetadata, Sealed};
+use super::{txn, Accumulator, Inner, Open, PartitionQueue, Sealed};
 use crate::error::ClientError;
 
 type TopicPartition = (String, i32);
@@ -50,7 +49,7 @@ struct Completion {
     outcomes: HashMap<TopicPartition, Outcome>,
 }
 
-/// Builds a batch from an open one, numbering it for idempotence.
+/// Closes an open batch: numbers it for idempotence and writes its header.
 pub(super) fn seal(
     inner: &Inner,
     producer: Option<(i64, i16)>,
@@ -58,35 +57,23 @@ pub(super) fn seal(
     q: &mut PartitionQueue,
     open: Open,
 ) -> Sealed {
-    let first_ts = open.records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-    let mut b = BatchBuilder::new(first_ts).compression(inner.config.compression);
-    let n = open.records.len() as i32;
-    let mut sequence = -1;
-    if let Some((pid, epoch)) = producer {
-        sequence = q.next_sequence;
-        b = b.producer(pid, epoch, sequence);
+    let n = open.writer.count();
+    let (mut pid, mut epoch, mut sequence) = (-1, -1, -1);
+    if let Some((p, e)) = producer {
+        (pid, epoch, sequence) = (p, e, q.next_sequence);
         q.next_sequence = if q.next_sequence > i32::MAX - n {
             n - (i32::MAX - q.next_sequence) - 1
         } else {
             q.next_sequence + n
         };
     }
+    let mut attributes = inner.config.compression.attribute_bits();
     if transactional {
-        b = b.transactional(false);
-    }
-    let mut replies = Vec::with_capacity(open.records.len());
-    for r in open.records {
-        replies.push((r.reply, r.timestamp));
-        b = b.push(OwnedRecord {
-            key: r.record.key,
-            value: r.record.value,
-            headers: r.record.headers,
-            timestamp: r.timestamp,
-        });
+        attributes |= strom_record::ATTR_TRANSACTIONAL;
     }
     Sealed {
-        bytes: Bytes::from(b.build()),
-        replies,
+        bytes: Bytes::from(open.writer.finish(attributes, pid, epoch, sequence)),
+        done: open.done,
         size: open.bytes,
         sequence,
         created: open.created,
@@ -164,12 +151,11 @@ fn take_sendable(
 }
 
 fn fail(s: Sealed, e: ClientError) {
-    for (reply, _) in s.replies {
-        let _ = reply.send(Err(clone_error(&e)));
-    }
+    s.done.complete(Err(e));
 }
 
-fn clone_error(e: &ClientError) -> ClientError {
+/// A copy of an error for each party that hears of it.
+pub(super) fn clone_error(e: &ClientError) -> ClientError {
     match e {
         ClientError::Kafka { context, error } => ClientError::Kafka {
             context: context.clone(),
@@ -426,19 +412,7 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
                     base_offset,
                     append_time,
                 } => {
-                    for (i, (reply, ts)) in s.replies.into_iter().enumerate() {
-                        let offset = if base_offset < 0 {
-                            -1
-                        } else {
-                            base_offset + i as i64
-                        };
-                        let _ = reply.send(Ok(RecordMetadata {
-                            topic: tp.0.clone(),
-                            partition: tp.1,
-                            offset,
-                            timestamp: if append_time >= 0 { append_time } else { ts },
-                        }));
-                    }
+                    s.done.complete(Ok((base_offset, append_time)));
                     acc.buffered = acc.buffered.saturating_sub(size);
                 }
                 Outcome::Retry(why)
