@@ -256,9 +256,10 @@ struct Accumulator {
     /// True between begin_transaction and commit/abort.
     in_txn: bool,
     sticky: partitioner::Sticky,
-    /// Partition counts by topic and when they were looked up (saves a
-    /// metadata lookup per record; refreshed after `METADATA_MAX_AGE`).
-    partition_counts: HashMap<String, (i32, Instant)>,
+    /// Partition counts by topic and until when (ms since the epoch) they
+    /// are trusted (saves a metadata lookup per record; refreshed after
+    /// `METADATA_MAX_AGE`).
+    partition_counts: HashMap<String, (i32, i64)>,
 }
 
 /// How long a topic's partition count is trusted (Kafka's `metadata.max.age.ms` default).
@@ -355,14 +356,15 @@ impl Producer {
         loop {
             let notified = inner.progress.notified();
             let partitions = {
+                let now = now_ms();
                 let mut acc = inner.acc();
                 let cached = acc
                     .partition_counts
                     .get(&record.topic)
-                    .filter(|(_, at)| at.elapsed() < METADATA_MAX_AGE)
+                    .filter(|(_, expires)| now < *expires)
                     .map(|(n, _)| *n);
                 match cached {
-                    Some(n) => match self.append(&mut acc, record, n)? {
+                    Some(n) => match self.append(&mut acc, record, n, now)? {
                         Ok(f) => return Ok(f),
                         Err(back) => {
                             record = back;
@@ -400,10 +402,11 @@ impl Producer {
         if n == 0 {
             return Err(ClientError::Config(format!("topic {topic} has no partitions")));
         }
+        let expires = now_ms() + METADATA_MAX_AGE.as_millis() as i64;
         inner
             .acc()
             .partition_counts
-            .insert(topic.to_string(), (n, Instant::now()));
+            .insert(topic.to_string(), (n, expires));
         Ok(())
     }
 
@@ -414,6 +417,7 @@ impl Producer {
         acc: &mut Accumulator,
         record: ProducerRecord,
         partitions: i32,
+        now: i64,
     ) -> Result<Result<DeliveryFuture, ProducerRecord>, ClientError> {
         let inner = &self.inner;
         if acc.closed {
@@ -445,7 +449,7 @@ impl Producer {
                 }
             },
         };
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let timestamp = record.timestamp.unwrap_or(now);
         let (producer, transactional) = (acc.producer, acc.transactional);
         let ProducerRecord {
             topic,

@@ -71,14 +71,21 @@ impl Sticky {
             }
             p
         };
-        let entry = self.current.get(topic).copied();
-        let (p, used) = match entry {
-            Some((p, used)) if p < n && used < batch_size => (p, used),
-            Some((p, _)) => (fresh(&mut self.seed, Some(p)), 0),
-            None => (fresh(&mut self.seed, None), 0),
-        };
-        self.current.insert(topic.to_string(), (p, used + bytes));
-        p
+        match self.current.get_mut(topic) {
+            Some((p, used)) => {
+                if *p >= n || *used >= batch_size {
+                    *p = fresh(&mut self.seed, Some(*p));
+                    *used = 0;
+                }
+                *used += bytes;
+                *p
+            }
+            None => {
+                let p = fresh(&mut self.seed, None);
+                self.current.insert(topic.to_string(), (p, bytes));
+                p
+            }
+        }
     }
 }
 
