@@ -65,13 +65,13 @@ pub struct ConsumeArgs {
     properties: Vec<String>,
 }
 
-fn text(b: &Option<Vec<u8>>) -> String {
+fn text(b: &Option<bytes::Bytes>) -> String {
     b.as_deref()
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
 }
 
-fn json_bytes(b: &Option<Vec<u8>>) -> serde_json::Value {
+fn json_bytes(b: &Option<bytes::Bytes>) -> serde_json::Value {
     match b {
         None => serde_json::Value::Null,
         Some(v) => serde_json::Value::String(String::from_utf8_lossy(v).into_owned()),
@@ -135,7 +135,7 @@ fn render(r: &ConsumerRecord, format: Format, template: Option<&str>) -> String 
                 .map(|(k, v)| (k.clone(), json_bytes(v)))
                 .collect();
             let v = serde_json::json!({
-                "topic": r.topic,
+                "topic": &*r.topic,
                 "partition": r.partition,
                 "offset": r.offset,
                 "timestamp": r.timestamp,
@@ -269,9 +269,9 @@ mod tests {
             partition: 2,
             offset: 7,
             timestamp: 1000,
-            key: Some(b"k".to_vec()),
-            value: Some(b"v".to_vec()),
-            headers: vec![("h".into(), Some(b"x".to_vec()))],
+            key: Some(bytes::Bytes::from_static(b"k")),
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: vec![("h".into(), Some(bytes::Bytes::from_static(b"x")))],
         };
         assert_eq!(
             render(&r, Format::Plain, Some("%t/%p@%o %k=%s %h %S%%\\n")),

@@ -169,20 +169,28 @@ fn report(
     let secs = elapsed.as_secs_f64().max(1e-9);
     let rate = records as f64 / secs;
     let mbs = bytes as f64 / secs / 1e6;
-    let (p50, p99, p999, max) = lat.map(|l| l.summary()).unwrap_or_default();
+    let lat = lat.map(|l| l.summary());
     if json {
+        let latency = lat.map(|(p50, p99, p999, max)| {
+            serde_json::json!({"p50": p50, "p99": p99, "p99_9": p999, "max": max})
+        });
         println!(
             "{}",
             serde_json::json!({
                 "kind": kind, "records": records, "bytes": bytes, "seconds": secs,
-                "records_per_sec": rate, "mb_per_sec": mbs,
-                "latency_ms": {"p50": p50, "p99": p99, "p99_9": p999, "max": max},
+                "records_per_sec": rate, "mb_per_sec": mbs, "latency_ms": latency,
             })
         );
     } else {
+        let latency = lat
+            .map(|(p50, p99, p999, max)| {
+                format!(
+                    "; latency p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms"
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "{kind}: {records} records in {secs:.2} s: {rate:.0} records/s, {mbs:.2} MB/s; \
-             latency p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms"
+            "{kind}: {records} records in {secs:.2} s: {rate:.0} records/s, {mbs:.2} MB/s{latency}"
         );
     }
 }
@@ -386,7 +394,7 @@ async fn consume(bootstrap: &str, common: &Common) -> Result<()> {
             );
         }
         for r in batch {
-            let b = r.value.as_ref().map_or(0, Vec::len) + r.key.as_ref().map_or(0, Vec::len);
+            let b = r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len());
             n += 1;
             bytes += b as u64;
             progress.add(b, None);

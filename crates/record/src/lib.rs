@@ -35,4 +35,6 @@ pub use batch::{
     ATTR_TRANSACTIONAL, HEADER_LEN, LENGTH_PREFIX, LOG_OVERHEAD,
 };
 pub use build::{BatchBuilder, BatchWriter, OwnedRecord};
-pub use records::{first_offset_at_or_after, for_each_record, RecordError, RecordView};
+pub use records::{
+    first_offset_at_or_after, for_each_record, for_each_record_shared, RecordError, RecordView,
+};

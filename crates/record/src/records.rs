@@ -88,15 +88,40 @@ fn get_bytes<'a>(data: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
 /// clients and on the broker's cold paths only (internal topics replayed at
 /// start-up, offset-for-timestamp lookups); the broker's hot path never
 /// looks inside batches.
-pub fn for_each_record(batch: &[u8], mut f: impl FnMut(RecordView<'_>)) -> Result<(), RecordError> {
+pub fn for_each_record(batch: &[u8], f: impl FnMut(RecordView<'_>)) -> Result<(), RecordError> {
     let h = BatchHeader::parse(batch)?;
     let codec = h
         .compression()
         .ok_or(RecordError::UnknownCodec(h.attributes))?;
-    let data = decompress(
-        codec,
-        Bytes::copy_from_slice(&batch[HEADER_LEN..h.total_len()]),
-    )?;
+    let records = &batch[HEADER_LEN..h.total_len()];
+    if codec == Compression::None {
+        return walk(&h, records, f);
+    }
+    let data = decompress(codec, Bytes::copy_from_slice(records))?;
+    walk(&h, &data, f)
+}
+
+/// Like [`for_each_record`], for a batch held in `Bytes`: `f` also gets the
+/// buffer the views point into, so a consumer can keep keys and values as
+/// `Bytes::slice_ref` of it without copying (uncompressed batches share the
+/// fetched buffer itself).
+pub fn for_each_record_shared(
+    batch: &Bytes,
+    mut f: impl FnMut(&Bytes, RecordView<'_>),
+) -> Result<(), RecordError> {
+    let h = BatchHeader::parse(batch)?;
+    let codec = h
+        .compression()
+        .ok_or(RecordError::UnknownCodec(h.attributes))?;
+    let data = decompress(codec, batch.slice(HEADER_LEN..h.total_len()))?;
+    walk(&h, &data, |r| f(&data, r))
+}
+
+fn walk(
+    h: &BatchHeader,
+    data: &[u8],
+    mut f: impl FnMut(RecordView<'_>),
+) -> Result<(), RecordError> {
     let mut pos = 0usize;
     let bad = || RecordError::Malformed(h.base_offset);
     for _ in 0..h.records_count {

@@ -70,6 +70,8 @@ struct PartState {
     fetch_offset: Option<i64>,
     paused: bool,
     fetching: bool,
+    /// Records of this partition waiting in the buffer (fetched again only at 0).
+    buffered: usize,
 }
 
 type FetchResult = (
@@ -174,7 +176,21 @@ impl Consumer {
             self.parts.entry(tp).or_default();
         }
         self.buffered
-            .retain(|r| keep.contains(&(r.topic.clone(), r.partition)));
+            .retain(|r| keep.contains(&(r.topic.to_string(), r.partition)));
+        self.recount_buffered();
+    }
+
+    /// Counts each partition's buffered records again (after the buffer
+    /// was filtered; rare, so a full pass is fine).
+    fn recount_buffered(&mut self) {
+        for st in self.parts.values_mut() {
+            st.buffered = 0;
+        }
+        for_each_run(&self.buffered, |tp, n, _| {
+            if let Some(st) = self.parts.get_mut(&tp) {
+                st.buffered += n;
+            }
+        });
     }
 
     /// The partitions this consumer reads now.
@@ -199,7 +215,8 @@ impl Consumer {
         st.position = Some(offset);
         st.fetch_offset = Some(offset);
         self.buffered
-            .retain(|r| !(r.topic == topic && r.partition == partition));
+            .retain(|r| !(&*r.topic == topic && r.partition == partition));
+        self.recount_buffered();
         Ok(())
     }
 
@@ -224,7 +241,8 @@ impl Consumer {
             }
         }
         self.buffered
-            .retain(|r| !partitions.contains(&(r.topic.clone(), r.partition)));
+            .retain(|r| !partitions.contains(&(r.topic.to_string(), r.partition)));
+        self.recount_buffered();
     }
 
     /// Fetches these partitions again.
@@ -283,18 +301,14 @@ impl Consumer {
     /// Moves positions past the records handed out; a partition with nothing
     /// left in the buffer moves to its fetch offset (past control batches).
     fn advance_positions(&mut self, handed: &[ConsumerRecord]) {
-        for r in handed {
-            if let Some(st) = self.parts.get_mut(&(r.topic.clone(), r.partition)) {
-                st.position = Some(r.offset + 1);
+        for_each_run(handed, |tp, n, last| {
+            if let Some(st) = self.parts.get_mut(&tp) {
+                st.position = Some(last + 1);
+                st.buffered = st.buffered.saturating_sub(n);
             }
-        }
-        let still: HashSet<TopicPartition> = self
-            .buffered
-            .iter()
-            .map(|r| (r.topic.clone(), r.partition))
-            .collect();
-        for (tp, st) in self.parts.iter_mut() {
-            if !still.contains(tp) && st.fetch_offset.is_some() {
+        });
+        for st in self.parts.values_mut() {
+            if st.buffered == 0 && st.fetch_offset.is_some() {
                 st.position = st.fetch_offset;
             }
         }
@@ -683,16 +697,11 @@ impl Consumer {
 
     /// Sends a fetch to every leader with fetchable partitions and none in flight.
     async fn start_fetches(&mut self) {
-        let buffered: HashSet<TopicPartition> = self
-            .buffered
-            .iter()
-            .map(|r| (r.topic.clone(), r.partition))
-            .collect();
         let mut by_node: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
         let candidates: Vec<(TopicPartition, i64)> = self
             .parts
             .iter()
-            .filter(|(tp, st)| !st.paused && !st.fetching && !buffered.contains(*tp))
+            .filter(|(_, st)| !st.paused && !st.fetching && st.buffered == 0)
             .filter_map(|(tp, st)| st.fetch_offset.map(|p| (tp.clone(), p)))
             .collect();
         for (tp, pos) in candidates {
@@ -779,6 +788,7 @@ impl Consumer {
         };
         for t in r.responses {
             let topic = t.topic.0.to_string();
+            let shared: Arc<str> = Arc::from(topic.as_str());
             for p in t.partitions {
                 let tp = (topic.clone(), p.partition_index);
                 let Some(&from) = wanted.get(&tp) else {
@@ -820,7 +830,7 @@ impl Consumer {
                         .map(|a| (a.producer_id.0, a.first_offset))
                         .collect()
                 });
-                match records::decode(&tp.0, tp.1, &data, from, aborted.as_deref()) {
+                match records::decode(&shared, tp.1, &data, from, aborted.as_deref()) {
                     Ok((recs, next)) => {
                         if let Some(st) = self.parts.get_mut(&tp) {
                             st.fetch_offset = Some(next.max(from));
@@ -828,6 +838,7 @@ impl Consumer {
                                 // Only control or aborted batches: nothing to hand out, move on.
                                 st.position = st.fetch_offset;
                             }
+                            st.buffered += recs.len();
                         }
                         self.buffered.extend(recs);
                     }
@@ -837,5 +848,32 @@ impl Consumer {
                 }
             }
         }
+    }
+}
+
+/// Calls `f` with (partition, count, last offset) for each run of
+/// consecutive records of one partition (fetches add a partition's records
+/// together, so runs are long and lookups few).
+fn for_each_run<'a>(
+    records: impl IntoIterator<Item = &'a ConsumerRecord>,
+    mut f: impl FnMut(TopicPartition, usize, i64),
+) {
+    let mut run: Option<(&'a ConsumerRecord, usize, i64)> = None;
+    for r in records {
+        match &mut run {
+            Some((first, n, last)) if first.partition == r.partition && first.topic == r.topic => {
+                *n += 1;
+                *last = r.offset;
+            }
+            _ => {
+                if let Some((first, n, last)) = run.take() {
+                    f((first.topic.to_string(), first.partition), n, last);
+                }
+                run = Some((r, 1, r.offset));
+            }
+        }
+    }
+    if let Some((first, n, last)) = run {
+        f((first.topic.to_string(), first.partition), n, last);
     }
 }

@@ -4,37 +4,39 @@
 //! first offset of its aborted transaction until its abort marker).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use strom_record::{for_each_record, Batches};
+use bytes::Bytes;
+use strom_record::{for_each_record_shared, Batches};
 
 use crate::error::ClientError;
 
 /// A consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by the records of a fetch).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset.
     pub offset: i64,
     /// Timestamp (ms).
     pub timestamp: i64,
-    /// Key.
-    pub key: Option<Vec<u8>>,
+    /// Key (a slice of the fetched buffer: no copy for uncompressed batches).
+    pub key: Option<Bytes>,
     /// Value (`None`: tombstone).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
     /// Headers in order.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Vec<(String, Option<Bytes>)>,
 }
 
 /// The records of `data` at or after `from`, and the position after them.
 /// `aborted` lists (producer id, first offset) of aborted transactions in
 /// the range (read_committed only).
 pub fn decode(
-    topic: &str,
+    topic: &Arc<str>,
     partition: i32,
-    data: &[u8],
+    data: &Bytes,
     from: i64,
     aborted: Option<&[(i64, i64)]>,
 ) -> Result<(Vec<ConsumerRecord>, i64), ClientError> {
@@ -65,22 +67,23 @@ pub fn decode(
         if aborted.is_some() && h.is_transactional() && active.contains(&h.producer_id) {
             continue;
         }
-        for_each_record(bytes, |r| {
+        let batch = data.slice_ref(bytes);
+        for_each_record_shared(&batch, |buf, r| {
             if r.offset >= from {
                 out.push(ConsumerRecord {
-                    topic: topic.to_string(),
+                    topic: topic.clone(),
                     partition,
                     offset: r.offset,
                     timestamp: r.timestamp,
-                    key: r.key.map(<[u8]>::to_vec),
-                    value: r.value.map(<[u8]>::to_vec),
+                    key: r.key.map(|k| buf.slice_ref(k)),
+                    value: r.value.map(|v| buf.slice_ref(v)),
                     headers: r
                         .headers
                         .iter()
                         .map(|(k, v)| {
                             (
                                 String::from_utf8_lossy(k).into_owned(),
-                                v.map(<[u8]>::to_vec),
+                                v.map(|v| buf.slice_ref(v)),
                             )
                         })
                         .collect(),
@@ -138,21 +141,23 @@ mod tests {
                 .build(),
             3,
         ));
-        let (rc, next) = decode("t", 0, &data, 0, Some(&[(7, 1)])).expect("decodes");
+        let data = Bytes::from(data);
+        let t: Arc<str> = Arc::from("t");
+        let (rc, next) = decode(&t, 0, &data, 0, Some(&[(7, 1)])).expect("decodes");
         assert_eq!(
             rc.iter()
                 .map(|r| r.value.clone().unwrap_or_default())
                 .collect::<Vec<_>>(),
-            vec![b"plain".to_vec(), b"kept".to_vec()]
+            vec![&b"plain"[..], &b"kept"[..]]
         );
         assert_eq!(next, 4);
-        let (ru, _) = decode("t", 0, &data, 0, None).expect("decodes");
+        let (ru, _) = decode(&t, 0, &data, 0, None).expect("decodes");
         assert_eq!(
             ru.len(),
             3,
             "read_uncommitted sees aborted records, never markers"
         );
-        let (from2, _) = decode("t", 0, &data, 3, None).expect("decodes");
+        let (from2, _) = decode(&t, 0, &data, 3, None).expect("decodes");
         assert_eq!(from2.len(), 1);
     }
 }

@@ -105,7 +105,10 @@ impl ProducerRecord {
             .iter()
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 4)
             .sum();
-        self.key.as_ref().map_or(0, |k| k.len()) + self.value.as_ref().map_or(0, |v| v.len()) + h + 16
+        self.key.as_ref().map_or(0, |k| k.len())
+            + self.value.as_ref().map_or(0, |v| v.len())
+            + h
+            + 16
     }
 }
 
@@ -400,7 +403,9 @@ impl Producer {
             .map_err(|_| ClientError::Timeout(format!("metadata for topic {topic}")))??;
         let n = info.leaders.len() as i32;
         if n == 0 {
-            return Err(ClientError::Config(format!("topic {topic} has no partitions")));
+            return Err(ClientError::Config(format!(
+                "topic {topic} has no partitions"
+            )));
         }
         let expires = now_ms() + METADATA_MAX_AGE.as_millis() as i64;
         inner
@@ -442,7 +447,9 @@ impl Producer {
             }
             Some(p) => p,
             None => match record.key.as_deref() {
-                Some(k) if !inner.config.partitioner_ignore_keys => partition_for_key(k, partitions),
+                Some(k) if !inner.config.partitioner_ignore_keys => {
+                    partition_for_key(k, partitions)
+                }
                 _ => {
                     let batch = inner.config.batch_size;
                     acc.sticky.next(&record.topic, partitions, size, batch)
@@ -486,7 +493,9 @@ impl Producer {
             created: Instant::now(),
         });
         let index = open.writer.count();
-        let took = open.writer.append(timestamp, key.as_deref(), value.as_deref(), &headers);
+        let took = open
+            .writer
+            .append(timestamp, key.as_deref(), value.as_deref(), &headers);
         let future = DeliveryFuture {
             batch: open.done.clone(),
             index,
