@@ -133,7 +133,7 @@ impl Progress {
             self.window.push(l);
         }
         // Looking at the clock every record would cost more than the record.
-        if self.records % 1024 == 0 && self.last.elapsed() >= Duration::from_secs(1) {
+        if self.records.is_multiple_of(1024) && self.last.elapsed() >= Duration::from_secs(1) {
             self.print();
         }
     }
@@ -314,7 +314,7 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
                       all: &mut Latencies|
      -> Result<()> {
         r.context("a record was not acknowledged")?;
-        if settled % 16 == 0 {
+        if settled.is_multiple_of(16) {
             acked_at = now_micros();
         }
         settled += 1;
@@ -329,7 +329,7 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
         let f = producer
             .send(ProducerRecord::new(&common.topic).value(value.clone()))
             .await?;
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             sent_at = now_micros();
         }
         waiting.push_back((sent_at, f));

@@ -125,17 +125,17 @@ fn walk(
     let mut pos = 0usize;
     let bad = || RecordError::Malformed(h.base_offset);
     for _ in 0..h.records_count {
-        let len = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let len = get_varint(data, &mut pos).ok_or_else(bad)?;
         let start = pos;
         if len < 0 || start + len as usize > data.len() {
             return Err(bad());
         }
         pos += 1; // record attributes
-        let ts_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
-        let off_delta = get_varint(&data, &mut pos).ok_or_else(bad)?;
-        let key = get_bytes(&data, &mut pos).ok_or_else(bad)?;
-        let value = get_bytes(&data, &mut pos).ok_or_else(bad)?;
-        let count = get_varint(&data, &mut pos).ok_or_else(bad)?;
+        let ts_delta = get_varint(data, &mut pos).ok_or_else(bad)?;
+        let off_delta = get_varint(data, &mut pos).ok_or_else(bad)?;
+        let key = get_bytes(data, &mut pos).ok_or_else(bad)?;
+        let value = get_bytes(data, &mut pos).ok_or_else(bad)?;
+        let count = get_varint(data, &mut pos).ok_or_else(bad)?;
         // Each header takes at least two bytes: a larger count is a lie.
         let end = start + len as usize;
         if count < 0 || count as usize > end.saturating_sub(pos) / 2 {
@@ -143,10 +143,10 @@ fn walk(
         }
         let mut headers = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let name = get_bytes(&data, &mut pos)
+            let name = get_bytes(data, &mut pos)
                 .ok_or_else(bad)?
                 .unwrap_or_default();
-            let v = get_bytes(&data, &mut pos).ok_or_else(bad)?;
+            let v = get_bytes(data, &mut pos).ok_or_else(bad)?;
             headers.push((name, v));
         }
         let timestamp = if h.attributes & crate::ATTR_LOG_APPEND_TIME != 0 {

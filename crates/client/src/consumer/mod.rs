@@ -72,6 +72,16 @@ struct PartState {
     fetching: bool,
     /// Records of this partition waiting in the buffer (fetched again only at 0).
     buffered: usize,
+    /// The end of what may be read (high watermark, or last stable offset
+    /// under read_committed) as of the last fetch.
+    readable_end: Option<i64>,
+}
+
+impl PartState {
+    /// True when the broker had records past the fetch offset at the last fetch.
+    fn behind(&self) -> bool {
+        matches!((self.fetch_offset, self.readable_end), (Some(f), Some(e)) if f < e)
+    }
 }
 
 type FetchResult = (
@@ -715,6 +725,26 @@ impl Consumer {
                 by_node.entry(leader).or_default().push((tp, pos));
             }
         }
+        // A fetch of only caught-up partitions long-polls (fetch.max.wait.ms)
+        // and holds the node's next fetch back; while a buffered partition of
+        // that node still has records on the broker, wait for it to drain and
+        // fetch it together with them (that fetch returns at once).
+        let mut lagging: HashSet<i32> = HashSet::new();
+        for (tp, st) in &self.parts {
+            if st.buffered > 0 && st.behind() {
+                if let Ok(info) = self.cluster.topic(&tp.0, false).await {
+                    if let Some(&leader) = info.leaders.get(tp.1 as usize) {
+                        lagging.insert(leader);
+                    }
+                }
+            }
+        }
+        by_node.retain(|node, list| {
+            !lagging.contains(node)
+                || list
+                    .iter()
+                    .any(|(tp, _)| self.parts.get(tp).is_some_and(PartState::behind))
+        });
         for (node, list) in by_node {
             let conn = match self.cluster.node(node).await {
                 Ok(c) => c,
@@ -819,6 +849,14 @@ impl Consumer {
                         self.cluster.invalidate(&tp.0).await;
                         continue;
                     }
+                }
+                let end = if self.config.read_committed && p.last_stable_offset >= 0 {
+                    p.last_stable_offset
+                } else {
+                    p.high_watermark
+                };
+                if let Some(st) = self.parts.get_mut(&tp) {
+                    st.readable_end = Some(end);
                 }
                 let Some(data) = p.records.filter(|d| !d.is_empty()) else {
                     continue;
