@@ -95,7 +95,7 @@ impl Partition {
     }
 
     /// Appends validated batches (blocking under `flush.messages=1`).
-    pub fn append(&self, buf: &mut [u8]) -> Result<Appended, AppendError> {
+    pub fn append(&self, buf: &[u8]) -> Result<Appended, AppendError> {
         let first = BatchHeader::parse(buf).map_err(StorageError::InvalidBatch)?;
         if first.producer_id < 0 {
             return Ok(Appended::Written(self.log.append(buf)?));
@@ -154,13 +154,13 @@ impl Partition {
         let now = now_ms();
         let mut value = vec![0u8, 0];
         value.extend_from_slice(&coordinator_epoch.to_be_bytes());
-        let mut buf = BatchBuilder::new(now)
+        let buf = BatchBuilder::new(now)
             .producer(producer_id, epoch, -1)
             .transactional(true)
             .record(Some(&marker.key()), Some(&value))
             .build();
         let header = BatchHeader::parse(&buf).map_err(StorageError::InvalidBatch)?;
-        let outcome = self.log.append_gated(&mut buf, |base_offset| {
+        let outcome = self.log.append_gated(&buf, |base_offset| {
             let mut state = self.producers.lock();
             let mut h = header;
             h.base_offset = base_offset;

@@ -25,6 +25,14 @@ const MAX_RESPONSE: usize = 256 << 20;
 
 type Reply = oneshot::Sender<Result<Bytes, String>>;
 
+/// A request frame to write: one buffer, or several written with one
+/// vectored write (Produce: record batches are not copied into the frame).
+#[derive(Debug)]
+enum Frame {
+    One(Bytes),
+    Parts(Vec<Bytes>),
+}
+
 struct Shared {
     /// Correlation ids and reply slots of requests sent and not yet answered.
     waiting: Mutex<VecDeque<(i32, Reply)>>,
@@ -60,7 +68,7 @@ pub struct Mux {
     versions: HashMap<i16, i16>,
     timeout: Duration,
     next_id: AtomicI32,
-    out: mpsc::Sender<(Bytes, Option<(i32, Reply)>)>,
+    out: mpsc::Sender<(Frame, Option<(i32, Reply)>)>,
     shared: Arc<Shared>,
 }
 
@@ -137,6 +145,34 @@ impl Mux {
     ) -> Result<PendingResponse, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.frame(key, version, id, req)?;
+        self.queue(Frame::One(frame), key, version, id).await
+    }
+
+    /// Like [`Mux::send`] for a frame the caller writes as buffers (with
+    /// the correlation id it is given); `build` returns `None` to fall back
+    /// to encoding `req`.
+    pub async fn send_parts<Req: Encodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        build: impl FnOnce(i32) -> Option<Vec<Bytes>>,
+        req: impl FnOnce() -> Req,
+    ) -> Result<PendingResponse, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = match build(id) {
+            Some(parts) => Frame::Parts(parts),
+            None => Frame::One(self.frame(key, version, id, &req())?),
+        };
+        self.queue(frame, key, version, id).await
+    }
+
+    async fn queue(
+        &self,
+        frame: Frame,
+        key: ApiKey,
+        version: i16,
+        id: i32,
+    ) -> Result<PendingResponse, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.out
             .send((frame, Some((id, tx))))
@@ -155,7 +191,7 @@ impl Mux {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.frame(key, version, id, req)?;
         self.out
-            .send((frame, None))
+            .send((Frame::One(frame), None))
             .await
             .map_err(|_| ClientError::Protocol(format!("connection to {} is closed", self.addr)))
     }
@@ -212,7 +248,7 @@ impl Drop for Mux {
 
 async fn write_loop(
     mut write: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<(Bytes, Option<(i32, Reply)>)>,
+    mut rx: mpsc::Receiver<(Frame, Option<(i32, Reply)>)>,
     shared: Arc<Shared>,
 ) {
     while let Some((frame, reply)) = rx.recv().await {
@@ -228,7 +264,11 @@ async fn write_loop(
                 Err(_) => return,
             }
         }
-        if let Err(e) = write.write_all(&frame).await {
+        let written = match &frame {
+            Frame::One(b) => write.write_all(b).await,
+            Frame::Parts(parts) => write_all_parts(&mut write, parts).await,
+        };
+        if let Err(e) = written {
             shared.fail_all(&e.to_string());
         }
     }
@@ -247,10 +287,22 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>) {
             shared.fail_all(&format!("response length {n} out of range"));
             return;
         }
-        let mut buf = vec![0u8; n as usize];
-        if let Err(e) = read.read_exact(&mut buf).await {
-            shared.fail_all(&e.to_string());
-            return;
+        // Read into uninitialised capacity: no zeroing of large responses.
+        let n = n as usize;
+        let mut buf = bytes::BytesMut::with_capacity(n);
+        while buf.len() < n {
+            let mut rest = (&mut read).take((n - buf.len()) as u64);
+            match rest.read_buf(&mut buf).await {
+                Ok(0) => {
+                    shared.fail_all("connection closed mid-response");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    shared.fail_all(&e.to_string());
+                    return;
+                }
+            }
         }
         let id = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
         let next = match shared.waiting.lock() {
@@ -259,7 +311,7 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>) {
         };
         match next {
             Some((want, reply)) if want == id => {
-                let _ = reply.send(Ok(Bytes::from(buf)));
+                let _ = reply.send(Ok(buf.freeze()));
             }
             Some((want, reply)) => {
                 let why = format!("response for request {id} arrived for {want}");
@@ -273,4 +325,37 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Writes every buffer in order, as few vectored writes as the socket allows.
+async fn write_all_parts(write: &mut OwnedWriteHalf, parts: &[Bytes]) -> std::io::Result<()> {
+    let (mut idx, mut off) = (0usize, 0usize);
+    while idx < parts.len() {
+        if off >= parts[idx].len() {
+            idx += 1;
+            off = 0;
+            continue;
+        }
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&parts[idx][off..])
+            .chain(parts[idx + 1..].iter().map(|p| &p[..]))
+            .take(64)
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < parts.len() {
+            let left = parts[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }

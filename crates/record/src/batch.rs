@@ -241,6 +241,27 @@ impl BatchHeader {
         buf[0..8].copy_from_slice(&base_offset.to_be_bytes());
     }
 
+    /// The header of `batch` as the log stores it: its base offset set and,
+    /// with `append_time_ms >= 0`, the LogAppendTime stamp and a CRC
+    /// recomputed over the new header fields and the unchanged records. The
+    /// records themselves are neither copied nor changed, so a batch can be
+    /// written as this header plus the rest of the producer's buffer.
+    ///
+    /// `batch` must hold a whole batch (as [`BatchHeader::parse`] checks).
+    pub fn patched_header(batch: &[u8], base_offset: i64, append_time_ms: i64) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&batch[..HEADER_LEN]);
+        Self::set_base_offset(&mut h, base_offset);
+        if append_time_ms >= 0 {
+            let attrs = be_i16(&h, ATTRIBUTES) | ATTR_LOG_APPEND_TIME;
+            h[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+            h[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&append_time_ms.to_be_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&h[ATTRIBUTES..]), &batch[HEADER_LEN..]);
+            h[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        }
+        h
+    }
+
     /// Overwrites the leader epoch in place (outside the CRC).
     pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
         buf[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
@@ -340,9 +361,16 @@ mod tests {
         let h = BatchHeader::parse_and_verify(&b).expect("still valid: offset is outside the crc");
         assert_eq!(h.base_offset, 42);
         assert_eq!(h.next_offset(), 44);
+        let mut patched = BatchHeader::patched_header(&b, 42, 7_777).to_vec();
+        patched.extend_from_slice(&b[HEADER_LEN..]);
         BatchHeader::set_log_append_time(&mut b, 7_777);
         let h = BatchHeader::parse_and_verify(&b).expect("crc recomputed");
         assert_eq!(h.max_timestamp, 7_777);
+        BatchHeader::set_base_offset(&mut b, 42);
+        assert_eq!(
+            patched, b,
+            "patched header + untouched records = patched in place"
+        );
         assert_ne!(h.attributes & ATTR_LOG_APPEND_TIME, 0);
     }
 

@@ -89,9 +89,9 @@ fn log_append(
             let log = log.clone();
             let chunk = chunk.to_vec();
             std::thread::spawn(move || {
-                let mut buf = chunk;
+                let buf = chunk;
                 for _ in 0..per {
-                    log.append(&mut buf).expect("append");
+                    log.append(&buf).expect("append");
                     if let FlushPolicy::Interval(_) = flush {
                         log.flush_if_due().expect("flush");
                     }
@@ -118,10 +118,10 @@ fn serial_fsync(dir: &Path, chunk: &[u8], n: usize, threads: usize) -> f64 {
             let (log, lock) = (log.clone(), lock.clone());
             let chunk = chunk.to_vec();
             std::thread::spawn(move || {
-                let mut buf = chunk;
+                let buf = chunk;
                 for _ in 0..per {
                     let _g = lock.lock().expect("lock");
-                    log.append(&mut buf).expect("append");
+                    log.append(&buf).expect("append");
                     log.flush().expect("fsync");
                 }
             })

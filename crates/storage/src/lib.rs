@@ -3,8 +3,9 @@
 //! A [`Log`] is a directory of segments laid out like Kafka's:
 //! `<20-digit base offset>.log` holding raw v2 record batches, plus a sparse
 //! `.index` (offset → byte position) and `.timeindex` (timestamp → offset).
-//! Batches go in and come out as raw bytes: `append` patches the base offset
-//! in place and writes; `read` returns whole batches with one `pread`.
+//! Batches go in and come out as raw bytes: `append` writes them with patched
+//! copies of their headers (the caller's buffer is not changed or copied
+//! whole); `read` returns whole batches with one `pread`.
 //!
 //! # Durability and the flush policy
 //!

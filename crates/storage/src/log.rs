@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-use strom_record::BatchHeader;
+use strom_record::{BatchHeader, HEADER_LEN};
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START_OFFSET};
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
@@ -393,11 +393,12 @@ impl Log {
 
     /// Appends already-validated v2 batches (one or more, concatenated).
     ///
-    /// Assigns offsets by patching each batch's base offset in place (and
-    /// the max timestamp plus CRC for `LogAppendTime` logs), writes the bytes
-    /// as they are, and returns the offsets given. The batches are never
-    /// decoded. Appends are serialized; reads proceed meanwhile.
-    pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+    /// Assigns offsets by writing each batch with a patched copy of its
+    /// header (base offset; the max timestamp plus CRC for `LogAppendTime`
+    /// logs) and its records as they are, and returns the offsets given.
+    /// `batches` itself is left unchanged. The batches are never decoded.
+    /// Appends are serialized; reads proceed meanwhile.
+    pub fn append(&self, batches: &[u8]) -> Result<AppendInfo> {
         self.append_gated(batches, |_| Ok::<(), std::convert::Infallible>(()))
             .map(|r| r.unwrap_or_else(|never| match never {}))
     }
@@ -409,7 +410,7 @@ impl Log {
     /// written. `Ok(Err(x))` is the gate's refusal, with nothing appended.
     pub fn append_gated<T>(
         &self,
-        batches: &mut [u8],
+        batches: &[u8],
         gate: impl FnOnce(i64) -> std::result::Result<(), T>,
     ) -> Result<std::result::Result<AppendInfo, T>> {
         if self.offline.load(Ordering::Acquire) {
@@ -469,18 +470,20 @@ impl Log {
                 -1
             };
 
-            // Patch offsets (and times) in place.
+            // Offsets (and times) go into copies of the headers; the records
+            // are written from the caller's buffer as they are.
             let mut next = base_offset;
             let mut pos = 0usize;
             let mut headers = Vec::with_capacity(count);
+            let mut patched = Vec::with_capacity(count);
             while pos < batches.len() {
                 let h = BatchHeader::parse(&batches[pos..])?;
                 let len = h.total_len();
-                let one = &mut batches[pos..pos + len];
-                BatchHeader::set_base_offset(one, next);
-                if append_time >= 0 {
-                    BatchHeader::set_log_append_time(one, append_time);
-                }
+                patched.push(BatchHeader::patched_header(
+                    &batches[pos..pos + len],
+                    next,
+                    append_time,
+                ));
                 let mut h2 = h;
                 h2.base_offset = next;
                 if append_time >= 0 {
@@ -519,11 +522,15 @@ impl Log {
                     p.seg = Some(seg.clone());
                     p.start = start;
                 }
-                p.bytes.extend_from_slice(batches);
+                for ((rel, h), header) in headers.iter().zip(&patched) {
+                    p.bytes.extend_from_slice(header);
+                    p.bytes
+                        .extend_from_slice(&batches[rel + HEADER_LEN..rel + h.total_len()]);
+                }
                 p.end_offset = next;
             } else {
                 let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
-                f.write_all_at(batches, start)
+                write_patched(&f, start, batches, &headers, &patched)
                     .map_err(|e| self.io(seg.log_path(), e))?;
             }
 
@@ -1236,4 +1243,37 @@ impl Log {
         w.closed = true;
         Ok(())
     }
+}
+
+/// Batches below this size are assembled (patched header + records) and
+/// written with one `pwrite`; larger ones are written as header and records
+/// (two `pwrite`s) to spare copying them.
+const ASSEMBLE_BELOW: usize = 64 * 1024;
+
+/// Writes `batches` at `start` with each batch's header replaced by its
+/// patched copy.
+fn write_patched(
+    f: &std::fs::File,
+    start: u64,
+    batches: &[u8],
+    headers: &[(usize, BatchHeader)],
+    patched: &[[u8; HEADER_LEN]],
+) -> std::io::Result<()> {
+    if batches.len() < ASSEMBLE_BELOW {
+        let mut out = Vec::with_capacity(batches.len());
+        for ((rel, h), header) in headers.iter().zip(patched) {
+            out.extend_from_slice(header);
+            out.extend_from_slice(&batches[rel + HEADER_LEN..rel + h.total_len()]);
+        }
+        return f.write_all_at(&out, start);
+    }
+    for ((rel, h), header) in headers.iter().zip(patched) {
+        let at = start + *rel as u64;
+        f.write_all_at(header, at)?;
+        f.write_all_at(
+            &batches[rel + HEADER_LEN..rel + h.total_len()],
+            at + HEADER_LEN as u64,
+        )?;
+    }
+    Ok(())
 }

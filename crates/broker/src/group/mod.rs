@@ -293,8 +293,8 @@ impl GroupCoordinator {
                 timestamp: ts,
             });
         }
-        let mut bytes = b.build();
-        p.log.append(&mut bytes).map_err(|e| {
+        let bytes = b.build();
+        p.log.append(&bytes).map_err(|e| {
             tracing::error!(group, error = %e, "cannot write __consumer_offsets");
             code(ResponseError::CoordinatorNotAvailable)
         })?;

@@ -116,10 +116,11 @@ fn max_message_bytes(broker: &Broker, topic: &Topic) -> usize {
 }
 
 async fn append(p: Arc<Partition>, records: Bytes) -> Result<Appended, AppendError> {
-    let mut buf = records.to_vec();
+    // The request's bytes are written as they are (the log patches copies
+    // of the batch headers): no copy of the records here.
     if p.log.config().flush == FlushPolicy::EveryAppend {
         // The fsync blocks: keep it off the async workers.
-        tokio::task::spawn_blocking(move || p.append(&mut buf))
+        tokio::task::spawn_blocking(move || p.append(&records))
             .await
             .unwrap_or_else(|e| {
                 Err(AppendError::Storage(StorageError::Io {
@@ -128,7 +129,7 @@ async fn append(p: Arc<Partition>, records: Bytes) -> Result<Appended, AppendErr
                 }))
             })
     } else {
-        p.append(&mut buf)
+        p.append(&records)
     }
 }
 

@@ -195,7 +195,7 @@ impl TxnCoordinator {
     fn persist(&self, id: &str, rec: Option<&TxnRecord>) -> Result<(), ResponseError> {
         let p = self.state_partition(id)?;
         let now = now_ms();
-        let mut buf = BatchBuilder::new(now)
+        let buf = BatchBuilder::new(now)
             .push(OwnedRecord {
                 key: Some(log::encode_key(id)),
                 value: rec.map(log::encode_value),
@@ -204,7 +204,7 @@ impl TxnCoordinator {
             })
             .build();
         p.log
-            .append(&mut buf)
+            .append(&buf)
             .and_then(|_| p.log.flush())
             .map_err(|e| {
                 tracing::error!(transactional_id = id, error = %e, "cannot write {TXN_TOPIC}");

@@ -21,6 +21,7 @@
 
 mod config;
 mod partitioner;
+mod request;
 mod sender;
 mod txn;
 

@@ -15,7 +15,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 
-use super::{txn, Accumulator, Inner, Open, PartitionQueue, Sealed};
+use super::{request, txn, Accumulator, Inner, Open, PartitionQueue, Sealed};
 use crate::error::ClientError;
 
 type TopicPartition = (String, i32);
@@ -337,7 +337,27 @@ async fn send_to(
         });
         return;
     }
-    let pending = match conn.send(ApiKey::Produce, version, &req).await {
+    // Batches go to the socket as they are: a frame of buffers, not a copy.
+    let mut by_topic: BTreeMap<&str, Vec<(i32, Bytes)>> = BTreeMap::new();
+    for ((t, p), s) in &list {
+        by_topic.entry(t).or_default().push((*p, s.bytes.clone()));
+    }
+    let parts = request::Produce {
+        transactional_id: inner.config.transactional_id.as_deref(),
+        acks: req.acks,
+        timeout_ms: req.timeout_ms,
+        topics: by_topic.into_iter().collect(),
+    };
+    let client_id = inner.config.client_id.clone();
+    let sent = conn
+        .send_parts(
+            ApiKey::Produce,
+            version,
+            |id| request::frame(version, id, &client_id, &parts),
+            || req,
+        )
+        .await;
+    let pending = match sent {
         Ok(p) => p,
         Err(e) => return retry_all(list, e.to_string()),
     };

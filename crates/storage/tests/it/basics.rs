@@ -19,10 +19,10 @@ fn small() -> LogConfig {
 fn append_assigns_offsets_and_read_returns_whole_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), LogConfig::default()).expect("open");
-    let mut b1 = batch(3, "a", 1000);
-    let mut b2 = batch(2, "b", 1001);
-    assert_eq!(log.append(&mut b1).expect("append").base_offset, 0);
-    let info = log.append(&mut b2).expect("append");
+    let b1 = batch(3, "a", 1000);
+    let b2 = batch(2, "b", 1001);
+    assert_eq!(log.append(&b1).expect("append").base_offset, 0);
+    let info = log.append(&b2).expect("append");
     assert_eq!(
         (info.base_offset, info.last_offset, info.log_append_time),
         (3, 4, -1)
@@ -53,8 +53,8 @@ fn rolls_segments_and_reads_across_them() {
     let log = Log::open(dir.path(), small()).expect("open");
     let mut expected = Vec::new();
     for i in 0..200 {
-        let mut b = batch(1 + i % 4, &format!("r{i}"), 1000 + i as i64);
-        let info = log.append(&mut b).expect("append");
+        let b = batch(1 + i % 4, &format!("r{i}"), 1000 + i as i64);
+        let info = log.append(&b).expect("append");
         expected.push((info.base_offset, b[8..].to_vec()));
     }
     assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
@@ -80,12 +80,12 @@ fn segment_ms_rolls_by_time() {
         ..LogConfig::default()
     };
     let log = Log::open_with_clock(dir.path(), cfg, clock).expect("open");
-    log.append(&mut batch(1, "a", 10_000)).expect("append");
+    log.append(&batch(1, "a", 10_000)).expect("append");
     t.fetch_add(500, Ordering::SeqCst);
-    log.append(&mut batch(1, "b", 10_500)).expect("append");
+    log.append(&batch(1, "b", 10_500)).expect("append");
     assert_eq!(log.segment_count(), 1);
     t.fetch_add(1000, Ordering::SeqCst);
-    log.append(&mut batch(1, "c", 11_500)).expect("append");
+    log.append(&batch(1, "c", 11_500)).expect("append");
     assert_eq!(log.segment_count(), 2);
 }
 
@@ -98,7 +98,7 @@ fn log_append_time_overwrites_timestamps() {
         ..LogConfig::default()
     };
     let log = Log::open_with_clock(dir.path(), cfg, clock).expect("open");
-    let info = log.append(&mut batch(2, "a", 5)).expect("append");
+    let info = log.append(&batch(2, "a", 5)).expect("append");
     assert_eq!(info.log_append_time, 77_000);
     let r = log.read(0, 1 << 20, None).expect("read");
     let h = strom_record::BatchHeader::parse_and_verify(&r.records).expect("crc recomputed");
@@ -112,7 +112,7 @@ fn offset_for_timestamp_and_max_timestamp() {
     for i in 0..100i64 {
         // Timestamps 0, 10, 20, ... except one spike.
         let ts = if i == 42 { 1_000_000 } else { i * 10 };
-        log.append(&mut batch(1, "t", ts)).expect("append");
+        log.append(&batch(1, "t", ts)).expect("append");
     }
     assert_eq!(log.offset_for_timestamp(0).expect("lookup"), Some((0, 0)));
     assert_eq!(log.offset_for_timestamp(55).expect("lookup"), Some((6, 60)));
@@ -135,20 +135,19 @@ fn truncate_to_cuts_at_batch_boundaries() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), small()).expect("open");
     for i in 0..60 {
-        log.append(&mut batch(3, &format!("x{i}"), i))
-            .expect("append");
+        log.append(&batch(3, &format!("x{i}"), i)).expect("append");
     }
     // Offset 100 is inside the batch [99, 101]: the whole batch goes.
     log.truncate_to(100).expect("truncate");
     assert_eq!(log.log_end_offset(), 99);
     let r = log.read(90, 1 << 20, None).expect("read");
     assert_eq!(split(&r.records).last().map(|b| b.0), Some(96));
-    let info = log.append(&mut batch(1, "after", 0)).expect("append");
+    let info = log.append(&batch(1, "after", 0)).expect("append");
     assert_eq!(info.base_offset, 99);
     log.truncate_to(0).expect("truncate everything");
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(
-        log.append(&mut batch(1, "again", 0))
+        log.append(&batch(1, "again", 0))
             .expect("append")
             .base_offset,
         0
@@ -165,7 +164,7 @@ fn delete_records_and_retention() {
     };
     let log = Log::open_with_clock(dir.path(), cfg.clone(), clock.clone()).expect("open");
     for i in 0..100 {
-        log.append(&mut batch(2, &format!("d{i}"), 1_000_000 + i))
+        log.append(&batch(2, &format!("d{i}"), 1_000_000 + i))
             .expect("append");
     }
     let segs = log.segment_count();
@@ -189,7 +188,7 @@ fn delete_records_and_retention() {
     assert_eq!(log.log_start_offset(), 150);
     // Retention by size keeps at most retention.bytes.
     for i in 0..100 {
-        log.append(&mut batch(2, &format!("e{i}"), 1_000_000 + i))
+        log.append(&batch(2, &format!("e{i}"), 1_000_000 + i))
             .expect("append");
     }
     log.set_config(LogConfig {
@@ -207,7 +206,7 @@ fn delete_records_and_retention() {
     assert_eq!(log.log_end_offset(), 400);
     assert!(log.read(400, 100, None).expect("read").records.is_empty());
     assert_eq!(
-        log.append(&mut batch(1, "new", 2_000_000))
+        log.append(&batch(1, "new", 2_000_000))
             .expect("append")
             .base_offset,
         400
@@ -227,7 +226,7 @@ fn group_commit_shares_fsyncs() {
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0..50 {
-                    log.append(&mut batch(1, &format!("{t}-{i}"), 0))
+                    log.append(&batch(1, &format!("{t}-{i}"), 0))
                         .expect("append");
                 }
             })
@@ -255,15 +254,14 @@ fn idle_handles_are_released_and_reopened() {
     let (clock, t) = manual_clock(0);
     let log = Log::open_with_clock(dir.path(), small(), clock).expect("open");
     for i in 0..50 {
-        log.append(&mut batch(2, &format!("h{i}"), 0))
-            .expect("append");
+        log.append(&batch(2, &format!("h{i}"), 0)).expect("append");
     }
     assert!(log.open_file_count() >= 1);
     t.fetch_add(120_000, Ordering::SeqCst);
     assert!(log.release_idle_handles(60_000) >= 1);
     assert_eq!(log.open_file_count(), 0);
     assert_eq!(split(&log.read(0, 1, None).expect("read").records)[0].0, 0);
-    log.append(&mut batch(1, "more", 0))
+    log.append(&batch(1, "more", 0))
         .expect("append after release");
 }
 
@@ -273,7 +271,7 @@ fn many_logs_open_without_opening_files() {
     let mut logs = Vec::new();
     for p in 0..200 {
         let log = Log::open(dir.path().join(format!("t-{p}")), LogConfig::default()).expect("open");
-        log.append(&mut batch(1, "x", 0)).expect("append");
+        log.append(&batch(1, "x", 0)).expect("append");
         log.close().expect("close");
         logs.push(log);
     }
@@ -294,13 +292,13 @@ fn many_logs_open_without_opening_files() {
 fn rejects_garbage_appends() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), LogConfig::default()).expect("open");
-    let mut junk = vec![0u8; 10];
+    let junk = vec![0u8; 10];
     assert!(matches!(
-        log.append(&mut junk),
+        log.append(&junk),
         Err(StorageError::InvalidBatch(_))
     ));
-    let mut empty = Vec::new();
-    assert!(log.append(&mut empty).is_err());
+    let empty = Vec::new();
+    assert!(log.append(&empty).is_err());
     assert_eq!(log.log_end_offset(), 0);
 }
 
@@ -315,8 +313,8 @@ fn read_spans_batches_with_upper_bound() {
         }
         b.build()
     };
-    log.append(&mut mk(&["a", "b", "c"])).expect("append");
-    log.append(&mut mk(&["d"])).expect("append");
+    log.append(&mk(&["a", "b", "c"])).expect("append");
+    log.append(&mk(&["d"])).expect("append");
     let r = log.read(1, 1 << 20, Some(4)).expect("read");
     assert_eq!(
         split(&r.records).iter().map(|b| b.0).collect::<Vec<_>>(),

@@ -41,12 +41,12 @@ fn fill(dir: &Path, n: usize) -> Vec<(i64, Vec<u8>, u64)> {
     let log = Log::open(dir, cfg()).expect("open");
     let mut out = Vec::new();
     for i in 0..n {
-        let mut b = batch(
+        let b = batch(
             1 + i % 5,
             &format!("crash-{i}-{}", "x".repeat(i % 37)),
             i as i64,
         );
-        let info = log.append(&mut b).expect("append");
+        let info = log.append(&b).expect("append");
         out.push((info.base_offset, b[8..].to_vec(), 0));
     }
     // No close: this is a crash.
@@ -130,11 +130,8 @@ fn check_after_damage(dir: &Path, written: &[(i64, Vec<u8>, u64)], at: u64, how:
     }
     assert_eq!(seen, survivors.len());
     // The log keeps working after recovery.
-    let mut b = batch(1, "after", 0);
-    assert_eq!(
-        log.append(&mut b).expect("append").base_offset,
-        expected_end
-    );
+    let b = batch(1, "after", 0);
+    assert_eq!(log.append(&b).expect("append").base_offset, expected_end);
 }
 
 fn split_count(bytes_after_offset: &[u8]) -> i32 {
@@ -161,8 +158,7 @@ fn missing_and_corrupt_indexes_are_rebuilt_after_clean_shutdown() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), cfg()).expect("open");
     for i in 0..200 {
-        log.append(&mut batch(2, &format!("ix{i}"), i))
-            .expect("append");
+        log.append(&batch(2, &format!("ix{i}"), i)).expect("append");
     }
     log.close().expect("close");
     drop(log);
@@ -190,15 +186,14 @@ fn clean_shutdown_skips_scan_but_unclean_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), cfg()).expect("open");
     for i in 0..30 {
-        log.append(&mut batch(1, &format!("c{i}"), i))
-            .expect("append");
+        log.append(&batch(1, &format!("c{i}"), i)).expect("append");
     }
     log.close().expect("close");
     drop(log);
     assert!(dir.path().join("clean_shutdown").exists());
     let log = Log::open(dir.path(), cfg()).expect("reopen");
     assert_eq!(log.log_end_offset(), 30);
-    log.append(&mut batch(1, "d", 0)).expect("append");
+    log.append(&batch(1, "d", 0)).expect("append");
     assert!(
         !dir.path().join("clean_shutdown").exists(),
         "marker removed on first write"

@@ -55,8 +55,8 @@ proptest! {
         for (i, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Append { records, size } => {
-                    let mut b = batch(records, &format!("{i}{}", "v".repeat(size)), i as i64);
-                    let info = log.append(&mut b).expect("append");
+                    let b = batch(records, &format!("{i}{}", "v".repeat(size)), i as i64);
+                    let info = log.append(&b).expect("append");
                     prop_assert_eq!(info.base_offset, m.end);
                     m.batches.push((m.end, records as i32, b[8..].to_vec()));
                     m.end += records as i64;
