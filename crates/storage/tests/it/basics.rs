@@ -106,6 +106,39 @@ fn log_append_time_overwrites_timestamps() {
 }
 
 #[test]
+fn large_and_small_batches_keep_their_records_and_the_callers_buffer() {
+    // Above 64 KiB a batch is written as patched header + records in place.
+    for (records, append_time) in [(3, false), (3, true), (5_000, false), (5_000, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clock, _t) = manual_clock(99_000);
+        let cfg = LogConfig {
+            timestamp_type: if append_time {
+                TimestampType::LogAppendTime
+            } else {
+                TimestampType::CreateTime
+            },
+            ..LogConfig::default()
+        };
+        let log = Log::open_with_clock(dir.path(), cfg, clock).expect("open");
+        log.append(&batch(2, "first", 5)).expect("append");
+        let b = batch(records, "big", 7);
+        let before = b.clone();
+        let info = log.append(&b).expect("append");
+        assert_eq!(b, before, "the caller's bytes are not changed");
+        assert_eq!(info.base_offset, 2);
+        let r = log.read(2, 1 << 24, None).expect("read");
+        let h = strom_record::BatchHeader::parse_and_verify(&r.records).expect("valid crc");
+        assert_eq!((h.base_offset, h.records_count), (2, records as i32));
+        assert_eq!(h.max_timestamp, if append_time { 99_000 } else { 7 });
+        assert_eq!(
+            &r.records[61..h.total_len()],
+            &before[61..],
+            "records as sent"
+        );
+    }
+}
+
+#[test]
 fn offset_for_timestamp_and_max_timestamp() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), small()).expect("open");
