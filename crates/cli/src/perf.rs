@@ -4,6 +4,9 @@
 //! line each second on stderr; a summary (or `--json`) on stdout.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -304,8 +307,10 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
     let mut all = Latencies::default();
     let mut waiting: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
     let start = Instant::now();
-    // The clock is read every 16 records on each side: microseconds of
-    // error on millisecond latencies, and no clock call per record.
+    // At full speed the clock is read every 16 records on each side
+    // (microseconds of error on millisecond latencies, no clock call per
+    // record); at a fixed rate, for every record.
+    let every: u64 = if rate == 0 { 16 } else { 1 };
     let mut settled = 0u64;
     let mut acked_at = 0u64;
     let mut settle = |sent_at: u64,
@@ -314,7 +319,7 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
                       all: &mut Latencies|
      -> Result<()> {
         r.context("a record was not acknowledged")?;
-        if settled.is_multiple_of(16) {
+        if settled.is_multiple_of(every) {
             acked_at = now_micros();
         }
         settled += 1;
@@ -326,13 +331,26 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
     let mut sent_at = 0;
     for i in 0..common.records {
         pace(start, i, rate).await;
+        if i.is_multiple_of(every) {
+            sent_at = now_micros();
+        }
         let f = producer
             .send(ProducerRecord::new(&common.topic).value(value.clone()))
             .await?;
-        if i.is_multiple_of(16) {
-            sent_at = now_micros();
-        }
         waiting.push_back((sent_at, f));
+        // Settle what is acknowledged already, without waiting, so that a
+        // latency is measured when the acknowledgement comes.
+        if rate > 0 || i.is_multiple_of(64) {
+            let mut cx = TaskContext::from_waker(Waker::noop());
+            while let Some((_, f)) = waiting.front_mut() {
+                let Poll::Ready(r) = Pin::new(f).poll(&mut cx) else {
+                    break;
+                };
+                if let Some((t, _)) = waiting.pop_front() {
+                    settle(t, r, &mut progress, &mut all)?;
+                }
+            }
+        }
         while waiting.len() > 200_000 {
             if let Some((t, f)) = waiting.pop_front() {
                 settle(t, f.await, &mut progress, &mut all)?;
