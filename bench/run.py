@@ -259,7 +259,7 @@ def main():
                                        text=True).stdout.strip(), "rounds": a.rounds}
     try:
         print("limits ...", flush=True)
-        limits = {"loopback_mb_s": max(loopback_mb_s() for _ in range(2)),
+        limits = {"loopback_mb_s": max(loopback_mb_s() for _ in range(3)),
                   **disk_limits(tmp, 256 if a.quick else 1024)}
         result["limits"] = limits
         print(json.dumps(limits, indent=1), flush=True)
