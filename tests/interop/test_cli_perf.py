@@ -23,6 +23,10 @@ def test_produce_consume_e2e(broker):
     assert len(out) == 20000 and set(out) == {"200"}
     s = perf(broker, "consume", "--topic", "pp", "--records", "20000")
     assert s["records"] == 20000 and s["bytes"] == 20000 * 200 and s["latency_ms"] is None
+    # At a fixed rate every acknowledgement is timed as it arrives.
+    s = perf(broker, "produce", "--topic", "pr", "--records", "2000", "--rate", "4000", "-X", "linger.ms=0")
+    assert s["records"] == 2000
+    assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["p99"] <= s["latency_ms"]["max"]
     s = perf(broker, "e2e", "--topic", "pe", "--records", "1000", "--rate", "2000", "-X", "linger.ms=0",
              "-X", "fetch.max.wait.ms=100")
     assert s["records"] == 1000

@@ -328,6 +328,17 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
         progress.add(size, Some(l));
         Ok(())
     };
+    let (acked_tx, mut acked_rx) =
+        tokio::sync::mpsc::unbounded_channel::<Result<u64, strom_client::ClientError>>();
+    let record_latency = |r: Result<u64, strom_client::ClientError>,
+                          progress: &mut Progress,
+                          all: &mut Latencies|
+     -> Result<()> {
+        let l = r.context("a record was not acknowledged")?;
+        all.push(l);
+        progress.add(size, Some(l));
+        Ok(())
+    };
     let mut sent_at = 0;
     for i in 0..common.records {
         pace(start, i, rate).await;
@@ -337,10 +348,22 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
         let f = producer
             .send(ProducerRecord::new(&common.topic).value(value.clone()))
             .await?;
+        if rate > 0 {
+            // At a fixed rate each acknowledgement is timed the moment it
+            // arrives, by a task of its own (at most `rate` a second).
+            let tx = acked_tx.clone();
+            tokio::spawn(async move {
+                let r = f.await.map(|_| now_micros().saturating_sub(sent_at));
+                let _ = tx.send(r);
+            });
+            while let Ok(r) = acked_rx.try_recv() {
+                record_latency(r, &mut progress, &mut all)?;
+            }
+            continue;
+        }
         waiting.push_back((sent_at, f));
-        // Settle what is acknowledged already, without waiting, so that a
-        // latency is measured when the acknowledgement comes.
-        if rate > 0 || i.is_multiple_of(64) {
+        // Settle what is acknowledged already, without waiting.
+        if i.is_multiple_of(64) {
             let mut cx = TaskContext::from_waker(Waker::noop());
             while let Some((_, f)) = waiting.front_mut() {
                 let Poll::Ready(r) = Pin::new(f).poll(&mut cx) else {
@@ -359,6 +382,10 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
     }
     for (t, f) in waiting {
         settle(t, f.await, &mut progress, &mut all)?;
+    }
+    drop(acked_tx);
+    while let Some(r) = acked_rx.recv().await {
+        record_latency(r, &mut progress, &mut all)?;
     }
     let elapsed = start.elapsed();
     producer.close().await?;
