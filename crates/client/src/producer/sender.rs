@@ -49,6 +49,17 @@ struct Completion {
     outcomes: HashMap<TopicPartition, Outcome>,
 }
 
+impl Completion {
+    /// Every batch of `batches` came back the same way.
+    fn all(batches: Vec<(TopicPartition, Sealed)>, outcome: Outcome) -> Completion {
+        let outcomes = batches
+            .iter()
+            .map(|(tp, _)| (tp.clone(), outcome.clone()))
+            .collect();
+        Completion { batches, outcomes }
+    }
+}
+
 /// Closes an open batch: numbers it for idempotence and writes its header.
 pub(super) fn seal(
     inner: &Inner,
@@ -236,14 +247,7 @@ async fn dispatch(
         let list = match txn::add_partitions(inner, list).await {
             Ok(list) => list,
             Err((list, e)) => {
-                let outcomes = list
-                    .iter()
-                    .map(|(tp, _)| (tp.clone(), Outcome::Fail(clone_error(&e))))
-                    .collect();
-                let _ = done.send(Completion {
-                    batches: list,
-                    outcomes,
-                });
+                let _ = done.send(Completion::all(list, Outcome::Fail(e)));
                 continue;
             }
         };
@@ -258,14 +262,7 @@ async fn send_to(
     done: &mpsc::UnboundedSender<Completion>,
 ) {
     let retry_all = |list: Vec<(TopicPartition, Sealed)>, why: String| {
-        let outcomes = list
-            .iter()
-            .map(|(tp, _)| (tp.clone(), Outcome::Retry(why.clone())))
-            .collect();
-        let _ = done.send(Completion {
-            batches: list,
-            outcomes,
-        });
+        let _ = done.send(Completion::all(list, Outcome::Retry(why)));
     };
     let conn = match inner.cluster.node(node).await {
         Ok(c) => c,
@@ -274,14 +271,7 @@ async fn send_to(
     let version = match conn.version(ApiKey::Produce) {
         Ok(v) => v,
         Err(e) => {
-            let outcomes = list
-                .iter()
-                .map(|(tp, _)| (tp.clone(), Outcome::Fail(clone_error(&e))))
-                .collect();
-            let _ = done.send(Completion {
-                batches: list,
-                outcomes,
-            });
+            let _ = done.send(Completion::all(list, Outcome::Fail(e)));
             return;
         }
     };
@@ -327,14 +317,7 @@ async fn send_to(
             },
             Err(e) => Outcome::Retry(e.to_string()),
         };
-        let outcomes = list
-            .iter()
-            .map(|(tp, _)| (tp.clone(), outcome.clone()))
-            .collect();
-        let _ = done.send(Completion {
-            batches: list,
-            outcomes,
-        });
+        let _ = done.send(Completion::all(list, outcome));
         return;
     }
     // Batches go to the socket as they are: a frame of buffers, not a copy.
