@@ -185,11 +185,7 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
         .as_deref()
         .map(crate::groups::parse_time)
         .transpose()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::runtime::for_records()?;
     rt.block_on(async move {
         let mut consumer = Consumer::new(config)?;
         if args.group.is_some() {

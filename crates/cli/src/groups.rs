@@ -67,10 +67,7 @@ struct ResetArgs {
 
 /// Runs a `strom groups` command.
 pub fn run(args: GroupsArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::runtime::for_admin()?;
     rt.block_on(async move {
         let mut admin = Admin::connect(&args.bootstrap.servers, Duration::from_secs(10)).await?;
         match args.command {

@@ -5,6 +5,7 @@ mod consume;
 mod groups;
 mod perf;
 mod produce;
+mod runtime;
 mod server;
 mod table;
 mod topics;

@@ -265,11 +265,7 @@ async fn pace(start: Instant, i: u64, rate: u64) {
 
 /// Runs a `strom perf` command.
 pub fn run(args: PerfArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::runtime::for_records()?;
     let bootstrap = args.bootstrap.servers;
     rt.block_on(async move {
         match args.command {

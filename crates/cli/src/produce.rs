@@ -73,11 +73,7 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         )),
         None => Box::new(std::io::stdin().lock()),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::runtime::for_records()?;
     rt.block_on(async move {
         let producer = Producer::new(config).await?;
         let transactional = args.transactional_id.is_some();

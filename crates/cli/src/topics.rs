@@ -80,10 +80,7 @@ fn parse_configs(list: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// Runs a `strom topics` command.
 pub fn run(args: TopicsArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::runtime::for_admin()?;
     rt.block_on(async move {
         let mut admin = Admin::connect(&args.bootstrap.servers, Duration::from_secs(30)).await?;
         match args.command {

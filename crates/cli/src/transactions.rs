@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use crate::bootstrap::Bootstrap;
@@ -46,10 +46,7 @@ enum TransactionsCommand {
 
 /// Runs a `strom transactions` command.
 pub fn run(args: TransactionsArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::runtime::for_admin()?;
     rt.block_on(async move {
         let mut admin = Admin::connect(&args.bootstrap.servers, Duration::from_secs(10)).await?;
         match args.command {
