@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use strom_protocol::{read_frame, FrameError, RequestFrame};
+use strom_protocol::{FrameError, FrameReader, RequestFrame};
 
 use crate::broker::Broker;
 use crate::dispatch::dispatch;
@@ -54,10 +54,10 @@ pub async fn serve(
         }
         let _ = wr.shutdown().await;
     });
-    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+    let mut frames = FrameReader::new(max_frame);
     loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max_frame, &mut buf) => f,
+            f = frames.read(&mut rd) => f,
             _ = shutdown.changed() => break,
         };
         let bytes = match frame {

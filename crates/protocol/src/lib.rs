@@ -10,4 +10,4 @@ mod frame;
 pub mod versions;
 
 pub use decode::{decode_body, decode_body_as, encode_response, DecodeError, RequestFrame};
-pub use frame::{read_frame, FrameError};
+pub use frame::{FrameError, FrameReader};

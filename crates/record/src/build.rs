@@ -167,7 +167,15 @@ impl BatchWriter {
     /// (the first record's, as Kafka's producers do); `capacity` is a hint
     /// in bytes.
     pub fn new(base_timestamp: i64, capacity: usize) -> BatchWriter {
-        let mut buf = Vec::with_capacity(HEADER_LEN + capacity);
+        BatchWriter::with_buffer(Vec::new(), base_timestamp, capacity)
+    }
+
+    /// Like [`BatchWriter::new`], writing into `buf` (cleared first): a
+    /// producer hands back the buffers of acknowledged batches, so the
+    /// memory is reused instead of faulted in afresh for every batch.
+    pub fn with_buffer(mut buf: Vec<u8>, base_timestamp: i64, capacity: usize) -> BatchWriter {
+        buf.clear();
+        buf.reserve(HEADER_LEN + capacity);
         buf.resize(HEADER_LEN, 0);
         BatchWriter {
             buf,

@@ -3,7 +3,6 @@
 //! same partition), sticky partitions for unkeyed ones (KIP-480/794: stay on
 //! one partition until about a batch's worth of bytes went there).
 
-use std::collections::HashMap;
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`).
 pub fn murmur2(data: &[u8]) -> i32 {
@@ -44,7 +43,7 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 /// Sticky choice for unkeyed records, per topic.
 #[derive(Debug, Default)]
 pub struct Sticky {
-    current: HashMap<String, (i32, usize)>,
+    current: fnv::FnvHashMap<String, (i32, usize)>,
     seed: u64,
 }
 

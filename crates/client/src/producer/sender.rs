@@ -417,6 +417,7 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
                 } => {
                     s.done.complete(Ok((base_offset, append_time)));
                     acc.buffered = acc.buffered.saturating_sub(size);
+                    acc.recycle(s.bytes);
                 }
                 Outcome::Retry(why)
                     if s.attempts < inner.config.retries
