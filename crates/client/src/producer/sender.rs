@@ -89,7 +89,10 @@ pub(super) fn seal(
         sequence,
         created: open.created,
         attempts: 0,
-        not_before: Instant::now(),
+        // Sendable at once. Not `Instant::now()`: the sender loop compares
+        // with the time it read before sealing, and a batch sealed "after"
+        // that would wait for a timer (rounded up to the next millisecond).
+        not_before: open.created,
     }
 }
 
@@ -465,4 +468,73 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
     }
     inner.progress.notify_waiters();
     inner.wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Cluster;
+    use crate::producer::{BatchDone, ProducerConfig};
+    use std::time::Duration;
+    use strom_record::BatchWriter;
+    use tokio::sync::Notify;
+
+    fn inner(linger_ms: &str) -> Inner {
+        let mut config = ProducerConfig::new("127.0.0.1:9");
+        config.set("linger.ms", linger_ms).expect("linger.ms");
+        Inner {
+            idempotent: false,
+            cluster: Cluster::new("127.0.0.1:9", "test", Duration::from_secs(1))
+                .expect("cluster"),
+            acc: Default::default(),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            txn: tokio::sync::Mutex::new(txn::TxnState::Uninitialized),
+            config,
+        }
+    }
+
+    fn open_batch(acc: &mut Accumulator, created: Instant) {
+        let mut writer = BatchWriter::new(0, 1024);
+        writer.append(0, None, Some(b"v"), &[]);
+        let q = acc.parts.entry(("t".into(), 0)).or_default();
+        q.open = Some(Open {
+            writer,
+            done: BatchDone::new("t".into(), 0),
+            bytes: 10,
+            created,
+        });
+    }
+
+    /// A batch the sender seals is sendable in the same pass: it must not
+    /// wait for a timer (which rounds up to the next millisecond, and once
+    /// added a millisecond to every acknowledgement at low rates).
+    #[test]
+    fn a_batch_sealed_at_linger_zero_goes_out_in_the_same_pass() {
+        let inner = inner("0");
+        let mut acc = Accumulator::default();
+        let now = Instant::now();
+        open_batch(&mut acc, now);
+        let next = seal_due(&inner, &mut acc, now);
+        assert_eq!(next, None, "nothing left to wait for");
+        let sent = take_sendable(&inner, &mut acc, now);
+        assert_eq!(sent.len(), 1);
+    }
+
+    /// With a linger, a young batch waits until it is due, then goes.
+    #[test]
+    fn a_young_batch_waits_for_its_linger() {
+        let inner = inner("5");
+        let mut acc = Accumulator::default();
+        let now = Instant::now();
+        open_batch(&mut acc, now);
+        assert_eq!(
+            seal_due(&inner, &mut acc, now),
+            Some(now + Duration::from_millis(5))
+        );
+        assert!(take_sendable(&inner, &mut acc, now).is_empty());
+        let later = now + Duration::from_millis(5);
+        assert_eq!(seal_due(&inner, &mut acc, later), None);
+        assert_eq!(take_sendable(&inner, &mut acc, later).len(), 1);
+    }
 }
