@@ -4,7 +4,9 @@
 Measures, in this order and on this machine:
   1. limits (the best of a few tries each): loopback TCP (iperf3),
      sequential 1 GiB writes into the page cache, with one final fdatasync
-     and with O_DSYNC per MiB (dd), the 4 KiB fdatasync rate;
+     and with O_DSYNC per MiB (dd), the 4 KiB fdatasync rate; and the
+     produce floor for 1 KiB records (bench/floor: the unavoidable steps of
+     a produce path at once, on the same cores; median of --rounds);
   2. produce: 100 B and 1 KiB records, 1 and 6 partitions, acks=1 and all,
      linger 5 ms, 1 MiB batches, driven by librdkafka (kcat) and by
      `strom perf produce`; for the 1-partition acks=all cells also by
@@ -35,6 +37,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STROM = os.environ.get("STROM_BIN", os.path.join(ROOT, "target", "release", "strom"))
+FLOOR = os.path.join(ROOT, "target", "release", "strom-bench-floor")
 MIB = 1 << 20
 
 
@@ -134,6 +137,15 @@ def disk_limits(directory, mib):
     os.unlink(path)
     return {"write_buffered_mb_s": write_buffered, "write_fdatasync_mb_s": write_fdatasync, "write_dsync_per_mib_mb_s": write_dsync,
             "fdatasync_4k_per_s": rate}
+
+
+def floor_mb_s(directory, size, n):
+    """The produce-path floor (bench/floor): record copy, CRC32C on both
+    sides, loopback TCP and an append into the page cache, and nothing
+    else. What it reaches bounds any Kafka-compatible produce path here."""
+    sh("sync")
+    out = sh(FLOOR, "--bytes", str(size * n), "--record-size", str(size), "--dir", directory)
+    return json.loads(out)["mb_s"]
 
 
 # ---------------------------------------------------------------- drivers
@@ -250,6 +262,8 @@ def main():
     for tool in ("kcat", "iperf3", "dd"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found (scripts/bench installs it)")
+    if not os.path.exists(FLOOR):
+        raise SystemExit(f"{FLOOR} not found (scripts/bench builds it)")
     started = time.time()
     tmp = tempfile.mkdtemp(prefix="strom-bench-", dir=os.environ.get("STROM_BENCH_DIR"))
     n_small, n_large = (200_000, 50_000) if a.quick else (1_000_000, 300_000)
@@ -268,6 +282,12 @@ def main():
         # it is on disk, and the fdatasync write rate binds.
         produce_limit = min(limits["loopback_mb_s"], limits["write_buffered_mb_s"])
         durable_limit = min(limits["loopback_mb_s"], limits["write_fdatasync_mb_s"])
+        # The same steps at once on the same cores: the 1 KiB produce floor.
+        floor = cell([floor_mb_s(tmp, 1024, n_large) for _ in range(a.rounds)])
+        floor["ratio_to_limit"] = floor["median"] / produce_limit
+        result["floor_1k"] = floor
+        print(f"floor    1024 B  {floor['median']:8.1f} MB/s (min {floor['min']:.0f}, max {floor['max']:.0f})  "
+              f"{floor['ratio_to_limit']:.2f} of limit", flush=True)
 
         broker = Broker(os.path.join(tmp, "data"))
         broker.start()
@@ -298,10 +318,14 @@ def main():
                         mb = c["median"] * size / 1e6
                         row = {"size": size, "partitions": partitions, "acks": acks, "driver": name, **c,
                                "mb_s": mb, "ratio_to_limit": mb / produce_limit}
+                        of_floor = ""
+                        if size == 1024:
+                            row["ratio_to_floor"] = mb / floor["median"]
+                            of_floor = f", {row['ratio_to_floor']:.2f} of floor"
                         result["produce"].append(row)
                         print(f"produce {size:>5} B  p={partitions} acks={acks:<3} {name:<18} "
-                              f"{c['median']:>12,.0f} rec/s {mb:8.1f} MB/s  {row['ratio_to_limit']:.2f} of limit",
-                              flush=True)
+                              f"{c['median']:>12,.0f} rec/s {mb:8.1f} MB/s  {row['ratio_to_limit']:.2f} of limit"
+                              f"{of_floor}", flush=True)
         # Acknowledged only once on disk: flush.messages=1 (group commit), 1 KiB, one partition.
         path = records_file(tmp, 1024, n_large)
         for name, run in (("librdkafka (kcat)", lambda t: kcat_produce(broker, t, path, n_large, "all", 0)),
