@@ -149,4 +149,41 @@ mod tests {
             Err(FrameError::Io(_))
         ));
     }
+
+    fn framed(len: usize, fill: u8) -> Vec<u8> {
+        let mut v = (len as u32).to_be_bytes().to_vec();
+        v.resize(4 + len, fill);
+        v
+    }
+
+    /// A frame's buffer is reused once the frame is dropped, and never
+    /// while it is still held (a request still being handled).
+    #[tokio::test]
+    async fn reuses_buffers_of_dropped_frames_only() {
+        let mut frames = FrameReader::new(4 << 20);
+        let mut wire = Vec::new();
+        for fill in 1..=4 {
+            wire.extend(framed(1 << 20, fill));
+        }
+        let mut data: &[u8] = &wire;
+        let first = frames.read(&mut data).await.expect("frame 1");
+        let first_at = first.as_ptr();
+        // Held: the next frame must land elsewhere and leave `first` intact.
+        let second = frames.read(&mut data).await.expect("frame 2");
+        assert_ne!(second.as_ptr(), first_at);
+        assert!(first.iter().all(|b| *b == 1));
+        drop(first);
+        drop(second);
+        let third = frames.read(&mut data).await.expect("frame 3");
+        assert!(third.iter().all(|b| *b == 3));
+        let reused = third.as_ptr();
+        drop(third);
+        let fourth = frames.read(&mut data).await.expect("frame 4");
+        assert_eq!(
+            fourth.as_ptr(),
+            reused,
+            "a dropped frame's buffer is read into again"
+        );
+        assert!(fourth.iter().all(|b| *b == 4));
+    }
 }

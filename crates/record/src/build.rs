@@ -309,6 +309,26 @@ mod tests {
     use super::*;
     use crate::{for_each_record, BatchHeader};
 
+    /// A batch written into a recycled buffer (a producer reuses the
+    /// buffers of acknowledged batches) is the batch a fresh buffer gets.
+    #[test]
+    fn a_recycled_buffer_yields_the_same_batch() {
+        let write = |w: &mut BatchWriter| {
+            for i in 0..10u8 {
+                w.append(1000 + i64::from(i), Some(&[i]), Some(&[i; 50]), &[]);
+            }
+        };
+        let mut fresh = BatchWriter::new(1000, 64);
+        write(&mut fresh);
+        let expected = fresh.finish(0, -1, -1, -1);
+        let mut dirty = BatchWriter::new(5, 4096);
+        dirty.append(5, Some(b"old"), Some(&[0xee; 3000]), &[]);
+        let old = dirty.finish(0, 9, 9, 9);
+        let mut reused = BatchWriter::with_buffer(old, 1000, 64);
+        write(&mut reused);
+        assert_eq!(reused.finish(0, -1, -1, -1), expected);
+    }
+
     #[test]
     fn writer_matches_builder_and_counts_its_bytes() {
         let headers = [

@@ -424,7 +424,9 @@ impl Producer {
             .filter(|(_, expires)| now < *expires)
             .map(|(n, _)| *n);
         match cached {
-            Some(n) => Ok(self.append(&mut acc, record, n, now)?.map_err(|r| (r, true))),
+            Some(n) => Ok(self
+                .append(&mut acc, record, n, now)?
+                .map_err(|r| (r, true))),
             None => Ok(Err((record, false))),
         }
     }

@@ -3,7 +3,6 @@
 //! same partition), sticky partitions for unkeyed ones (KIP-480/794: stay on
 //! one partition until about a batch's worth of bytes went there).
 
-
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`).
 pub fn murmur2(data: &[u8]) -> i32 {
     const M: u32 = 0x5bd1_e995;

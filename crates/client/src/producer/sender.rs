@@ -484,8 +484,7 @@ mod tests {
         config.set("linger.ms", linger_ms).expect("linger.ms");
         Inner {
             idempotent: false,
-            cluster: Cluster::new("127.0.0.1:9", "test", Duration::from_secs(1))
-                .expect("cluster"),
+            cluster: Cluster::new("127.0.0.1:9", "test", Duration::from_secs(1)).expect("cluster"),
             acc: Default::default(),
             wake: Notify::new(),
             progress: Notify::new(),
