@@ -19,6 +19,9 @@ use strom_protocol::{FrameError, FrameReader, RequestFrame};
 use crate::broker::Broker;
 use crate::dispatch::dispatch;
 
+/// How long a connection may send nothing before its frame buffers are freed.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves one connection until the peer closes it, a request is malformed,
 /// or shutdown is signalled (then requests already read are finished first).
 pub async fn serve(
@@ -55,11 +58,35 @@ pub async fn serve(
         let _ = wr.shutdown().await;
     });
     let mut frames = FrameReader::new(max_frame);
+    // A connection that sent nothing for a whole period gives its frame
+    // buffers back (one timer per connection, reset only when it fires).
+    let idle = tokio::time::sleep(IDLE_RELEASE);
+    tokio::pin!(idle);
+    let mut active = false;
     loop {
+        // Wait for bytes first: unlike a frame read, this wait can be
+        // interrupted by the idle timer without losing anything.
+        tokio::select! {
+            r = rd.readable() => {
+                if r.is_err() {
+                    break;
+                }
+            }
+            _ = &mut idle => {
+                if !active {
+                    frames.release();
+                }
+                active = false;
+                idle.as_mut().reset(tokio::time::Instant::now() + IDLE_RELEASE);
+                continue;
+            }
+            _ = shutdown.changed() => break,
+        }
         let frame = tokio::select! {
             f = frames.read(&mut rd) => f,
             _ = shutdown.changed() => break,
         };
+        active = true;
         let bytes = match frame {
             Ok(b) => b.freeze(),
             Err(FrameError::Closed) => break,

@@ -92,6 +92,19 @@ impl FrameReader {
         Ok(self.current.split())
     }
 
+    /// Frees the buffers kept for reuse (a connection gone quiet need not
+    /// hold a megabyte or more); frames still held by callers stay valid.
+    pub fn release(&mut self) {
+        self.spare.clear();
+        self.current = BytesMut::new();
+        self.current_size = 0;
+    }
+
+    /// Bytes of buffer kept for reuse (allocations, whether or not in use).
+    pub fn retained(&self) -> usize {
+        self.current_size + self.spare.iter().map(|(_, n)| n).sum::<usize>()
+    }
+
     /// Makes `current` an empty buffer with room for `size` bytes: the rest
     /// of the current buffer, a buffer whose frames are all dropped, or a new one.
     fn make_room(&mut self, size: usize) {
@@ -185,5 +198,17 @@ mod tests {
             "a dropped frame's buffer is read into again"
         );
         assert!(fourth.iter().all(|b| *b == 4));
+        assert!(frames.retained() >= 2 << 20);
+        frames.release();
+        assert_eq!(frames.retained(), 0);
+        assert!(
+            fourth.iter().all(|b| *b == 4),
+            "a held frame outlives release"
+        );
+        let mut data: &[u8] = &[0, 0, 0, 2, 7, 8];
+        assert_eq!(
+            &frames.read(&mut data).await.expect("after release")[..],
+            &[7, 8]
+        );
     }
 }
