@@ -37,6 +37,17 @@ fn encode<T: Encodable + HeaderVersion>(
     Ok(Some(out))
 }
 
+/// Runs `f`, which waits for an fsync (the transaction coordinator makes
+/// its state durable before answering), without stalling the other
+/// connections served by this worker thread: on the multi-threaded runtime
+/// the worker hands its queue to another thread first.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Handles one request from `peer`. `Ok(None)` means no response is due (acks=0 produce).
 pub async fn dispatch(
     broker: &Broker,
@@ -181,22 +192,22 @@ pub async fn dispatch(
                 &groups::consumer_heartbeat(broker, &client, peer, decode_body(&frame)?),
             )
         }
-        ApiKey::InitProducerId => encode(
-            &frame,
-            v,
-            &txn::init_producer_id(broker, v, decode_body(&frame)?),
-        ),
-        ApiKey::AddPartitionsToTxn => encode(
-            &frame,
-            v,
-            &txn::add_partitions(broker, v, decode_body(&frame)?),
-        ),
-        ApiKey::AddOffsetsToTxn => encode(
-            &frame,
-            v,
-            &txn::add_offsets(broker, v, decode_body(&frame)?),
-        ),
-        ApiKey::EndTxn => encode(&frame, v, &txn::end_txn(broker, v, decode_body(&frame)?)),
+        ApiKey::InitProducerId => encode(&frame, v, &{
+            let req = decode_body(&frame)?;
+            off_worker(|| txn::init_producer_id(broker, v, req))
+        }),
+        ApiKey::AddPartitionsToTxn => encode(&frame, v, &{
+            let req = decode_body(&frame)?;
+            off_worker(|| txn::add_partitions(broker, v, req))
+        }),
+        ApiKey::AddOffsetsToTxn => encode(&frame, v, &{
+            let req = decode_body(&frame)?;
+            off_worker(|| txn::add_offsets(broker, v, req))
+        }),
+        ApiKey::EndTxn => encode(&frame, v, &{
+            let req = decode_body(&frame)?;
+            off_worker(|| txn::end_txn(broker, v, req))
+        }),
         ApiKey::TxnOffsetCommit => encode(
             &frame,
             v,
