@@ -84,9 +84,10 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         let mut waiting: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
         let mut failed = 0usize;
         let mut sent = 0usize;
+        let topic: std::sync::Arc<str> = args.topic.as_str().into();
         for (n, line) in input.lines().enumerate() {
             let line = line.context("cannot read input")?;
-            let mut record = ProducerRecord::new(&args.topic);
+            let mut record = ProducerRecord::new(topic.clone());
             match &args.key_separator {
                 Some(sep) => {
                     let Some((k, v)) = line.split_once(sep.as_str()) else {

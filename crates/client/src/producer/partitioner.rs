@@ -39,17 +39,29 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
 }
 
-/// Sticky choice for unkeyed records, per topic.
+/// Sticky choice for unkeyed records. The per-topic part ([`StickyState`])
+/// lives with the topic's other per-record state, so a record costs one
+/// topic lookup, not one per concern.
 #[derive(Debug, Default)]
 pub struct Sticky {
-    current: fnv::FnvHashMap<String, (i32, usize)>,
     seed: u64,
 }
+
+/// One topic's sticky partition and the bytes sent to it so far (`None`
+/// before the first unkeyed record).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StickyState(Option<(i32, usize)>);
 
 impl Sticky {
     /// The partition for an unkeyed record of `bytes` bytes; moves to another
     /// partition once `batch_size` bytes went to the current one.
-    pub fn next(&mut self, topic: &str, partitions: i32, bytes: usize, batch_size: usize) -> i32 {
+    pub fn next(
+        &mut self,
+        state: &mut StickyState,
+        partitions: i32,
+        bytes: usize,
+        batch_size: usize,
+    ) -> i32 {
         let n = partitions.max(1);
         if self.seed == 0 {
             self.seed = std::time::SystemTime::now()
@@ -69,21 +81,15 @@ impl Sticky {
             }
             p
         };
-        match self.current.get_mut(topic) {
-            Some((p, used)) => {
-                if *p >= n || *used >= batch_size {
-                    *p = fresh(&mut self.seed, Some(*p));
-                    *used = 0;
-                }
-                *used += bytes;
-                *p
-            }
-            None => {
-                let p = fresh(&mut self.seed, None);
-                self.current.insert(topic.to_string(), (p, bytes));
-                p
-            }
+        let (p, used) = state
+            .0
+            .get_or_insert_with(|| (fresh(&mut self.seed, None), 0));
+        if *p >= n || *used >= batch_size {
+            *p = fresh(&mut self.seed, Some(*p));
+            *used = 0;
         }
+        *used += bytes;
+        *p
     }
 }
 
@@ -112,12 +118,11 @@ mod tests {
 
     #[test]
     fn sticky_moves_after_a_batch() {
-        let mut s = Sticky::default();
-        let first = s.next("t", 6, 100, 1000);
-        for _ in 0..8 {
-            assert_eq!(s.next("t", 6, 100, 1000), first);
+        let (mut s, mut t) = (Sticky::default(), StickyState::default());
+        let first = s.next(&mut t, 6, 100, 1000);
+        for _ in 0..9 {
+            assert_eq!(s.next(&mut t, 6, 100, 1000), first);
         }
-        s.next("t", 6, 100, 1000);
-        assert_ne!(s.next("t", 6, 100, 1000), first);
+        assert_ne!(s.next(&mut t, 6, 100, 1000), first);
     }
 }

@@ -102,7 +102,7 @@ fn seal_due(inner: &Inner, acc: &mut Accumulator, now: Instant) -> Option<Instan
     let force = acc.flushing > 0 || acc.closed;
     let (producer, transactional) = (acc.producer, acc.transactional);
     let mut next = None::<Instant>;
-    for q in acc.parts.values_mut() {
+    for q in acc.topics.queues_mut() {
         let due = match &q.open {
             Some(o) => force || o.bytes >= inner.config.batch_size || o.created + linger <= now,
             None => false,
@@ -134,7 +134,7 @@ fn take_sendable(
     let max = inner.config.max_in_flight.max(1);
     let mut out = Vec::new();
     let mut freed = 0;
-    for (tp, q) in acc.parts.iter_mut() {
+    for q in acc.topics.queues_mut() {
         while q.in_flight < max {
             let Some(front) = q.sealed.front() else { break };
             if front.not_before > now {
@@ -147,13 +147,13 @@ fn take_sendable(
                     s,
                     ClientError::Timeout(format!(
                         "delivery to {}-{} (delivery.timeout.ms)",
-                        tp.0, tp.1
+                        q.name, q.partition
                     )),
                 );
                 continue;
             }
             q.in_flight += 1;
-            out.push((tp.clone(), s));
+            out.push((q.topic_partition(), s));
             // One batch per partition per request (Kafka refuses a partition
             // twice in one Produce); the next goes in the next request,
             // pipelined on the same connection.
@@ -408,7 +408,7 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
                     Outcome::Retry("partition missing from the response".into())
                 });
             let transactional = acc.transactional;
-            let Some(q) = acc.parts.get_mut(&tp) else {
+            let Some(q) = acc.topics.queue_mut(&tp.0, tp.1) else {
                 continue;
             };
             q.in_flight = q.in_flight.saturating_sub(1);
@@ -420,7 +420,7 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
                 } => {
                     s.done.complete(Ok((base_offset, append_time)));
                     acc.buffered = acc.buffered.saturating_sub(size);
-                    acc.recycle(s.bytes);
+                    acc.pool.recycle(s.bytes, inner.config.buffer_memory);
                 }
                 Outcome::Retry(why)
                     if s.attempts < inner.config.retries
@@ -496,7 +496,8 @@ mod tests {
     fn open_batch(acc: &mut Accumulator, created: Instant) {
         let mut writer = BatchWriter::new(0, 1024);
         writer.append(0, None, Some(b"v"), &[]);
-        let q = acc.parts.entry(("t".into(), 0)).or_default();
+        acc.topics.set_partitions("t", 1, i64::MAX);
+        let q = acc.topics.queue_mut("t", 0).expect("partition 0");
         q.open = Some(Open {
             writer,
             done: BatchDone::new("t".into(), 0),

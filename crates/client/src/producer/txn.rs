@@ -146,7 +146,7 @@ pub(super) async fn init_transactions(inner: &Inner) -> Result<(), ClientError> 
     {
         let mut acc = inner.acc();
         acc.producer = Some((pid, epoch));
-        for q in acc.parts.values_mut() {
+        for q in acc.topics.queues_mut() {
             q.next_sequence = 0;
         }
         acc.txn_partitions.clear();
