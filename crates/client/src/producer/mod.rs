@@ -483,12 +483,9 @@ impl Producer {
                 Some(k) if !inner.config.partitioner_ignore_keys => {
                     partition_for_key(k, partitions)
                 }
-                _ => acc.sticky.next(
-                    &mut topic.sticky,
-                    partitions,
-                    size,
-                    inner.config.batch_size,
-                ),
+                _ => acc
+                    .sticky
+                    .next(&mut topic.sticky, partitions, size, inner.config.batch_size),
             },
         };
         // The partition count only comes from metadata, which made this
@@ -633,5 +630,63 @@ impl Drop for Producer {
     fn drop(&mut self) {
         self.inner.acc().closed = true;
         self.inner.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(capacity: usize) -> bytes::Bytes {
+        let mut v = Vec::with_capacity(capacity);
+        v.extend_from_slice(b"records");
+        bytes::Bytes::from(v)
+    }
+
+    #[test]
+    fn the_pool_keeps_buffers_up_to_its_limit_and_hands_them_back() {
+        let mut pool = BufferPool::default();
+        pool.recycle(batch(1000), 2500);
+        pool.recycle(batch(1000), 2500);
+        pool.recycle(batch(1000), 2500); // over the limit: dropped
+        assert_eq!((pool.free.len(), pool.bytes), (2, 2000));
+        let b = pool.take();
+        assert!(b.capacity() >= 1000);
+        assert_eq!(pool.bytes, 2000 - b.capacity());
+        pool.take();
+        assert_eq!((pool.free.len(), pool.bytes), (0, 0));
+        assert_eq!(
+            pool.take().capacity(),
+            0,
+            "an empty pool gives a new buffer"
+        );
+    }
+
+    #[test]
+    fn a_batch_still_shared_is_not_reused() {
+        let mut pool = BufferPool::default();
+        let shared = batch(1000);
+        let _still_sending = shared.clone();
+        pool.recycle(shared, 1 << 20);
+        assert!(pool.free.is_empty());
+    }
+
+    #[test]
+    fn a_settled_record_reads_its_batch_result() {
+        let done = BatchDone::new("t".into(), 3);
+        let f = DeliveryFuture {
+            batch: done.clone(),
+            index: 2,
+            timestamp: 7,
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut f = Box::pin(f);
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        done.complete(Ok((100, -1)));
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(m)) => assert_eq!((m.partition, m.offset, m.timestamp), (3, 102, 7)),
+            other => panic!("expected the record's metadata, got {other:?}"),
+        }
     }
 }
