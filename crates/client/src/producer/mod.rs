@@ -65,9 +65,15 @@ pub struct ProducerRecord {
 impl ProducerRecord {
     /// A record for `topic` with no key and no value yet.
     pub fn new(topic: impl Into<Arc<str>>) -> Self {
+        // Every field named: `..Default::default()` would make (and drop)
+        // a default topic per record.
         ProducerRecord {
             topic: topic.into(),
-            ..Default::default()
+            partition: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
         }
     }
 
