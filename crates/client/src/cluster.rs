@@ -47,6 +47,9 @@ pub struct Cluster {
     /// `reconnect.backoff.ms` and `reconnect.backoff.max.ms`.
     reconnect: (Duration, Duration),
     state: Mutex<State>,
+    /// FindCoordinator requests sent (a test checks that commits reuse a
+    /// known coordinator).
+    coordinator_lookups: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -70,6 +73,7 @@ impl Cluster {
             timeout,
             reconnect: (Duration::from_millis(50), Duration::from_millis(1000)),
             state: Mutex::new(State::default()),
+            coordinator_lookups: Default::default(),
         })
     }
 
@@ -240,6 +244,8 @@ impl Cluster {
 
     /// The coordinator of a group (`key_type` 0) or transactional id (1).
     pub async fn coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Mux>, ClientError> {
+        self.coordinator_lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conn = self.any_connection().await?;
         let v = conn.version(ApiKey::FindCoordinator)?;
         let req = if v >= 4 {
@@ -261,6 +267,15 @@ impl Cluster {
         let addr = format!("{host}:{port}");
         self.state.lock().await.brokers.insert(node, addr.clone());
         self.connection(&addr).await
+    }
+}
+
+#[cfg(test)]
+impl Cluster {
+    /// FindCoordinator requests sent so far.
+    pub(crate) fn coordinator_lookups(&self) -> u64 {
+        self.coordinator_lookups
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::config::ConsumerConfig;
 use crate::cluster::Cluster;
 use crate::error::ClientError;
+use crate::mux::Mux;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -41,6 +42,10 @@ struct Shared {
     error: Option<ClientError>,
     /// True once a heartbeat succeeded (joined).
     joined: bool,
+    /// The group coordinator the heartbeats go to, found once and kept
+    /// until it moves: commits use it too, so a commit is one round trip,
+    /// not a FindCoordinator and then the commit.
+    coordinator: Option<Arc<Mux>>,
 }
 
 /// This consumer's membership of a KIP-848 group.
@@ -115,6 +120,20 @@ impl Member {
         (st.member_id.clone(), st.epoch)
     }
 
+    /// The group coordinator the heartbeats use, while its connection is open.
+    pub fn coordinator(&self) -> Option<Arc<Mux>> {
+        lock(&self.shared)
+            .coordinator
+            .clone()
+            .filter(|c| !c.is_closed())
+    }
+
+    /// Drops the known coordinator (it answered that it no longer is one):
+    /// the next heartbeat or commit finds it again.
+    pub fn forget_coordinator(&self) {
+        lock(&self.shared).coordinator = None;
+    }
+
     /// True once the broker accepted the member.
     pub fn joined(&self) -> bool {
         lock(&self.shared).joined
@@ -181,8 +200,12 @@ impl Member {
         } else {
             -1
         };
-        let Ok(coordinator) = self.cluster.coordinator(&self.group_id, 0).await else {
-            return;
+        let coordinator = match self.coordinator() {
+            Some(c) => c,
+            None => match self.cluster.coordinator(&self.group_id, 0).await {
+                Ok(c) => c,
+                Err(_) => return,
+            },
         };
         let req = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(s(&self.group_id)))
@@ -196,7 +219,7 @@ impl Member {
 }
 
 /// Whether an error means "find the coordinator again and retry".
-fn coordinator_moved(e: ResponseError) -> bool {
+pub(super) fn coordinator_moved(e: ResponseError) -> bool {
     matches!(
         e,
         ResponseError::NotCoordinator
@@ -214,13 +237,13 @@ async fn heartbeat_loop(
 ) {
     let mut interval = config.heartbeat_interval;
     let retry = Duration::from_millis(200);
-    let mut known = None;
     loop {
-        let coordinator = match known.clone() {
+        let known = lock(&shared).coordinator.clone().filter(|c| !c.is_closed());
+        let coordinator = match known {
             Some(c) => c,
             None => match cluster.coordinator(&group_id, 0).await {
                 Ok(c) => {
-                    known = Some(c.clone());
+                    lock(&shared).coordinator = Some(c.clone());
                     c
                 }
                 Err(e) => {
@@ -265,7 +288,7 @@ async fn heartbeat_loop(
         {
             Err(e) => {
                 tracing::debug!(group = %group_id, error = %e, "heartbeat failed; retrying");
-                known = None;
+                lock(&shared).coordinator = None;
                 retry
             }
             Ok((_, r)) => match ResponseError::try_from_code(r.error_code) {
@@ -303,7 +326,7 @@ async fn heartbeat_loop(
                     Duration::ZERO
                 }
                 Some(e) if coordinator_moved(e) => {
-                    known = None;
+                    lock(&shared).coordinator = None;
                     retry
                 }
                 Some(e) => {

@@ -105,6 +105,9 @@ pub struct Consumer {
     nodes_fetching: HashSet<i32>,
     membership: Option<group::Membership>,
     member848: Option<kip848::Member>,
+    /// The group's coordinator for commits of a consumer that is not a
+    /// group member (assigned partitions, `group.id` set): found once.
+    coordinator: Option<Arc<crate::mux::Mux>>,
     last_commit: Instant,
     last_metadata_check: Instant,
     /// In a mutex only so that `Consumer` is `Sync` (a `&Consumer` may be
@@ -148,6 +151,7 @@ impl Consumer {
             nodes_fetching: HashSet::new(),
             membership: None,
             member848: None,
+            coordinator: None,
             last_commit: Instant::now(),
             last_metadata_check: Instant::now(),
             listener: None,
@@ -349,7 +353,10 @@ impl Consumer {
         }
         self.last_commit = Instant::now();
         if let Some(m) = &self.member848 {
-            let coordinator = self.cluster.coordinator(&group, 0).await?;
+            let coordinator = match m.coordinator() {
+                Some(c) => c,
+                None => self.cluster.coordinator(&group, 0).await?,
+            };
             let instance = self.config.group_instance_id.as_deref();
             // The epoch moves as the member reconciles: retry a stale one.
             let mut attempt = 0;
@@ -363,6 +370,12 @@ impl Consumer {
                         attempt += 1;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    Err(e @ ClientError::Kafka { error, .. })
+                        if kip848::coordinator_moved(error) =>
+                    {
+                        m.forget_coordinator();
+                        break Err(e);
+                    }
                     r => break r,
                 }
             };
@@ -373,8 +386,21 @@ impl Consumer {
                     .await
             }
             None => {
-                let coordinator = self.cluster.coordinator(&group, 0).await?;
-                group::commit(&coordinator, &group, -1, "", None, offsets).await
+                let coordinator = match self.coordinator.clone().filter(|c| !c.is_closed()) {
+                    Some(c) => c,
+                    None => {
+                        let c = self.cluster.coordinator(&group, 0).await?;
+                        self.coordinator = Some(c.clone());
+                        c
+                    }
+                };
+                let r = group::commit(&coordinator, &group, -1, "", None, offsets).await;
+                if let Err(ClientError::Kafka { error, .. }) = &r {
+                    if kip848::coordinator_moved(*error) {
+                        self.coordinator = None;
+                    }
+                }
+                r
             }
         }
     }
@@ -913,5 +939,96 @@ fn for_each_run<'a>(
     }
     if let Some((first, n, last)) = run {
         f((first.topic.to_string(), first.partition), n, last);
+    }
+}
+
+#[cfg(test)]
+mod commit_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    async fn broker(dir: &std::path::Path) -> strom_broker::ServerHandle {
+        let mut o = BTreeMap::new();
+        o.insert("listeners".to_string(), "127.0.0.1:0".to_string());
+        o.insert("log.dirs".to_string(), dir.display().to_string());
+        o.insert("num.partitions".to_string(), "2".to_string());
+        o.insert(
+            "group.initial.rebalance.delay.ms".to_string(),
+            "0".to_string(),
+        );
+        strom_broker::start(strom_broker::BrokerConfig::from_overrides(&o).expect("config"))
+            .await
+            .expect("start")
+    }
+
+    async fn topic(addr: &str) {
+        let mut admin = crate::Admin::connect(addr, Duration::from_secs(5))
+            .await
+            .expect("admin");
+        admin
+            .create_topic("t", 2, -1, &Default::default())
+            .await
+            .expect("topic");
+    }
+
+    fn config(addr: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
+        let mut c = ConsumerConfig::new(addr);
+        for (k, v) in [("group.id", "commits"), ("heartbeat.interval.ms", "100")]
+            .iter()
+            .chain(extra)
+        {
+            c.set(k, v).expect("valid");
+        }
+        c
+    }
+
+    /// A KIP-848 member commits through the coordinator its heartbeats
+    /// found: no FindCoordinator per commit.
+    #[tokio::test]
+    async fn a_kip848_member_commits_without_finding_the_coordinator_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = broker(dir.path()).await;
+        let addr = server.local_addr.to_string();
+        topic(&addr).await;
+        let mut c =
+            Consumer::new(config(&addr, &[("group.protocol", "consumer")])).expect("consumer");
+        c.subscribe(&["t"]).await.expect("subscribe");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.assignment().len() < 2 {
+            assert!(Instant::now() < deadline, "never assigned");
+            c.poll(Duration::from_millis(50)).await.expect("poll");
+        }
+        let before = c.cluster.coordinator_lookups();
+        for i in 1..=5 {
+            c.commit_offsets(&[(("t".to_string(), 0), i)])
+                .await
+                .expect("commit");
+        }
+        assert_eq!(c.cluster.coordinator_lookups(), before);
+        let committed = c
+            .committed(&[("t".to_string(), 0)])
+            .await
+            .expect("committed");
+        assert_eq!(committed.get(&("t".to_string(), 0)), Some(&5));
+    }
+
+    /// A consumer with assigned partitions (no membership) finds the
+    /// coordinator for its first commit and keeps it.
+    #[tokio::test]
+    async fn an_assigned_consumer_finds_the_coordinator_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = broker(dir.path()).await;
+        let addr = server.local_addr.to_string();
+        topic(&addr).await;
+        let mut c = Consumer::new(config(&addr, &[])).expect("consumer");
+        c.assign(vec![("t".to_string(), 0)]).await.expect("assign");
+        let before = c.cluster.coordinator_lookups();
+        for i in 1..=5 {
+            c.commit_offsets(&[(("t".to_string(), 0), i)])
+                .await
+                .expect("commit");
+        }
+        assert_eq!(c.cluster.coordinator_lookups(), before + 1);
     }
 }
