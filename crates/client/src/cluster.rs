@@ -36,6 +36,8 @@ struct State {
     topics: HashMap<String, TopicInfo>,
     conns: HashMap<String, Arc<Mux>>,
     backoff: HashMap<String, Backoff>,
+    /// Coordinators by (key, key type) for [`Cluster::known_coordinator`].
+    coordinators: HashMap<(String, i8), Arc<Mux>>,
 }
 
 /// Cluster metadata and connections, shared by a client's tasks.
@@ -267,6 +269,32 @@ impl Cluster {
         let addr = format!("{host}:{port}");
         self.state.lock().await.brokers.insert(node, addr.clone());
         self.connection(&addr).await
+    }
+
+    /// The coordinator of `key` found by an earlier call, while its
+    /// connection is open; otherwise looked up (FindCoordinator) and kept.
+    /// For callers that send it request after request (a transactional
+    /// producer: four per transaction); they call
+    /// [`Cluster::forget_coordinators`] when a request fails in a way that
+    /// may mean it moved.
+    pub async fn known_coordinator(
+        &self,
+        key: &str,
+        key_type: i8,
+    ) -> Result<Arc<Mux>, ClientError> {
+        let id = (key.to_string(), key_type);
+        let known = self.state.lock().await.coordinators.get(&id).cloned();
+        if let Some(c) = known.filter(|c| !c.is_closed()) {
+            return Ok(c);
+        }
+        let c = self.coordinator(key, key_type).await?;
+        self.state.lock().await.coordinators.insert(id, c.clone());
+        Ok(c)
+    }
+
+    /// Drops the coordinators [`Cluster::known_coordinator`] kept.
+    pub async fn forget_coordinators(&self) {
+        self.state.lock().await.coordinators.clear();
     }
 }
 

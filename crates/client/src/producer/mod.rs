@@ -677,6 +677,34 @@ mod tests {
         assert!(pool.free.is_empty());
     }
 
+    /// A transactional producer finds its transaction coordinator once,
+    /// not before each of AddPartitionsToTxn and EndTxn.
+    #[tokio::test]
+    async fn transactions_reuse_the_coordinator() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut o = std::collections::BTreeMap::new();
+        o.insert("listeners".to_string(), "127.0.0.1:0".to_string());
+        o.insert("log.dirs".to_string(), dir.path().display().to_string());
+        let server =
+            strom_broker::start(strom_broker::BrokerConfig::from_overrides(&o).expect("config"))
+                .await
+                .expect("start");
+        let mut config = ProducerConfig::new(&server.local_addr.to_string());
+        config.set("transactional.id", "tx-reuse").expect("valid");
+        let producer = Producer::new(config).await.expect("producer");
+        producer.init_transactions().await.expect("init");
+        for i in 0..3 {
+            producer.begin_transaction().await.expect("begin");
+            producer
+                .send(ProducerRecord::new("t").value(format!("{i}")))
+                .await
+                .expect("queued");
+            producer.commit_transaction().await.expect("commit");
+        }
+        assert_eq!(producer.inner.cluster.coordinator_lookups(), 1);
+        producer.close().await.expect("close");
+    }
+
     #[test]
     fn a_settled_record_reads_its_batch_result() {
         let done = BatchDone::new("t".into(), 3);

@@ -79,6 +79,9 @@ where
             Err(ClientError::Io(_) | ClientError::Timeout(_)) if Instant::now() < deadline => {}
             other => return other,
         }
+        // The coordinator may have moved (NOT_COORDINATOR, a lost
+        // connection): the next attempt looks it up again.
+        inner.cluster.forget_coordinators().await;
         tokio::time::sleep(inner.config.retry_backoff).await;
     }
 }
@@ -90,7 +93,7 @@ pub(super) async fn init_producer_id(
 ) -> Result<(i64, i16), ClientError> {
     with_retries(inner, "InitProducerId", || async {
         let conn = match txn_id {
-            Some(id) => inner.cluster.coordinator(id, 1).await?,
+            Some(id) => inner.cluster.known_coordinator(id, 1).await?,
             None => inner.cluster.any_connection().await?,
         };
         let req = InitProducerIdRequest::default()
@@ -221,7 +224,7 @@ pub(super) async fn add_partitions(
         by_topic.entry(t).or_default().push(*p);
     }
     let r = with_retries(inner, "AddPartitionsToTxn", || async {
-        let conn = inner.cluster.coordinator(id, 1).await?;
+        let conn = inner.cluster.known_coordinator(id, 1).await?;
         let req = AddPartitionsToTxnRequest::default()
             .with_v3_and_below_transactional_id(TransactionalId(s(id)))
             .with_v3_and_below_producer_id(ProducerId(pid))
@@ -288,7 +291,7 @@ pub(super) async fn send_offsets(
         .producer
         .ok_or_else(|| ClientError::Protocol("no producer id".into()))?;
     with_retries(inner, "AddOffsetsToTxn", || async {
-        let conn = inner.cluster.coordinator(id, 1).await?;
+        let conn = inner.cluster.known_coordinator(id, 1).await?;
         let req = AddOffsetsToTxnRequest::default()
             .with_transactional_id(TransactionalId(s(id)))
             .with_producer_id(ProducerId(pid))
@@ -306,7 +309,7 @@ pub(super) async fn send_offsets(
         by_topic.entry(t).or_default().push((*p, *o));
     }
     with_retries(inner, "TxnOffsetCommit", || async {
-        let conn = inner.cluster.coordinator(&group.group_id, 0).await?;
+        let conn = inner.cluster.known_coordinator(&group.group_id, 0).await?;
         let req = TxnOffsetCommitRequest::default()
             .with_transactional_id(TransactionalId(s(id)))
             .with_group_id(GroupId(s(&group.group_id)))
@@ -375,7 +378,7 @@ pub(super) async fn end(inner: &Inner, commit: bool) -> Result<(), ClientError> 
     let (pid, epoch) = producer.ok_or_else(|| ClientError::Protocol("no producer id".into()))?;
     if had_partitions {
         let r = with_retries(inner, "EndTxn", || async {
-            let conn = inner.cluster.coordinator(id, 1).await?;
+            let conn = inner.cluster.known_coordinator(id, 1).await?;
             let req = EndTxnRequest::default()
                 .with_transactional_id(TransactionalId(s(id)))
                 .with_producer_id(ProducerId(pid))
