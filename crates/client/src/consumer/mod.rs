@@ -105,9 +105,6 @@ pub struct Consumer {
     nodes_fetching: HashSet<i32>,
     membership: Option<group::Membership>,
     member848: Option<kip848::Member>,
-    /// The group's coordinator for commits of a consumer that is not a
-    /// group member (assigned partitions, `group.id` set): found once.
-    coordinator: Option<Arc<crate::mux::Mux>>,
     last_commit: Instant,
     last_metadata_check: Instant,
     /// In a mutex only so that `Consumer` is `Sync` (a `&Consumer` may be
@@ -151,7 +148,6 @@ impl Consumer {
             nodes_fetching: HashSet::new(),
             membership: None,
             member848: None,
-            coordinator: None,
             last_commit: Instant::now(),
             last_metadata_check: Instant::now(),
             listener: None,
@@ -386,18 +382,13 @@ impl Consumer {
                     .await
             }
             None => {
-                let coordinator = match self.coordinator.clone().filter(|c| !c.is_closed()) {
-                    Some(c) => c,
-                    None => {
-                        let c = self.cluster.coordinator(&group, 0).await?;
-                        self.coordinator = Some(c.clone());
-                        c
-                    }
-                };
+                // Not a member: the coordinator is found for the first
+                // commit and kept until it moves.
+                let coordinator = self.cluster.known_coordinator(&group, 0).await?;
                 let r = group::commit(&coordinator, &group, -1, "", None, offsets).await;
                 if let Err(ClientError::Kafka { error, .. }) = &r {
                     if kip848::coordinator_moved(*error) {
-                        self.coordinator = None;
+                        self.cluster.forget_coordinators().await;
                     }
                 }
                 r
