@@ -12,6 +12,8 @@ mod error;
 pub mod mux;
 pub mod producer;
 mod props;
+#[cfg(test)]
+mod test_broker;
 mod topics;
 mod transactions;
 

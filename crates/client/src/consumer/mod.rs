@@ -935,22 +935,30 @@ fn for_each_run<'a>(
 
 #[cfg(test)]
 mod commit_tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
-    async fn broker(dir: &std::path::Path) -> strom_broker::ServerHandle {
-        let mut o = BTreeMap::new();
-        o.insert("listeners".to_string(), "127.0.0.1:0".to_string());
-        o.insert("log.dirs".to_string(), dir.display().to_string());
-        o.insert("num.partitions".to_string(), "2".to_string());
-        o.insert(
-            "group.initial.rebalance.delay.ms".to_string(),
-            "0".to_string(),
-        );
-        strom_broker::start(strom_broker::BrokerConfig::from_overrides(&o).expect("config"))
-            .await
-            .expect("start")
+    /// A broker with a 2-partition topic "t"; keep the directory and the
+    /// handle alive for the test's length.
+    async fn broker() -> (tempfile::TempDir, strom_broker::ServerHandle, String) {
+        let dir = tempfile::tempdir().expect("dir");
+        let server =
+            crate::test_broker::start(dir.path(), &[("group.initial.rebalance.delay.ms", "0")])
+                .await;
+        let addr = server.local_addr.to_string();
+        topic(&addr).await;
+        (dir, server, addr)
+    }
+
+    /// Commits five offsets of t-0 (1 to 5); returns the FindCoordinator
+    /// requests the commits made.
+    async fn commit_five(c: &mut Consumer) -> u64 {
+        let before = c.cluster.coordinator_lookups();
+        for i in 1..=5 {
+            c.commit_offsets(&[(("t".to_string(), 0), i)])
+                .await
+                .expect("commit");
+        }
+        c.cluster.coordinator_lookups() - before
     }
 
     async fn topic(addr: &str) {
@@ -978,10 +986,7 @@ mod commit_tests {
     /// found: no FindCoordinator per commit.
     #[tokio::test]
     async fn a_kip848_member_commits_without_finding_the_coordinator_again() {
-        let dir = tempfile::tempdir().expect("dir");
-        let server = broker(dir.path()).await;
-        let addr = server.local_addr.to_string();
-        topic(&addr).await;
+        let (_dir, _server, addr) = broker().await;
         let mut c =
             Consumer::new(config(&addr, &[("group.protocol", "consumer")])).expect("consumer");
         c.subscribe(&["t"]).await.expect("subscribe");
@@ -990,13 +995,7 @@ mod commit_tests {
             assert!(Instant::now() < deadline, "never assigned");
             c.poll(Duration::from_millis(50)).await.expect("poll");
         }
-        let before = c.cluster.coordinator_lookups();
-        for i in 1..=5 {
-            c.commit_offsets(&[(("t".to_string(), 0), i)])
-                .await
-                .expect("commit");
-        }
-        assert_eq!(c.cluster.coordinator_lookups(), before);
+        assert_eq!(commit_five(&mut c).await, 0);
         let committed = c
             .committed(&[("t".to_string(), 0)])
             .await
@@ -1008,18 +1007,9 @@ mod commit_tests {
     /// coordinator for its first commit and keeps it.
     #[tokio::test]
     async fn an_assigned_consumer_finds_the_coordinator_once() {
-        let dir = tempfile::tempdir().expect("dir");
-        let server = broker(dir.path()).await;
-        let addr = server.local_addr.to_string();
-        topic(&addr).await;
+        let (_dir, _server, addr) = broker().await;
         let mut c = Consumer::new(config(&addr, &[])).expect("consumer");
         c.assign(vec![("t".to_string(), 0)]).await.expect("assign");
-        let before = c.cluster.coordinator_lookups();
-        for i in 1..=5 {
-            c.commit_offsets(&[(("t".to_string(), 0), i)])
-                .await
-                .expect("commit");
-        }
-        assert_eq!(c.cluster.coordinator_lookups(), before + 1);
+        assert_eq!(commit_five(&mut c).await, 1);
     }
 }

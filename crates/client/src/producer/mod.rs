@@ -682,13 +682,7 @@ mod tests {
     #[tokio::test]
     async fn transactions_reuse_the_coordinator() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut o = std::collections::BTreeMap::new();
-        o.insert("listeners".to_string(), "127.0.0.1:0".to_string());
-        o.insert("log.dirs".to_string(), dir.path().display().to_string());
-        let server =
-            strom_broker::start(strom_broker::BrokerConfig::from_overrides(&o).expect("config"))
-                .await
-                .expect("start");
+        let server = crate::test_broker::start(dir.path(), &[]).await;
         let mut config = ProducerConfig::new(&server.local_addr.to_string());
         config.set("transactional.id", "tx-reuse").expect("valid");
         let producer = Producer::new(config).await.expect("producer");
