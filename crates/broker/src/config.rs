@@ -131,7 +131,6 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("min.insync.replicas", Int, "1", 1),
     def("socket.request.max.bytes", Int, "104857600", 1),
     def("max.connections", Int, "2147483647", 1),
-    def("queued.max.requests", Int, "500", 1),
     def("delete.topic.enable", Boolean, "true", 0),
     def("log.cleaner.delete.retention.ms", Long, "86400000", 0),
     def("unclean.leader.election.enable", Boolean, "false", 0),

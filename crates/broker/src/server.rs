@@ -83,7 +83,6 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
     let max_conns = config
         .get_i64("max.connections", i32::MAX as i64)
         .clamp(1, Semaphore::MAX_PERMITS as i64) as usize;
-    let max_in_flight = config.get_i64("queued.max.requests", 500) as usize;
     let retention_every = Duration::from_millis(
         config
             .get_i64("log.retention.check.interval.ms", 300_000)
@@ -109,7 +108,7 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
                         };
                         let (b, rx) = (b.clone(), shutdown_rx.clone());
                         conns.spawn(async move {
-                            crate::connection::serve(stream, b, rx, max_frame, max_in_flight).await;
+                            crate::connection::serve(stream, b, rx, max_frame).await;
                             drop(permit);
                         });
                     }

@@ -29,10 +29,12 @@ const MIN_BUFFER: usize = 64 * 1024;
 /// Largest buffer a [`FrameReader`] keeps for reuse; a rare larger frame
 /// gets a buffer of its own that is freed with it.
 const RETAIN_MAX: usize = 4 << 20;
-/// How many buffers still in use by earlier frames a reader keeps: one per
-/// request a client pipelines (Kafka clients send up to 5 at once) and one
-/// more. With 2, a producer's 1 MiB frames outran the spares and every
-/// other frame paid page faults again (3% of a produce-bound broker's CPU).
+/// How many buffers still in use by earlier frames a reader keeps. A
+/// broker handling each request before reading the next gets its buffer
+/// back at once (the same, still cached, megabyte for every Produce); the
+/// spares are for frames whose bytes outlive their request and for readers
+/// that read ahead. With 2, a reader running 5 produce frames ahead outran
+/// them and every other frame paid page faults again (3% of the CPU).
 const SPARES: usize = 6;
 
 /// Reads frames from one connection into buffers it reuses once every frame
