@@ -45,6 +45,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    strom_protocol::alloc::keep_freed_buffers();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
