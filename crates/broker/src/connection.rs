@@ -21,10 +21,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use strom_protocol::parts::write_all_parts;
 use strom_protocol::{FrameError, FrameReader, RequestFrame};
 
 use crate::broker::Broker;
-use crate::dispatch::dispatch;
+use crate::dispatch::{dispatch, Response};
 
 /// How long a connection may send nothing before its frame buffers are freed.
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -90,8 +91,12 @@ pub async fn serve(
         };
         tracing::trace!(peer = %peer, api = ?req.api_key, version = req.api_version, correlation_id = req.correlation_id, client = req.client_id(), "request");
         match dispatch(&broker, req, &peer).await {
-            Ok(Some(buf)) => {
-                if let Err(e) = wr.write_all(&buf).await {
+            Ok(Some(resp)) => {
+                let written = match resp {
+                    Response::Whole(buf) => wr.write_all(&buf).await,
+                    Response::Parts(parts) => write_all_parts(&mut wr, &parts).await,
+                };
+                if let Err(e) = written {
                     tracing::debug!(peer = %peer, error = %e, "write failed; closing");
                     break;
                 }

@@ -1,10 +1,11 @@
 //! Routes a decoded request to its handler and encodes the response.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use strom_protocol::{
-    decode_body, decode_body_as, encode_response, versions, DecodeError, RequestFrame,
+    decode_body, decode_body_as, encode_response, fetch_response_parts, versions, DecodeError,
+    RequestFrame,
 };
 use thiserror::Error;
 
@@ -26,15 +27,25 @@ pub enum DispatchError {
     Encode(String),
 }
 
+/// A response frame to write.
+#[derive(Debug)]
+pub enum Response {
+    /// One buffer.
+    Whole(BytesMut),
+    /// Buffers written in order with vectored writes: a Fetch response's
+    /// record data goes out as read from the log, not copied into a frame.
+    Parts(Vec<Bytes>),
+}
+
 fn encode<T: Encodable + HeaderVersion>(
     frame: &RequestFrame,
     version: i16,
     body: &T,
-) -> Result<Option<BytesMut>, DispatchError> {
+) -> Result<Option<Response>, DispatchError> {
     let mut out = BytesMut::new();
     encode_response(&mut out, frame.api_key, version, frame.correlation_id, body)
         .map_err(|e| DispatchError::Encode(format!("{:?} v{version}: {e}", frame.api_key)))?;
-    Ok(Some(out))
+    Ok(Some(Response::Whole(out)))
 }
 
 /// Runs `f`, which waits for an fsync (the transaction coordinator makes
@@ -53,7 +64,7 @@ pub async fn dispatch(
     broker: &Broker,
     frame: RequestFrame,
     peer: &str,
-) -> Result<Option<BytesMut>, DispatchError> {
+) -> Result<Option<Response>, DispatchError> {
     let v = frame.api_version;
     if frame.api_key == ApiKey::ApiVersions {
         if versions::supports(ApiKey::ApiVersions, v) {
@@ -78,7 +89,11 @@ pub async fn dispatch(
         }
         ApiKey::Fetch => {
             let req: FetchRequest = decode_body(&frame)?;
-            encode(&frame, v, &fetch::handle(broker, v, req).await)
+            let resp = fetch::handle(broker, v, req).await;
+            match fetch_response_parts(frame.correlation_id, v, &resp) {
+                Some(parts) => Ok(Some(Response::Parts(parts))),
+                None => encode(&frame, v, &resp),
+            }
         }
         ApiKey::ListOffsets => encode(
             &frame,

@@ -17,6 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
+use strom_protocol::parts::write_all_parts;
+
 use crate::connection::{encode_request, Connection};
 use crate::error::ClientError;
 
@@ -325,37 +327,4 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>) {
             }
         }
     }
-}
-
-/// Writes every buffer in order, as few vectored writes as the socket allows.
-async fn write_all_parts(write: &mut OwnedWriteHalf, parts: &[Bytes]) -> std::io::Result<()> {
-    let (mut idx, mut off) = (0usize, 0usize);
-    while idx < parts.len() {
-        if off >= parts[idx].len() {
-            idx += 1;
-            off = 0;
-            continue;
-        }
-        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&parts[idx][off..])
-            .chain(parts[idx + 1..].iter().map(|p| &p[..]))
-            .take(64)
-            .map(std::io::IoSlice::new)
-            .collect();
-        let mut n = write.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && idx < parts.len() {
-            let left = parts[idx].len() - off;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
 }

@@ -6,8 +6,11 @@
 
 pub mod alloc;
 mod decode;
+mod fetch_response;
 mod frame;
+pub mod parts;
 pub mod versions;
 
 pub use decode::{decode_body, decode_body_as, encode_response, DecodeError, RequestFrame};
+pub use fetch_response::fetch_response_parts;
 pub use frame::{FrameError, FrameReader};

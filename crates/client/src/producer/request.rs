@@ -1,10 +1,12 @@
-//! Produce requests written as a list of buffers: the small encoded parts
-//! (header, topic and partition fields, length prefixes) between the record
-//! batches, which go to the socket as they are (one vectored write) instead
-//! of being copied into one request buffer. Byte for byte what
-//! `kafka-protocol` encodes (checked by the test below), for versions 3–11.
+//! Produce requests written as a list of buffers (`strom_protocol::parts`):
+//! the small encoded parts (header, topic and partition fields, length
+//! prefixes) between the record batches, which go to the socket as they
+//! are (one vectored write) instead of being copied into one request
+//! buffer. Byte for byte what `kafka-protocol` encodes (checked by the test
+//! below), for versions 3–11.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
+use strom_protocol::parts::{put_bytes_len, put_count, put_str, put_uvarint, Parts};
 
 /// The fields of a Produce request; `topics` holds each partition's batch.
 #[derive(Debug)]
@@ -13,38 +15,6 @@ pub(super) struct Produce<'a> {
     pub acks: i16,
     pub timeout_ms: i32,
     pub topics: Vec<(&'a str, Vec<(i32, Bytes)>)>,
-}
-
-fn put_uvarint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
-/// Writes a string (compact when `flexible`); `None` is null.
-fn put_str(out: &mut BytesMut, s: Option<&str>, flexible: bool) {
-    match (s, flexible) {
-        (None, true) => put_uvarint(out, 0),
-        (None, false) => out.put_i16(-1),
-        (Some(s), true) => {
-            put_uvarint(out, s.len() as u64 + 1);
-            out.put_slice(s.as_bytes());
-        }
-        (Some(s), false) => {
-            out.put_i16(s.len() as i16);
-            out.put_slice(s.as_bytes());
-        }
-    }
-}
-
-fn put_count(out: &mut BytesMut, n: usize, flexible: bool) {
-    if flexible {
-        put_uvarint(out, n as u64 + 1);
-    } else {
-        out.put_i32(n as i32);
-    }
 }
 
 /// The whole frame (size prefix included) as buffers to write in order;
@@ -59,53 +29,40 @@ pub(super) fn frame(
         return None;
     }
     let flexible = version >= 9;
-    let mut parts = Vec::with_capacity(2 * req.topics.iter().map(|t| t.1.len()).sum::<usize>() + 1);
-    let mut out = BytesMut::with_capacity(128);
-    out.put_i32(0); // size, filled in at the end
+    let mut parts = Parts::new();
+    let out = parts.out();
     out.put_i16(0); // api key: Produce
     out.put_i16(version);
     out.put_i32(correlation_id);
-    put_str(&mut out, Some(client_id), false); // header client id is never compact
+    put_str(out, Some(client_id), false); // header client id is never compact
     if flexible {
-        put_uvarint(&mut out, 0); // header tagged fields
+        put_uvarint(out, 0); // header tagged fields
     }
-    put_str(&mut out, req.transactional_id, flexible);
+    put_str(out, req.transactional_id, flexible);
     out.put_i16(req.acks);
     out.put_i32(req.timeout_ms);
-    put_count(&mut out, req.topics.len(), flexible);
-    let mut size = 0usize;
+    put_count(out, req.topics.len(), flexible);
     for (topic, partitions) in &req.topics {
-        put_str(&mut out, Some(topic), flexible);
-        put_count(&mut out, partitions.len(), flexible);
+        let out = parts.out();
+        put_str(out, Some(topic), flexible);
+        put_count(out, partitions.len(), flexible);
         for (index, batch) in partitions {
+            let out = parts.out();
             out.put_i32(*index);
+            put_bytes_len(out, Some(batch.len()), flexible);
+            parts.bytes(batch);
             if flexible {
-                put_uvarint(&mut out, batch.len() as u64 + 1);
-            } else {
-                out.put_i32(batch.len() as i32);
-            }
-            size += out.len() + batch.len();
-            parts.push(out.split().freeze());
-            parts.push(batch.clone());
-            if flexible {
-                put_uvarint(&mut out, 0); // partition tagged fields
+                put_uvarint(parts.out(), 0); // partition tagged fields
             }
         }
         if flexible {
-            put_uvarint(&mut out, 0); // topic tagged fields
+            put_uvarint(parts.out(), 0); // topic tagged fields
         }
     }
     if flexible {
-        put_uvarint(&mut out, 0); // request tagged fields
+        put_uvarint(parts.out(), 0); // request tagged fields
     }
-    size += out.len();
-    parts.push(out.freeze());
-    // The size prefix counts everything after itself.
-    let total = (size - 4) as i32;
-    let mut first = BytesMut::from(&parts[0][..]);
-    first[0..4].copy_from_slice(&total.to_be_bytes());
-    parts[0] = first.freeze();
-    Some(parts)
+    Some(parts.finish())
 }
 
 #[cfg(test)]
