@@ -41,3 +41,14 @@ def test_bad_arguments(broker):
     r = subprocess.run([STROM, "perf", "--bootstrap", broker.bootstrap, "produce", "--records", "1", "-X", "nope=1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "nope" in r.stderr
+
+
+def test_refused_records_fail_the_run(broker):
+    """Records the broker refuses fail the run with the broker's reason,
+    also those whose acknowledgement the tool does not await one by one."""
+    subprocess.run([STROM, "topics", "create", "tiny", "--partitions", "1", "--config", "max.message.bytes=1000",
+                    "--bootstrap", broker.bootstrap], check=True, capture_output=True, timeout=60)
+    r = subprocess.run([STROM, "perf", "--bootstrap", broker.bootstrap, "produce", "--topic", "tiny", "--records", "100",
+                        "--record-size", "2000"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, r.stdout
+    assert "not acknowledged" in r.stderr and "max.message.bytes" in r.stderr, r.stderr

@@ -130,13 +130,18 @@ impl Progress {
         }
     }
     fn add(&mut self, bytes: usize, latency_micros: Option<u64>) {
-        self.records += 1;
-        self.bytes += bytes as u64;
+        self.add_many(1, bytes as u64, latency_micros);
+    }
+    /// `records` settled records of `bytes` in all, one of them timed.
+    fn add_many(&mut self, records: u64, bytes: u64, latency_micros: Option<u64>) {
+        let before = self.records;
+        self.records += records;
+        self.bytes += bytes;
         if let Some(l) = latency_micros {
             self.window.push(l);
         }
         // Looking at the clock every record would cost more than the record.
-        if self.records.is_multiple_of(1024) && self.last.elapsed() >= Duration::from_secs(1) {
+        if before / 1024 != self.records / 1024 && self.last.elapsed() >= Duration::from_secs(1) {
             self.print();
         }
     }
@@ -307,29 +312,22 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
     let mut waiting: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
     let topic: std::sync::Arc<str> = common.topic.as_str().into();
     let start = Instant::now();
-    // At full speed the clock is read for every 16th record, at its send
-    // and at its acknowledgement (no clock call per record); at a fixed
-    // rate, for every record.
+    // At full speed only every 16th record is timed and awaited (the
+    // clock is read at its send and its acknowledgement), as
+    // kafka-producer-perf-test samples its latencies; the others' futures
+    // are dropped and failures are counted by the producer, checked after
+    // the final flush. At a fixed rate every record is timed.
     let every: u64 = if rate == 0 { 16 } else { 1 };
-    let mut settled = 0u64;
-    let mut settle = |sent_at: u64,
-                      r: Result<_, strom_client::ClientError>,
-                      progress: &mut Progress,
-                      all: &mut Latencies|
+    let settle = |sent_at: u64,
+                  r: Result<_, strom_client::ClientError>,
+                  progress: &mut Progress,
+                  all: &mut Latencies|
      -> Result<()> {
         r.context("a record was not acknowledged")?;
-        // Latency is sampled where the clock is read (every record at a
-        // fixed rate): the percentiles come from 1 in 16 records at full
-        // speed, as kafka-producer-perf-test samples its latencies.
-        let sampled = settled.is_multiple_of(every);
-        settled += 1;
-        if !sampled {
-            progress.add(size, None);
-            return Ok(());
-        }
         let l = now_micros().saturating_sub(sent_at);
         all.push(l);
-        progress.add(size, Some(l));
+        // The timed record stands for itself and the untimed ones after it.
+        progress.add_many(every, every * size as u64, Some(l));
         Ok(())
     };
     let (acked_tx, mut acked_rx) =
@@ -343,12 +341,10 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
         progress.add(size, Some(l));
         Ok(())
     };
-    let mut sent_at = 0;
     for i in 0..common.records {
         pace(start, i, rate).await;
-        if i.is_multiple_of(every) {
-            sent_at = now_micros();
-        }
+        let timed = i.is_multiple_of(every);
+        let sent_at = if timed { now_micros() } else { 0 };
         let f = producer
             .send(ProducerRecord::new(topic.clone()).value(value.clone()))
             .await?;
@@ -365,9 +361,12 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
             }
             continue;
         }
+        if !timed {
+            continue;
+        }
         waiting.push_back((sent_at, f));
         // Settle what is acknowledged already, without waiting.
-        if i.is_multiple_of(64) {
+        if i.is_multiple_of(64 * every) {
             let mut cx = TaskContext::from_waker(Waker::noop());
             while let Some((_, f)) = waiting.front_mut() {
                 let Poll::Ready(r) = Pin::new(f).poll(&mut cx) else {
@@ -384,8 +383,20 @@ async fn produce(cfg: ProducerConfig, common: &Common, size: usize, rate: u64) -
             }
         }
     }
+    // Send the last, partly filled batch now instead of after linger.ms, as
+    // kafka-producer-perf-test closes its producer before taking its totals.
+    producer.flush().await?;
     for (t, f) in waiting {
         settle(t, f.await, &mut progress, &mut all)?;
+    }
+    let counts = producer.delivery_counts();
+    if counts.failed > 0 {
+        bail!(
+            "{} of {} records were not acknowledged: {}",
+            counts.failed,
+            common.records,
+            counts.first_error.unwrap_or_default()
+        );
     }
     drop(acked_tx);
     while let Some(r) = acked_rx.recv().await {

@@ -103,6 +103,55 @@ async fn idempotent_by_default_and_keys_land_like_java() {
     server.shutdown().await;
 }
 
+/// A caller that drops the delivery futures still learns, after a flush,
+/// how many records were acknowledged and how many failed, and why.
+#[tokio::test]
+async fn delivery_counts_cover_records_whose_futures_were_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path()).await;
+    let addr = server.local_addr.to_string();
+    let mut admin = Admin::connect(&addr, Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let small = BTreeMap::from([("max.message.bytes".to_string(), "2000".to_string())]);
+    admin
+        .create_topic("small-batches", 1, -1, &small)
+        .await
+        .expect("create");
+    let mut config = ProducerConfig::new(&addr);
+    config.set("linger.ms", "50").expect("linger.ms");
+    let producer = Producer::new(config).await.expect("producer");
+    for i in 0..1_000 {
+        drop(
+            producer
+                .send(ProducerRecord::new("readings").value(format!("{i}")))
+                .await
+                .expect("queued"),
+        );
+    }
+    producer.flush().await.expect("flush");
+    let counts = producer.delivery_counts();
+    assert_eq!((counts.acknowledged, counts.failed), (1_000, 0));
+    assert_eq!(counts.first_error, None);
+    // Ten records of 500 bytes share one batch, which the topic refuses
+    // (MESSAGE_TOO_LARGE is not retried): all ten count as failed.
+    for _ in 0..10 {
+        drop(
+            producer
+                .send(ProducerRecord::new("small-batches").value(vec![b'x'; 500]))
+                .await
+                .expect("queued"),
+        );
+    }
+    producer.flush().await.expect("flush");
+    let counts = producer.delivery_counts();
+    assert_eq!((counts.acknowledged, counts.failed), (1_000, 10));
+    let why = counts.first_error.unwrap_or_default();
+    assert!(why.contains("max.message.bytes"), "{why}");
+    producer.close().await.expect("close");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn transactions_commit_abort_and_fence() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -29,6 +29,7 @@ mod txn;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -243,6 +244,8 @@ struct Open {
 struct Sealed {
     bytes: bytes::Bytes,
     done: Arc<BatchDone>,
+    /// Records in it (what the delivery counts add when it settles).
+    records: u64,
     /// Bytes it holds of `buffer.memory`.
     size: usize,
     sequence: i32,
@@ -336,9 +339,47 @@ impl Accumulator {
     }
 }
 
+/// How many of a producer's records have settled, and how: the totals
+/// behind Kafka's `record-error-total` metric.
+///
+/// Why: a caller that sends millions of records and only needs to know
+/// that none failed (a benchmark, a bulk load) can drop the
+/// [`DeliveryFuture`]s and check these once, after [`Producer::flush`],
+/// instead of keeping and polling a future per record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// Records the broker acknowledged.
+    pub acknowledged: u64,
+    /// Records that failed for good (retries and `delivery.timeout.ms` spent,
+    /// or an error that is not retried).
+    pub failed: u64,
+    /// The first failure's error, when there was one.
+    pub first_error: Option<String>,
+}
+
+/// The producer's running [`DeliveryCounts`], added to once per batch.
+#[derive(Debug, Default)]
+struct Deliveries {
+    acknowledged: AtomicU64,
+    failed: AtomicU64,
+    first_error: OnceLock<String>,
+}
+
+impl Deliveries {
+    fn acknowledged(&self, records: u64) {
+        self.acknowledged.fetch_add(records, Ordering::Relaxed);
+    }
+
+    fn failed(&self, records: u64, e: &ClientError) {
+        self.first_error.get_or_init(|| e.to_string());
+        self.failed.fetch_add(records, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     config: ProducerConfig,
+    deliveries: Deliveries,
     idempotent: bool,
     cluster: Cluster,
     acc: Mutex<Accumulator>,
@@ -363,7 +404,24 @@ pub struct Producer {
     sender: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Wall-clock milliseconds since the Unix epoch: each record's timestamp.
+///
+/// Read straight from `clock_gettime` on Linux: `SystemTime`'s checked
+/// subtraction from the epoch and 128-bit millisecond division were ≈ 50
+/// instructions of the ≈ 1,500 a record costs the caller (callgrind).
 fn now_ms() -> i64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always
+        // exists, so the call cannot fail.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    }
+    #[cfg(not(target_os = "linux"))]
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -384,6 +442,7 @@ impl Producer {
         let inner = Arc::new(Inner {
             idempotent,
             cluster,
+            deliveries: Deliveries::default(),
             acc: Mutex::new(Accumulator {
                 transactional: config.transactional_id.is_some(),
                 ..Default::default()
@@ -402,6 +461,17 @@ impl Producer {
             inner,
             sender: Some(sender),
         })
+    }
+
+    /// How many records were acknowledged and how many failed so far; after
+    /// [`Producer::flush`], every record sent before it is counted.
+    pub fn delivery_counts(&self) -> DeliveryCounts {
+        let d = &self.inner.deliveries;
+        DeliveryCounts {
+            acknowledged: d.acknowledged.load(Ordering::Relaxed),
+            failed: d.failed.load(Ordering::Relaxed),
+            first_error: d.first_error.get().cloned(),
+        }
     }
 
     /// True when batches carry producer ids and sequences.

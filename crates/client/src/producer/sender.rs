@@ -83,6 +83,7 @@ pub(super) fn seal(
         attributes |= strom_record::ATTR_TRANSACTIONAL;
     }
     Sealed {
+        records: u64::try_from(n).unwrap_or(0),
         bytes: Bytes::from(open.writer.finish(attributes, pid, epoch, sequence)),
         done: open.done,
         size: open.bytes,
@@ -144,6 +145,7 @@ fn take_sendable(
             if now.duration_since(s.created) > inner.config.delivery_timeout {
                 freed += s.size;
                 fail(
+                    inner,
                     s,
                     ClientError::Timeout(format!(
                         "delivery to {}-{} (delivery.timeout.ms)",
@@ -164,7 +166,8 @@ fn take_sendable(
     out
 }
 
-fn fail(s: Sealed, e: ClientError) {
+fn fail(inner: &Inner, s: Sealed, e: ClientError) {
+    inner.deliveries.failed(s.records, &e);
     s.done.complete(Err(e));
 }
 
@@ -418,6 +421,7 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
                     base_offset,
                     append_time,
                 } => {
+                    inner.deliveries.acknowledged(s.records);
                     s.done.complete(Ok((base_offset, append_time)));
                     acc.buffered = acc.buffered.saturating_sub(size);
                     acc.pool.recycle(s.bytes, inner.config.buffer_memory);
@@ -440,6 +444,7 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
                 }
                 Outcome::Retry(why) => {
                     fail(
+                        inner,
                         s,
                         ClientError::Timeout(format!(
                             "delivery to {}-{} after retries: {why}",
@@ -455,7 +460,7 @@ async fn settle(inner: &Arc<Inner>, c: Completion) {
                     if transactional {
                         acc.txn_error.get_or_insert(e.to_string());
                     }
-                    fail(s, e);
+                    fail(inner, s, e);
                     acc.buffered = acc.buffered.saturating_sub(size);
                 }
             }
@@ -484,6 +489,7 @@ mod tests {
         config.set("linger.ms", linger_ms).expect("linger.ms");
         Inner {
             idempotent: false,
+            deliveries: Default::default(),
             cluster: Cluster::new("127.0.0.1:9", "test", Duration::from_secs(1)).expect("cluster"),
             acc: Default::default(),
             wake: Notify::new(),
