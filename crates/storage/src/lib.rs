@@ -49,6 +49,7 @@ mod config;
 mod error;
 mod index;
 mod log;
+mod reserve;
 mod segment;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};

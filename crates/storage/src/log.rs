@@ -16,6 +16,7 @@ use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START_OFFSET};
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::index::{self, OffsetEntry};
+use crate::reserve;
 use crate::segment::{push_time, Segment};
 
 /// Milliseconds since the Unix epoch; injectable for tests.
@@ -78,6 +79,9 @@ struct Writer {
     next_offset: i64,
     /// End of the active segment including pending bytes.
     active_end: u64,
+    /// Disk space of the active segment is reserved up to here
+    /// (`reserve`); `u64::MAX` once reserving failed for it.
+    reserved_end: u64,
     /// Open index files of the active segment.
     offset_index_file: Option<File>,
     time_index_file: Option<File>,
@@ -300,6 +304,7 @@ impl Log {
             segments: RwLock::new(segments),
             writer: Mutex::new(Writer {
                 active_end: active.size(),
+                reserved_end: 0,
                 active,
                 next_offset,
                 offset_index_file: None,
@@ -516,6 +521,16 @@ impl Log {
             let seg = w.active.clone();
             seg.start_roll_clock(newest_ts);
             let start = w.active_end;
+            let end = start + batches.len() as u64;
+            if end > w.reserved_end {
+                let to = (end + reserve::STEP).min(config.segment_bytes.max(end));
+                let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
+                w.reserved_end = if reserve::ahead(&f, start.max(w.reserved_end), to) {
+                    to
+                } else {
+                    u64::MAX
+                };
+            }
             if buffered {
                 let mut p = self.pending.lock();
                 if p.bytes.is_empty() {
@@ -663,6 +678,12 @@ impl Log {
     fn roll(&self, w: &mut Writer, base_offset: i64, now: i64) -> Result<()> {
         let old = w.active.clone();
         self.finish_segment(w, &old, now)?;
+        if w.reserved_end > w.active_end && w.reserved_end != u64::MAX {
+            // Every caller wrote pending bytes first: active_end is the
+            // segment's whole size.
+            let f = old.handle(now).map_err(|e| self.io(old.log_path(), e))?;
+            reserve::release(&f, w.active_end).map_err(|e| self.io(old.log_path(), e))?;
+        }
         old.sync(now).map_err(|e| {
             self.offline.store(true, Ordering::Release);
             self.io(old.log_path(), e)
@@ -672,6 +693,7 @@ impl Log {
         self.segments.write().insert(base_offset, seg.clone());
         w.active = seg;
         w.active_end = 0;
+        w.reserved_end = 0;
         w.offset_index_file = None;
         w.time_index_file = None;
         w.since_index = 0;
@@ -1072,6 +1094,7 @@ impl Log {
         w.since_index = 0;
         w.active_max_ts = None;
         w.active_end = w.active.size();
+        w.reserved_end = 0;
         w.next_offset = new_end;
         self.log_end_offset.store(new_end, Ordering::Release);
         if self.log_start_offset() > new_end {
@@ -1220,6 +1243,14 @@ impl Log {
             return Ok(());
         }
         let now = (self.clock)();
+        if w.reserved_end > w.active_end && w.reserved_end != u64::MAX {
+            let active = w.active.clone();
+            let f = active
+                .handle(now)
+                .map_err(|e| self.io(active.log_path(), e))?;
+            reserve::release(&f, w.active_end).map_err(|e| self.io(active.log_path(), e))?;
+            w.reserved_end = 0;
+        }
         if w.dirty {
             let active = w.active.clone();
             self.finish_segment(&mut w, &active, now)?;
