@@ -47,7 +47,8 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum PerfCommand {
-    /// Produce records as fast as allowed; latency is send to acknowledgement.
+    /// Produce records as fast as allowed; latency is send to acknowledgement
+    /// (every 16th record timed at full speed, every record at a --rate).
     Produce {
         #[command(flatten)]
         common: Common,
