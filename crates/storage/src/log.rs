@@ -678,12 +678,7 @@ impl Log {
     fn roll(&self, w: &mut Writer, base_offset: i64, now: i64) -> Result<()> {
         let old = w.active.clone();
         self.finish_segment(w, &old, now)?;
-        if w.reserved_end > w.active_end && w.reserved_end != u64::MAX {
-            // Every caller wrote pending bytes first: active_end is the
-            // segment's whole size.
-            let f = old.handle(now).map_err(|e| self.io(old.log_path(), e))?;
-            reserve::release(&f, w.active_end).map_err(|e| self.io(old.log_path(), e))?;
-        }
+        self.release_reserve(w, now)?;
         old.sync(now).map_err(|e| {
             self.offline.store(true, Ordering::Release);
             self.io(old.log_path(), e)
@@ -699,6 +694,19 @@ impl Log {
         w.since_index = 0;
         w.active_max_ts = None;
         tracing::debug!(log = %self.dir.display(), base_offset, "rolled new segment");
+        Ok(())
+    }
+
+    /// Hands back the disk space reserved past the active segment's end.
+    /// Callers have written pending bytes first, so `active_end` is the
+    /// segment's whole size and truncating to it cuts no data.
+    fn release_reserve(&self, w: &mut Writer, now: i64) -> Result<()> {
+        if w.reserved_end > w.active_end && w.reserved_end != u64::MAX {
+            let seg = w.active.clone();
+            let f = seg.handle(now).map_err(|e| self.io(seg.log_path(), e))?;
+            reserve::release(&f, w.active_end).map_err(|e| self.io(seg.log_path(), e))?;
+        }
+        w.reserved_end = 0;
         Ok(())
     }
 
@@ -1243,14 +1251,7 @@ impl Log {
             return Ok(());
         }
         let now = (self.clock)();
-        if w.reserved_end > w.active_end && w.reserved_end != u64::MAX {
-            let active = w.active.clone();
-            let f = active
-                .handle(now)
-                .map_err(|e| self.io(active.log_path(), e))?;
-            reserve::release(&f, w.active_end).map_err(|e| self.io(active.log_path(), e))?;
-            w.reserved_end = 0;
-        }
+        self.release_reserve(&mut w, now)?;
         if w.dirty {
             let active = w.active.clone();
             self.finish_segment(&mut w, &active, now)?;
