@@ -354,3 +354,48 @@ fn read_spans_batches_with_upper_bound() {
         vec![0, 3]
     );
 }
+
+/// Disk space reserved ahead of the writes is handed back: a rolled
+/// segment, and after a close the active one, hold no blocks past their
+/// size, and every record reads back.
+#[test]
+fn reserved_space_is_handed_back_at_roll_and_close() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), config).expect("open");
+    let value = "v".repeat(60_000);
+    for i in 0..40 {
+        log.append(&batch(1, &format!("{value}{i}"), 1000 + i))
+            .expect("append");
+    }
+    assert!(
+        log.segment_count() >= 2,
+        "segments: {}",
+        log.segment_count()
+    );
+    log.close().expect("close");
+    let mut segments = 0;
+    for entry in std::fs::read_dir(dir.path()).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let m = std::fs::metadata(&path).expect("metadata");
+            let allocated = m.blocks() * 512;
+            assert!(
+                allocated < m.len() + (64 << 10),
+                "{} holds {allocated} bytes of disk for {} of data",
+                path.display(),
+                m.len()
+            );
+            segments += 1;
+        }
+    }
+    assert!(segments >= 2);
+    let log = Log::open(dir.path(), LogConfig::default()).expect("reopen");
+    assert_eq!(log.log_end_offset(), 40);
+    let r = log.read(39, 1 << 20, None).expect("read");
+    assert_eq!(split(&r.records)[0].0, 39);
+}
