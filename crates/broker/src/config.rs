@@ -42,6 +42,8 @@ pub enum ConfigType {
     Int = 3,
     /// 64-bit integer.
     Long = 5,
+    /// 64-bit floating point.
+    Double = 6,
     /// Comma-separated list.
     List = 7,
 }
@@ -55,8 +57,10 @@ pub struct ConfigDef {
     pub kind: ConfigType,
     /// Default value as Kafka writes it; "" for none (null).
     pub default: &'static str,
-    /// Smallest allowed number, for Int/Long.
+    /// Smallest allowed number, for Int/Long/Double.
     pub min: i64,
+    /// Largest allowed number, for Int/Long/Double.
+    pub max: i64,
     /// Allowed values for enumerations; empty for any.
     pub choices: &'static [&'static str],
     /// For topic configs: the broker config that provides the default.
@@ -69,6 +73,7 @@ const fn def(name: &'static str, kind: ConfigType, default: &'static str, min: i
         kind,
         default,
         min,
+        max: i64::MAX,
         choices: &[],
         broker_synonym: None,
     }
@@ -80,9 +85,15 @@ const fn topic(name: &'static str, kind: ConfigType, synonym: &'static str, min:
         kind,
         default: "",
         min,
+        max: i64::MAX,
         choices: &[],
         broker_synonym: Some(synonym),
     }
+}
+
+const fn at_most(mut d: ConfigDef, max: i64) -> ConfigDef {
+    d.max = max;
+    d
 }
 
 const fn choice(mut d: ConfigDef, choices: &'static [&'static str]) -> ConfigDef {
@@ -90,7 +101,7 @@ const fn choice(mut d: ConfigDef, choices: &'static [&'static str]) -> ConfigDef
     d
 }
 
-use ConfigType::{Boolean, Int, List, Long};
+use ConfigType::{Boolean, Double, Int, List, Long};
 const STR: ConfigType = ConfigType::String;
 
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
@@ -153,6 +164,29 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         1,
     ),
     def("transaction.state.log.num.partitions", Int, "50", 1),
+    def("connections.max.idle.ms", Long, "600000", -1),
+    def("max.connections.per.ip", Int, "2147483647", 0),
+    def("max.connections.per.ip.overrides", STR, "", 0),
+    def("queued.max.request.bytes", Long, "-1", -1),
+    def("fetch.max.bytes", Int, "57671680", 1024),
+    def("group.max.size", Int, "2147483647", 1),
+    def("log.message.timestamp.before.max.ms", Long, LONG_MAX, 0),
+    def("log.message.timestamp.after.max.ms", Long, "3600000", 0),
+    def("log.cleaner.enable", Boolean, "true", 0),
+    def("log.cleaner.threads", Int, "1", 0),
+    def("log.cleaner.backoff.ms", Long, "15000", 0),
+    def("log.cleaner.dedupe.buffer.size", Long, "134217728", 0),
+    def("log.cleaner.io.buffer.size", Int, "524288", 0),
+    def("log.cleaner.io.buffer.load.factor", Double, "0.9", 0),
+    def(
+        "log.cleaner.io.max.bytes.per.second",
+        Double,
+        "1.7976931348623157E308",
+        0,
+    ),
+    at_most(def("log.cleaner.min.cleanable.ratio", Double, "0.5", 0), 1),
+    def("log.cleaner.min.compaction.lag.ms", Long, "0", 0),
+    def("log.cleaner.max.compaction.lag.ms", Long, LONG_MAX, 1),
 ];
 
 /// Topic configs Strom understands, with the broker config each defaults to.
@@ -195,6 +229,39 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "unclean.leader.election.enable",
         0,
     ),
+    topic(
+        "message.timestamp.before.max.ms",
+        Long,
+        "log.message.timestamp.before.max.ms",
+        0,
+    ),
+    topic(
+        "message.timestamp.after.max.ms",
+        Long,
+        "log.message.timestamp.after.max.ms",
+        0,
+    ),
+    at_most(
+        topic(
+            "min.cleanable.dirty.ratio",
+            Double,
+            "log.cleaner.min.cleanable.ratio",
+            0,
+        ),
+        1,
+    ),
+    topic(
+        "min.compaction.lag.ms",
+        Long,
+        "log.cleaner.min.compaction.lag.ms",
+        0,
+    ),
+    topic(
+        "max.compaction.lag.ms",
+        Long,
+        "log.cleaner.max.compaction.lag.ms",
+        1,
+    ),
 ];
 
 /// Finds a topic config definition.
@@ -225,6 +292,23 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
             }
             if v < def.min {
                 return Err(bad(format!("must be at least {}", def.min)));
+            }
+            if v > def.max {
+                return Err(bad(format!("must be at most {}", def.max)));
+            }
+        }
+        Double => {
+            let v: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected a number".into()))?;
+            if !(v >= def.min as f64 && v <= def.max as f64) {
+                let range = if def.max == i64::MAX {
+                    format!("must be at least {}", def.min)
+                } else {
+                    format!("must be between {} and {}", def.min, def.max)
+                };
+                return Err(bad(range));
             }
         }
         Boolean => {
@@ -286,6 +370,11 @@ impl BrokerConfig {
 
     /// A numeric broker config; `default` if unset or null.
     pub fn get_i64(&self, name: &str, default: i64) -> i64 {
+        self.get(name).trim().parse().unwrap_or(default)
+    }
+
+    /// A floating-point broker config; `default` if unset or null.
+    pub fn get_f64(&self, name: &str, default: f64) -> f64 {
         self.get(name).trim().parse().unwrap_or(default)
     }
 
