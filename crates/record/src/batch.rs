@@ -262,6 +262,15 @@ impl BatchHeader {
         h
     }
 
+    /// Sets the length field to `buf.len()` and recomputes the CRC32C:
+    /// `buf` is one whole batch whose bytes were changed (tests, tools).
+    pub fn seal(buf: &mut [u8]) {
+        let len = (buf.len() - LOG_OVERHEAD) as i32;
+        buf[LENGTH_PREFIX..LOG_OVERHEAD].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[ATTRIBUTES..]);
+        buf[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
     /// Overwrites the leader epoch in place (outside the CRC).
     pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
         buf[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]

@@ -1,10 +1,14 @@
 //! Kafka v2 record batches as raw bytes.
 //!
-//! The broker never decodes records on the hot path (DESIGN.md decision 2): it
+//! The broker stores a producer's batch as it came (DESIGN.md decision 2): it
 //! reads the 61-byte batch header in place, checks the CRC32C, patches the base
-//! offset (and the timestamp when the topic uses `LogAppendTime`) and stores the
-//! bytes as they came. This crate is that header view plus the few cold-path
-//! helpers that do need the records (offset-for-timestamp lookups, tests).
+//! offset (and the timestamp when the topic uses `LogAppendTime`). Before
+//! that, [`Validator`] walks every record once, as Kafka's log validator
+//! does, so that nothing a consumer cannot read is ever stored: in place for
+//! uncompressed batches, in a reused and bounded buffer for compressed ones;
+//! the walk reads lengths and varints and never copies a record. This crate
+//! is the header view, that validation, the record walk it shares with the
+//! readers of records (clients, offset-for-timestamp lookups) and a builder.
 //!
 //! Layout of a v2 batch header (all integers big-endian):
 //!
@@ -28,13 +32,25 @@
 
 mod batch;
 mod build;
+mod decompress;
 mod records;
+#[cfg(test)]
+mod testing;
+mod validate;
+mod walk;
 
 pub use batch::{
     BatchError, BatchHeader, Batches, Compression, ATTR_CONTROL, ATTR_LOG_APPEND_TIME,
     ATTR_TRANSACTIONAL, HEADER_LEN, LENGTH_PREFIX, LOG_OVERHEAD,
 };
 pub use build::{BatchBuilder, BatchWriter, OwnedRecord};
+pub use decompress::DecompressError;
 pub use records::{
     first_offset_at_or_after, for_each_record, for_each_record_shared, RecordError, RecordView,
+    READ_DECOMPRESSED_LIMIT,
 };
+pub use validate::{
+    BatchProblem, RecordFault, RecordProblem, RecordProblemKind, ValidationError, ValidationPolicy,
+    Validator, DECOMPRESSION_LIMIT_FACTOR, MAX_LISTED_RECORD_PROBLEMS,
+};
+pub use walk::{Malformed, WalkError};

@@ -1,11 +1,20 @@
-//! Walking the records inside a batch. Cold path only: offset-for-timestamp
-//! lookups need the per-record timestamps, which may sit inside compressed data.
+//! Reading the records inside a batch: clients, and the broker's cold
+//! paths (offset-for-timestamp lookups, replays of internal topics). The
+//! structure is checked by the same walk as produce validation, and
+//! decompression is bounded the same way.
+
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
 use thiserror::Error;
 
 use crate::batch::{BatchError, BatchHeader, Compression, HEADER_LEN};
+use crate::decompress::{Decoders, DecompressError};
+use crate::walk::{walk, RawRecord, WalkError};
+
+/// The most a batch is decompressed to when read: a batch a broker accepted
+/// under a `max.message.bytes` of up to 16 MiB stays below it.
+pub const READ_DECOMPRESSED_LIMIT: usize = 1 << 30;
 
 /// Why the records of a batch could not be read.
 #[derive(Debug, Error)]
@@ -19,43 +28,15 @@ pub enum RecordError {
     UnknownCodec(i16),
     /// Decompression failed.
     #[error("cannot decompress record batch: {0}")]
-    Decompress(String),
-    /// A record's varints or lengths run past the data.
-    #[error("malformed record inside batch at offset {0}")]
-    Malformed(i64),
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut v: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= ((b & 0x7f) as u64) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((v >> 1) as i64) ^ -((v & 1) as i64))
-}
-
-fn decompress(codec: Compression, data: Bytes) -> Result<Bytes, RecordError> {
-    use bytes::Buf;
-    let mut data = data;
-    let r = match codec {
-        Compression::None => return Ok(data),
-        Compression::Gzip => Gzip::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining()))),
-        Compression::Snappy => {
-            Snappy::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining())))
-        }
-        Compression::Lz4 => Lz4::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining()))),
-        Compression::Zstd => Zstd::decompress(&mut data, |b| Ok(b.copy_to_bytes(b.remaining()))),
-    };
-    r.map_err(|e| RecordError::Decompress(e.to_string()))
+    Decompress(#[from] DecompressError),
+    /// A record's varints or lengths do not add up.
+    #[error("malformed record inside batch at offset {base_offset}: {error}")]
+    Malformed {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// Where and what.
+        error: WalkError,
+    },
 }
 
 /// One record inside a batch, borrowed from the (decompressed) batch data.
@@ -73,32 +54,26 @@ pub struct RecordView<'a> {
     pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
 }
 
-fn get_bytes<'a>(data: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
-    let len = get_varint(data, pos)?;
-    if len < 0 {
-        return Some(None);
-    }
-    let end = pos.checked_add(len as usize)?;
-    let b = data.get(*pos..end)?;
-    *pos = end;
-    Some(Some(b))
+fn decompressed(h: &BatchHeader, records: &[u8]) -> Result<Vec<u8>, RecordError> {
+    let codec = h
+        .compression()
+        .ok_or(RecordError::UnknownCodec(h.attributes))?;
+    let mut out = Vec::new();
+    Decoders::default().decompress(codec, records, &mut out, READ_DECOMPRESSED_LIMIT)?;
+    Ok(out)
 }
 
 /// Calls `f` for every record of a batch, decompressing if needed. Used by
 /// clients and on the broker's cold paths only (internal topics replayed at
-/// start-up, offset-for-timestamp lookups); the broker's hot path never
-/// looks inside batches.
+/// start-up, offset-for-timestamp lookups).
 pub fn for_each_record(batch: &[u8], f: impl FnMut(RecordView<'_>)) -> Result<(), RecordError> {
     let h = BatchHeader::parse(batch)?;
-    let codec = h
-        .compression()
-        .ok_or(RecordError::UnknownCodec(h.attributes))?;
     let records = &batch[HEADER_LEN..h.total_len()];
-    if codec == Compression::None {
-        return walk(&h, records, f);
+    if h.compression() == Some(Compression::None) {
+        return views(&h, records, f);
     }
-    let data = decompress(codec, Bytes::copy_from_slice(records))?;
-    walk(&h, &data, f)
+    let data = decompressed(&h, records)?;
+    views(&h, &data, f)
 }
 
 /// Like [`for_each_record`], for a batch held in `Bytes`: `f` also gets the
@@ -110,60 +85,39 @@ pub fn for_each_record_shared(
     mut f: impl FnMut(&Bytes, RecordView<'_>),
 ) -> Result<(), RecordError> {
     let h = BatchHeader::parse(batch)?;
-    let codec = h
-        .compression()
-        .ok_or(RecordError::UnknownCodec(h.attributes))?;
-    let data = decompress(codec, batch.slice(HEADER_LEN..h.total_len()))?;
-    walk(&h, &data, |r| f(&data, r))
+    let records = batch.slice(HEADER_LEN..h.total_len());
+    let data = if h.compression() == Some(Compression::None) {
+        records
+    } else {
+        Bytes::from(decompressed(&h, &records)?)
+    };
+    views(&h, &data, |r| f(&data, r))
 }
 
-fn walk(
+fn views(
     h: &BatchHeader,
     data: &[u8],
     mut f: impl FnMut(RecordView<'_>),
 ) -> Result<(), RecordError> {
-    let mut pos = 0usize;
-    let bad = || RecordError::Malformed(h.base_offset);
-    for _ in 0..h.records_count {
-        let len = get_varint(data, &mut pos).ok_or_else(bad)?;
-        let start = pos;
-        if len < 0 || start + len as usize > data.len() {
-            return Err(bad());
-        }
-        pos += 1; // record attributes
-        let ts_delta = get_varint(data, &mut pos).ok_or_else(bad)?;
-        let off_delta = get_varint(data, &mut pos).ok_or_else(bad)?;
-        let key = get_bytes(data, &mut pos).ok_or_else(bad)?;
-        let value = get_bytes(data, &mut pos).ok_or_else(bad)?;
-        let count = get_varint(data, &mut pos).ok_or_else(bad)?;
-        // Each header takes at least two bytes: a larger count is a lie.
-        let end = start + len as usize;
-        if count < 0 || count as usize > end.saturating_sub(pos) / 2 {
-            return Err(bad());
-        }
-        let mut headers = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let name = get_bytes(data, &mut pos)
-                .ok_or_else(bad)?
-                .unwrap_or_default();
-            let v = get_bytes(data, &mut pos).ok_or_else(bad)?;
-            headers.push((name, v));
-        }
-        let timestamp = if h.attributes & crate::ATTR_LOG_APPEND_TIME != 0 {
-            h.max_timestamp
-        } else {
-            h.base_timestamp.saturating_add(ts_delta)
-        };
+    let log_append_time = h.attributes & crate::ATTR_LOG_APPEND_TIME != 0;
+    walk(data, h.records_count, |_, r: &RawRecord<'_>| {
         f(RecordView {
-            offset: h.base_offset + off_delta,
-            timestamp,
-            key,
-            value,
-            headers,
+            offset: h.base_offset + r.offset_delta as i64,
+            timestamp: if log_append_time {
+                h.max_timestamp
+            } else {
+                h.base_timestamp.wrapping_add(r.timestamp_delta)
+            },
+            key: r.key,
+            value: r.value,
+            headers: r.headers().collect(),
         });
-        pos = start + len as usize;
-    }
-    Ok(())
+        ControlFlow::Continue(())
+    })
+    .map_err(|error| RecordError::Malformed {
+        base_offset: h.base_offset,
+        error,
+    })
 }
 
 /// The first record in `batch` whose timestamp is `>= ts`, as (offset, timestamp).
