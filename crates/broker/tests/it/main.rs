@@ -5,6 +5,7 @@ mod bad_input;
 mod client;
 mod groups;
 mod idempotence;
+mod poison;
 mod produce_fetch;
 mod topics;
 
