@@ -1,0 +1,293 @@
+"""Kafka wire pieces for tests that must send what no client would: record
+batches built by hand (any bytes, a correct CRC), the payload framings of
+each codec written without compression (so the records inside can be
+anything), and raw Produce requests over a socket.
+
+Used by test_poison_batches.py and test_poison_fuzz.py."""
+import socket
+import struct
+import time
+import zlib
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KpTopicPartition
+
+from kafka import codec as codec_lib
+from kafka.record.util import calc_crc32c
+
+CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def kafka_python_reads(codec):
+    """kafka-python decodes these codecs only with optional libraries installed."""
+    return {"none": True, "gzip": True, "snappy": codec_lib.has_snappy(), "snappy-xerial": codec_lib.has_snappy(),
+            "lz4": codec_lib.has_lz4(), "zstd": codec_lib.has_zstd()}[codec]
+
+
+def confluent_read_to_end(bootstrap, topic, timeout=60):
+    """(offset, key, value, headers) of every record until the end of
+    partition 0; fails on any consumer error or a stall."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "poison", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out, deadline = [], time.time() + timeout
+    try:
+        while time.time() < deadline:
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error() is not None:
+                assert m.error().code() == KafkaError._PARTITION_EOF, f"{topic}: {m.error()}"
+                return out
+            out.append((m.offset(), m.key(), m.value(), list(m.headers() or [])))
+        raise AssertionError(f"{topic}: no end of partition after {len(out)} records")
+    finally:
+        c.close()
+
+
+def kafka_python_read(bootstrap, topic, expected):
+    """The first `expected` records of partition 0 as kafka-python reads them."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=10000)
+    tp = KpTopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    out = []
+    for m in c:
+        out.append((m.offset, m.key, m.value, list(m.headers)))
+        if len(out) == expected:
+            break
+    c.close()
+    return out
+
+
+# ---------------------------------------------------------------- records
+
+def varint(v):
+    """A zigzag varint, as Kafka's records use."""
+    return _uvarint(((v << 1) ^ (v >> 63)) & ((1 << 64) - 1))
+
+
+def nbytes(b):
+    return varint(-1) if b is None else varint(len(b)) + b
+
+
+def record(offset_delta, key, value, headers=(), ts_delta=0):
+    body = b"\x00" + varint(ts_delta) + varint(offset_delta) + nbytes(key) + nbytes(value)
+    body += varint(len(headers)) + b"".join(nbytes(k) + nbytes(v) for k, v in headers)
+    return varint(len(body)) + body
+
+
+def batch(payload, count, attributes, base_ts, producer_id=-1, base_sequence=-1):
+    """A v2 batch around an encoded (maybe compressed) records section, CRC correct."""
+    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, base_ts, base_ts, producer_id, -1,
+                            base_sequence, count) + payload
+    crc = calc_crc32c(memoryview(after_crc))
+    return struct.pack(">qiibI", 0, 9 + len(after_crc), 0, 2, crc) + after_crc
+
+
+def reseal(b):
+    """Recomputes length and CRC of a batch whose bytes were changed."""
+    b = bytearray(b)
+    b[8:12] = struct.pack(">i", len(b) - 12)
+    b[17:21] = struct.pack(">I", calc_crc32c(memoryview(bytes(b[21:]))))
+    return bytes(b)
+
+
+def split_batches(data):
+    """The whole batches in a log segment's bytes."""
+    out, pos = [], 0
+    while pos + 12 <= len(data):
+        n = struct.unpack(">i", data[pos + 8:pos + 12])[0] + 12
+        if n < 61 or pos + n > len(data):
+            break
+        out.append(data[pos:pos + n])
+        pos += n
+    return out
+
+
+# ---------------------------------------------------------------- codecs, stored (no compression)
+
+def _uvarint(u):
+    out = bytearray()
+    while u >= 0x80:
+        out.append((u & 0x7F) | 0x80)
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+def snappy_raw(data):
+    """Raw snappy made of literals only: valid, and the bytes stay visible."""
+    out = bytearray(_uvarint(len(data)))
+    for i in range(0, len(data), 65536):
+        chunk = data[i:i + 65536]
+        out += bytes([61 << 2]) + struct.pack("<H", len(chunk) - 1) + chunk
+    return bytes(out)
+
+
+def snappy_xerial(data):
+    """Xerial framing (what the Java client writes) of literal-only blocks."""
+    out = bytearray(b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1))
+    for i in range(0, max(len(data), 1), 32768):
+        block = snappy_raw(data[i:i + 32768])
+        out += struct.pack(">i", len(block)) + block
+    return bytes(out)
+
+
+_P1, _P2, _P3, _P4, _P5 = 2654435761, 2246822519, 3266489917, 668265263, 374761393
+_M = 0xFFFFFFFF
+
+
+def _rotl(x, r):
+    return ((x << r) | (x >> (32 - r))) & _M
+
+
+def xxh32(data, seed=0):
+    """xxHash32, for the lz4 frame's header checksum."""
+    n, i = len(data), 0
+    if n >= 16:
+        v = [(seed + _P1 + _P2) & _M, (seed + _P2) & _M, seed & _M, (seed - _P1) & _M]
+        while i + 16 <= n:
+            for j in range(4):
+                lane = struct.unpack_from("<I", data, i + 4 * j)[0]
+                v[j] = (_rotl((v[j] + lane * _P2) & _M, 13) * _P1) & _M
+            i += 16
+        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & _M
+    else:
+        h = (seed + _P5) & _M
+    h = (h + n) & _M
+    while i + 4 <= n:
+        h = (_rotl((h + struct.unpack_from("<I", data, i)[0] * _P3) & _M, 17) * _P4) & _M
+        i += 4
+    while i < n:
+        h = (_rotl((h + data[i] * _P5) & _M, 11) * _P1) & _M
+        i += 1
+    h ^= h >> 15
+    h = (h * _P2) & _M
+    h ^= h >> 13
+    h = (h * _P3) & _M
+    return h ^ (h >> 16)
+
+
+def lz4_frame(data):
+    """An lz4 frame (version 1, independent 64 KiB blocks) of stored blocks."""
+    desc = bytes([0x60, 0x40])
+    out = bytearray(b"\x04\x22\x4d\x18" + desc + bytes([(xxh32(desc) >> 8) & 0xFF]))
+    for i in range(0, len(data), 65536):
+        chunk = data[i:i + 65536]
+        out += struct.pack("<I", len(chunk) | 0x80000000) + chunk
+    return bytes(out + b"\x00\x00\x00\x00")
+
+
+def zstd_frame(data):
+    """A zstd frame of raw blocks, with its content size."""
+    out = bytearray(b"\x28\xb5\x2f\xfd" + bytes([0xA0]) + struct.pack("<I", len(data)))
+    blocks = [data[i:i + 131072] for i in range(0, len(data), 131072)] or [b""]
+    for n, block in enumerate(blocks):
+        last = 1 if n == len(blocks) - 1 else 0
+        out += struct.pack("<I", (len(block) << 3) | last)[:3] + block
+    return bytes(out)
+
+
+def gzip_member(data):
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
+
+
+STORED = {"none": lambda d: d, "gzip": gzip_member, "snappy": snappy_raw, "snappy-xerial": snappy_xerial,
+          "lz4": lz4_frame, "zstd": zstd_frame}
+
+
+# ---------------------------------------------------------------- Produce over a socket
+
+def _str(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+class RawConnection:
+    """One socket speaking Produce v8 (non-flexible: record_errors and error_message exist from v8)."""
+
+    def __init__(self, bootstrap):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.corr = 0
+
+    def close(self):
+        self.sock.close()
+
+    def send_frame(self, frame):
+        self.sock.sendall(frame)
+        return self._read_frame()
+
+    def _read_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def _read_frame(self):
+        n = struct.unpack(">i", self._read_exact(4))[0]
+        return self._read_exact(n)
+
+    def produce(self, topic, partition, records, acks=-1):
+        """Sends one partition's records; returns (error_code, base_offset, record_errors, error_message)."""
+        self.corr += 1
+        body = struct.pack(">hhi", 0, 8, self.corr) + _str("poison-test")
+        body += struct.pack(">hhi", -1, acks, 10000)
+        body += struct.pack(">i", 1) + _str(topic) + struct.pack(">i", 1)
+        body += struct.pack(">ii", partition, len(records)) + records
+        resp = self.send_frame(struct.pack(">i", len(body)) + body)
+        return parse_produce_v8(resp)
+
+
+def parse_produce_v8(resp):
+    pos = 4  # correlation id
+
+    def take(fmt):
+        nonlocal pos
+        v = struct.unpack_from(fmt, resp, pos)
+        pos += struct.calcsize(fmt)
+        return v
+
+    def string():
+        nonlocal pos
+        (n,) = take(">h")
+        if n < 0:
+            return None
+        s = resp[pos:pos + n].decode()
+        pos += n
+        return s
+
+    (topics,) = take(">i")
+    assert topics == 1, topics
+    string()
+    (parts,) = take(">i")
+    assert parts == 1, parts
+    _, error, base_offset, _, _ = take(">ihqqq")
+    (n,) = take(">i")
+    record_errors = []
+    for _ in range(max(n, 0)):
+        (index,) = take(">i")
+        record_errors.append((index, string()))
+    return error, base_offset, record_errors, string()
+
+
+def produce_v9_frame_error(bootstrap, frame):
+    """Sends a complete Produce v9 frame (flexible) and returns the one
+    partition's error code."""
+    conn = RawConnection(bootstrap)
+    try:
+        resp = conn.send_frame(frame)
+    finally:
+        conn.close()
+    # v9 response: correlation id, header tags, compact array of topics,
+    # compact string name, compact array of partitions, index, error code.
+    pos = 4 + 1 + 1
+    name_len = resp[pos] - 1
+    pos += 1 + name_len + 1
+    return struct.unpack_from(">h", resp, pos + 4)[0]
