@@ -23,6 +23,8 @@ target/bench.json.
 
 usage: scripts/bench            (installs kcat/iperf3/confluent-kafka, builds, runs this)
        .tools/venv/bin/python bench/run.py [--rounds 3] [--quick]
+       .tools/venv/bin/python bench/run.py --validation-cost BASELINE_STROM [--rounds 5]
+           (only the broker's produce CPU against a baseline build; docs/PERFORMANCE.md)
 """
 import argparse
 import glob
@@ -57,8 +59,8 @@ def free_port():
 class Broker:
     """A strom server on a temporary data directory."""
 
-    def __init__(self, data, extra=()):
-        self.data, self.extra = data, list(extra)
+    def __init__(self, data, extra=(), binary=None):
+        self.data, self.extra, self.binary = data, list(extra), binary or STROM
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc = None
@@ -70,7 +72,7 @@ class Broker:
         seen = open(path, "rb").read().count(b"strom broker started") if os.path.exists(path) else 0
         log = open(path, "ab")
         t = time.perf_counter()
-        self.proc = subprocess.Popen([STROM, "server", "--listen", self.bootstrap, "--data-dir", self.data,
+        self.proc = subprocess.Popen([self.binary, "server", "--listen", self.bootstrap, "--data-dir", self.data,
                                       *self.extra], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -86,6 +88,17 @@ class Broker:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def cpu_seconds(self):
+        """CPU the broker's threads have run so far (nanosecond schedstat,
+        summed over its threads; clock ticks are too coarse for one run)."""
+        total = 0
+        for path in glob.glob(f"/proc/{self.proc.pid}/task/*/schedstat"):
+            try:
+                total += int(open(path).read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass  # a thread that just ended
+        return total / 1e9
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -231,10 +244,10 @@ def kcat_produce(broker, topic, path, n, acks, partition=None):
     return n / (time.perf_counter() - t)
 
 
-def strom_produce(broker, topic, size, n, acks):
+def strom_produce(broker, topic, size, n, acks, codec="none"):
     out = sh(STROM, "perf", "--bootstrap", broker.bootstrap, "produce", "--topic", topic, "--records", str(n),
              "--record-size", str(size), "--acks", acks, "-X", "linger.ms=5", "-X", "batch.size=1048576",
-             "-X", "enable.idempotence=false", "--json")
+             "-X", "enable.idempotence=false", "-X", f"compression.type={codec}", "--json")
     return json.loads(out)["records_per_sec"]
 
 
@@ -305,13 +318,63 @@ def cell(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
+# ---------------------------------------------------------------- validation cost
+
+def validation_cost(a, tmp, baseline):
+    """The broker's CPU per produced GB and the produce rate of this build
+    and of `baseline` (a build without record validation), 100 B and 1 KiB
+    records, uncompressed and zstd, runs of the two alternating (the order
+    swapped every round), each on a fresh broker and recently freed memory.
+    The driver is this build's `strom perf` for both."""
+    n_small, n_large = (500_000, 100_000) if a.quick else (5_000_000, 1_000_000)
+    rows = []
+    for size, n in ((100, n_small), (1024, n_large)):
+        for codec in ("none", "zstd"):
+            runs = {"baseline": [], "this build": []}
+            for r in range(a.rounds):
+                order = [("baseline", baseline), ("this build", STROM)]
+                for name, binary in order if r % 2 == 0 else order[::-1]:
+                    data = os.path.join(tmp, f"vc-{len(rows)}-{r}-{name.split()[0]}")
+                    broker = Broker(data, binary=binary)
+                    broker.start()
+                    create(broker, "vc", 1)
+                    fresh_pages(tmp, run_mib(size, n))
+                    cpu = broker.cpu_seconds()
+                    rate = strom_produce(broker, "vc", size, n, "all", codec)
+                    cpu = broker.cpu_seconds() - cpu
+                    broker.stop()
+                    shutil.rmtree(data, ignore_errors=True)
+                    runs[name].append({"records_per_sec": rate, "broker_cpu_s_per_gb": cpu / (n * size / 1e9)})
+            row = {"size": size, "codec": codec}
+            for name, rs in runs.items():
+                row[name] = {k: cell([x[k] for x in rs]) for k in ("records_per_sec", "broker_cpu_s_per_gb")}
+            base, this = (row[k]["broker_cpu_s_per_gb"]["median"] for k in ("baseline", "this build"))
+            row["cpu_ratio"] = this / base
+            rows.append(row)
+            print(f"validation {size:>5} B {codec:<4}  broker CPU-s/GB {base:.3f} -> {this:.3f} ({row['cpu_ratio']:.3f}); "
+                  f"records/s {row['baseline']['records_per_sec']['median']:,.0f} -> "
+                  f"{row['this build']['records_per_sec']['median']:,.0f}", flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------- main
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer records and 1 GB instead of 5 GB (a smoke run)")
+    ap.add_argument("--validation-cost", metavar="BASELINE_STROM",
+                    help="only compare the broker's produce cost with a baseline build's (writes target/bench-validation.json)")
     a = ap.parse_args()
+    if a.validation_cost:
+        tmp = tempfile.mkdtemp(prefix="strom-bench-", dir=os.environ.get("STROM_BENCH_DIR"))
+        try:
+            rows = validation_cost(a, tmp, a.validation_cost)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with open(os.path.join(ROOT, "target", "bench-validation.json"), "w") as f:
+            json.dump({"rounds": a.rounds, "rows": rows}, f, indent=1)
+        return
     for tool in ("kcat", "iperf3", "dd"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found (scripts/bench installs it)")
