@@ -275,7 +275,7 @@ impl BatchWriter {
 
 /// Compresses the records section as the attributes say; on a codec failure
 /// (not expected for in-memory buffers) the batch falls back to uncompressed.
-fn compress(attributes: &mut i16, body: Vec<u8>) -> Vec<u8> {
+pub(crate) fn compress(attributes: &mut i16, body: Vec<u8>) -> Vec<u8> {
     let codec = match *attributes & 0x07 {
         1 => Compression::Gzip,
         2 => Compression::Snappy,

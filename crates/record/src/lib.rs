@@ -32,6 +32,7 @@
 
 mod batch;
 mod build;
+mod compact;
 mod decompress;
 mod records;
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use batch::{
     ATTR_TRANSACTIONAL, HEADER_LEN, LENGTH_PREFIX, LOG_OVERHEAD,
 };
 pub use build::{BatchBuilder, BatchWriter, OwnedRecord};
+pub use compact::{empty_batch, CleanRecord, Compactor, Filtered, ATTR_DELETE_HORIZON};
 pub use decompress::DecompressError;
 pub use records::{
     first_offset_at_or_after, for_each_record, for_each_record_shared, RecordError, RecordView,

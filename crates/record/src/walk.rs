@@ -114,6 +114,9 @@ pub(crate) struct RawRecord<'a> {
     pub header_count: u32,
     /// The headers' bytes; [`Headers`] reads them without further checks.
     pub headers: &'a [u8],
+    /// The whole record after its length field (the log cleaner copies
+    /// kept records from it).
+    pub body: &'a [u8],
 }
 
 impl<'a> RawRecord<'a> {
@@ -269,6 +272,7 @@ fn record(body: &[u8]) -> Result<RawRecord<'_>, Malformed> {
         value,
         header_count: count as u32,
         headers: &body[headers_start..],
+        body,
     })
 }
 

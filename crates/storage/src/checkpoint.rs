@@ -26,6 +26,17 @@ pub(crate) fn write_i64(dir: &Path, name: &str, value: i64) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Writes `text` to `dir/name` durably: temp file, fsync, rename, fsync dir.
+pub(crate) fn write_text(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
 /// Reads an i64 written by [`write_i64`]; `None` when missing or unreadable.
 pub(crate) fn read_i64(dir: &Path, name: &str) -> io::Result<Option<i64>> {
     match fs::read_to_string(dir.join(name)) {

@@ -24,7 +24,7 @@ pub enum TimestampType {
 }
 
 /// Settings of one partition log. Defaults are Kafka's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll to a new segment when the active one would pass this.
     pub segment_bytes: u64,
@@ -40,6 +40,21 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy` includes `compact`: the log cleaner keeps the
+    /// latest record of each key (retention still applies with `delete`).
+    pub compact: bool,
+    /// `delete.retention.ms`: how long a tombstone (or a transaction marker
+    /// the cleaner may drop) stays after the clean that first reached it.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a record is not cleaned before it is this old.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record stays uncleaned at most this long;
+    /// it also bounds how long the active segment of a compacted log stays open.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean once this share of the log is dirty.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `max.message.bytes`: the largest batch; bounds the cleaner's decompression.
+    pub max_message_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -52,6 +67,26 @@ impl Default for LogConfig {
             retention_bytes: -1,
             flush: FlushPolicy::Os,
             timestamp_type: TimestampType::CreateTime,
+            compact: false,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+impl LogConfig {
+    /// How long the active segment may stay open by record time: `segment.ms`,
+    /// or for a compacted log `max.compaction.lag.ms` when smaller (the
+    /// active segment is never cleaned, so it must roll for its records to
+    /// become cleanable in time), as Kafka does.
+    pub fn effective_segment_ms(&self) -> i64 {
+        if self.compact {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
         }
     }
 }

@@ -106,6 +106,18 @@ pub(crate) fn write_entries<E: Entry>(path: &Path, entries: &[E]) -> io::Result<
     fs::rename(&tmp, path)
 }
 
+/// Writes a whole index file and fsyncs it (a cleaned segment's index,
+/// which must be on disk before the swap that installs it commits).
+pub(crate) fn write_entries_durably<E: Entry>(path: &Path, entries: &[E]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(entries.len() * E::SIZE);
+    for e in entries {
+        e.encode(&mut buf);
+    }
+    let mut f = File::create(path)?;
+    f.write_all(&buf)?;
+    f.sync_all()
+}
+
 /// Appends one entry to an index file kept open by the writer.
 pub(crate) fn append_entry<E: Entry>(file: &mut File, entry: &E) -> io::Result<()> {
     let mut buf = Vec::with_capacity(E::SIZE);

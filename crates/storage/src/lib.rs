@@ -45,6 +45,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod checkpoint;
+pub mod cleaner;
 mod config;
 mod error;
 mod index;

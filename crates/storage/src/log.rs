@@ -149,6 +149,10 @@ pub struct Log {
     write_gate: Mutex<()>,
     /// The clean-shutdown marker was present at open.
     opened_clean: bool,
+    /// Held by whoever removes or replaces whole segments other than by
+    /// rolling: the cleaner (for a whole clean), retention, DeleteRecords,
+    /// truncation. Lock order: segment_edit, then writer.
+    segment_edit: Mutex<()>,
 }
 
 impl std::fmt::Debug for Log {
@@ -190,6 +194,8 @@ impl Log {
         let dir = dir.into();
         let now = clock();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        // A clean interrupted by a crash is finished (or undone) first.
+        let swapped = crate::cleaner::swap::recover(&dir).map_err(|e| StorageError::io(&dir, e))?;
         let mut bases = Vec::new();
         let mut sizes = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, e))? {
@@ -215,7 +221,9 @@ impl Log {
 
         let mut segments = BTreeMap::new();
         let mut next_offset;
-        let clean = clean.filter(|leo| bases.last().is_none_or(|b| leo >= b));
+        let clean = clean.filter(|leo| !swapped && bases.last().is_none_or(|b| leo >= b));
+        // Only a log the cleaner has worked on may have gaps between offsets.
+        let gaps = crate::cleaner::was_cleaned(&dir);
         if let Some(leo) = clean {
             for b in &bases {
                 segments.insert(*b, Arc::new(Segment::existing(&dir, *b, sizes[b])));
@@ -229,8 +237,11 @@ impl Log {
             let mut cut = false;
             for b in &bases {
                 let seg = Segment::existing(&dir, *b, sizes[b]);
-                // A segment must start exactly where the previous one ended.
-                if cut || (*b != next_offset && !segments.is_empty()) {
+                // A segment starts at or after the end of the previous one
+                // (after the cleaner, there may be a gap in between).
+                if cut
+                    || ((*b < next_offset || (!gaps && *b != next_offset)) && !segments.is_empty())
+                {
                     cut = true;
                     tracing::warn!(segment = %seg.log_path().display(), "removing segment after damaged data");
                     seg.delete_files()
@@ -238,7 +249,7 @@ impl Log {
                     continue;
                 }
                 let scan = seg
-                    .scan(true, config.index_interval_bytes, now)
+                    .scan(true, gaps, config.index_interval_bytes, now)
                     .map_err(|e| StorageError::io(seg.log_path(), e))?;
                 if let Some(why) = &scan.damage {
                     tracing::warn!(
@@ -330,6 +341,7 @@ impl Log {
             pending: Mutex::new(Pending::default()),
             write_gate: Mutex::new(()),
             opened_clean: clean.is_some(),
+            segment_edit: Mutex::new(()),
         })
     }
 
@@ -670,7 +682,7 @@ impl Log {
             return false;
         }
         size + len > config.segment_bytes
-            || incoming_ts - seg.roll_start(now) > config.segment_ms
+            || incoming_ts - seg.roll_start(now) > config.effective_segment_ms()
             || next_offset - seg.base_offset > i32::MAX as i64
     }
 
@@ -925,21 +937,33 @@ impl Log {
             return Ok(empty);
         }
         let now = (self.clock)();
-        let first = self.floor_segment(offset).ok_or_else(out_of_range)?;
-        for seg in self.segments_from(first.base_offset) {
-            let found = match seg.find_batch(offset, now) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(out_of_range()),
-                Err(e) => return Err(self.io(seg.log_path(), e)),
-            };
-            if let Some((pos, _)) = found {
-                let records = seg
-                    .read_batches(pos, max_bytes, upper, now)
-                    .map_err(|e| self.io(seg.log_path(), e))?;
-                return Ok(ReadResult { records, ..empty });
+        // A segment the cleaner replaced while this read held it is read
+        // again from the new segments (it cannot happen twice in a row
+        // but for a very slow reader; three tries are plenty).
+        let mut tries = 0;
+        'again: loop {
+            tries += 1;
+            let first = self.floor_segment(offset).ok_or_else(out_of_range)?;
+            for seg in self.segments_from(first.base_offset) {
+                let found = match seg.find_batch(offset, now) {
+                    Ok(f) => f,
+                    Err(_) if seg.is_retired() && tries < 3 => continue 'again,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(out_of_range())
+                    }
+                    Err(e) => return Err(self.io(seg.log_path(), e)),
+                };
+                if let Some((pos, _)) = found {
+                    let records = match seg.read_batches(pos, max_bytes, upper, now) {
+                        Ok(r) => r,
+                        Err(_) if seg.is_retired() && tries < 3 => continue 'again,
+                        Err(e) => return Err(self.io(seg.log_path(), e)),
+                    };
+                    return Ok(ReadResult { records, ..empty });
+                }
             }
+            return Ok(empty);
         }
-        Ok(empty)
     }
 
     /// The first offset whose record timestamp is `>= ts`, with that timestamp
@@ -1029,6 +1053,7 @@ impl Log {
     /// Removes every batch from the one holding `offset` on (replication uses
     /// it to drop a diverged tail). The log end offset becomes that batch's base.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let _edit = self.segment_edit.lock();
         let mut w = self.writer.lock();
         self.drain_pending()?;
         if offset >= self.log_end_offset() {
@@ -1135,7 +1160,11 @@ impl Log {
             .map_err(|e| self.io(&self.dir, e))?;
         self.log_start_offset.store(offset, Ordering::Release);
         drop(_w);
-        self.delete_segments_below_start()?;
+        // While the cleaner rewrites segments, the ones below the new start
+        // are left for the next retention pass (reads already stop there).
+        if let Some(_edit) = self.segment_edit.try_lock() {
+            self.delete_segments_below_start()?;
+        }
         Ok(offset)
     }
 
@@ -1166,6 +1195,10 @@ impl Log {
     /// when it is the only one left to delete, as Kafka does). Returns how
     /// many segments were deleted.
     pub fn apply_retention(&self) -> Result<usize> {
+        // A log the cleaner is rewriting waits for the next pass.
+        let Some(_edit) = self.segment_edit.try_lock() else {
+            return Ok(0);
+        };
         let config = self.config();
         let now = (self.clock)();
         let segs: Vec<Arc<Segment>> = self.segments.read().values().cloned().collect();
@@ -1174,6 +1207,12 @@ impl Log {
         let mut delete_upto: Option<usize> = None; // index of last segment to delete
         for (i, seg) in segs.iter().enumerate() {
             if seg.size() == 0 {
+                // An empty segment the cleaner left goes with its
+                // neighbours; the empty active segment ends the pass.
+                if i + 1 < segs.len() {
+                    delete_upto = Some(i);
+                    continue;
+                }
                 break;
             }
             let by_size = config.retention_bytes >= 0
@@ -1274,6 +1313,35 @@ impl Log {
         }
         w.closed = true;
         Ok(())
+    }
+}
+
+/// What the log cleaner (`crate::cleaner`) needs of a log.
+impl Log {
+    /// The lock whole-segment edits take; the cleaner holds it for a clean.
+    pub(crate) fn segment_edit(&self) -> &Mutex<()> {
+        &self.segment_edit
+    }
+
+    /// The segments in offset order; the last is the active one.
+    pub(crate) fn segment_list(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().values().cloned().collect()
+    }
+
+    /// The log's clock.
+    pub(crate) fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Puts `new` in place of `replaced` (whose files the swap has
+    /// replaced or is replacing): readers see one or the other, never both.
+    pub(crate) fn install_segment(&self, replaced: &[Arc<Segment>], new: Arc<Segment>) {
+        let mut segs = self.segments.write();
+        for old in replaced {
+            segs.remove(&old.base_offset);
+            old.retire();
+        }
+        segs.insert(new.base_offset, new);
     }
 }
 

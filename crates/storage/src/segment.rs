@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -67,6 +67,10 @@ pub(crate) struct Segment {
     max_ts: Mutex<Option<(i64, i64)>>,
     /// Max timestamp of the segment's first batch (`segment.ms` counts from it), or UNKNOWN.
     roll_start: AtomicI64,
+    /// Set when the cleaner replaced this segment: its path now names
+    /// another file, so it must never be opened by path again (readers
+    /// still holding its open handle read the old bytes to the end).
+    retired: AtomicBool,
 }
 
 impl Segment {
@@ -83,7 +87,43 @@ impl Segment {
             indexes: RwLock::new(None),
             max_ts: Mutex::new(None),
             roll_start: AtomicI64::new(UNKNOWN),
+            retired: AtomicBool::new(false),
         }
+    }
+
+    /// A segment the cleaner wrote: `file` is its open `.cleaned` file (the
+    /// handle stays valid when the file is renamed into place) and `indexes`
+    /// the indexes written with it.
+    pub fn cleaned(
+        dir: &Path,
+        base_offset: i64,
+        size: u64,
+        file: File,
+        indexes: Indexes,
+        now_ms: i64,
+    ) -> Self {
+        let seg = Segment::new(dir, base_offset, size);
+        seg.last_used.store(now_ms, Ordering::Relaxed);
+        *seg.file.lock() = Some(Arc::new(file));
+        *seg.indexes.write() = Some(indexes);
+        seg
+    }
+
+    /// Marks the segment replaced (see `retired`).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// True once the cleaner replaced this segment.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    fn retired_error(&self) -> io::Error {
+        io::Error::other(format!(
+            "segment {} was replaced by the log cleaner",
+            self.log_path.display()
+        ))
     }
 
     /// Creates a new empty segment on disk (files included).
@@ -134,6 +174,9 @@ impl Segment {
         let mut g = self.file.lock();
         if let Some(f) = g.as_ref() {
             return Ok(f.clone());
+        }
+        if self.is_retired() {
+            return Err(self.retired_error());
         }
         let f = Arc::new(
             OpenOptions::new()
@@ -215,6 +258,9 @@ impl Segment {
     /// Loads the index files, or rebuilds them from the log when they are
     /// missing or fail the sanity check.
     fn load_indexes(&self, now_ms: i64) -> io::Result<Indexes> {
+        if self.is_retired() {
+            return Err(self.retired_error());
+        }
         let size = self.size();
         let offsets = index::read_entries::<OffsetEntry>(&self.index_path)?;
         let times = index::read_entries::<TimeEntry>(&self.time_path)?;
@@ -224,7 +270,7 @@ impl Segment {
             }
         }
         tracing::warn!(segment = %self.log_path.display(), "index missing or damaged; rebuilding from the log");
-        let scan = self.scan(false, 4096, now_ms)?;
+        let scan = self.scan(false, true, 4096, now_ms)?;
         index::write_entries(&self.index_path, &scan.indexes.offsets)?;
         index::write_entries(&self.time_path, &scan.indexes.times)?;
         Ok(scan.indexes)
@@ -232,7 +278,15 @@ impl Segment {
 
     /// Walks the batches from the start, rebuilding indexes. With `verify`,
     /// also checks CRCs and offset order, and stops at the first bad batch.
-    pub fn scan(&self, verify: bool, index_interval: u32, now_ms: i64) -> io::Result<ScanOutcome> {
+    /// Offsets must follow each other exactly unless `gaps` (a log the
+    /// cleaner has worked on, where removed records leave gaps).
+    pub fn scan(
+        &self,
+        verify: bool,
+        gaps: bool,
+        index_interval: u32,
+        now_ms: i64,
+    ) -> io::Result<ScanOutcome> {
         let f = self.handle(now_ms)?;
         let file_len = f.metadata()?.len();
         let mut out = ScanOutcome {
@@ -287,9 +341,10 @@ impl Segment {
                     out.damage = Some(e.to_string());
                     break;
                 }
-                // The log never leaves gaps, so a base offset that is not
-                // exactly the next one means the (un-checksummed) field is damaged.
-                if h.base_offset != out.next_offset {
+                // The log leaves no gaps (but where the cleaner removed
+                // records), so a base offset other than the next one (or,
+                // with gaps, below it) means the un-checksummed field is damaged.
+                if h.base_offset < out.next_offset || (!gaps && h.base_offset != out.next_offset) {
                     out.damage = Some(format!(
                         "batch base offset {} where {} was expected",
                         h.base_offset, out.next_offset

@@ -1,6 +1,7 @@
 //! Integration tests of the partition log: one binary for all of them.
 
 mod basics;
+mod cleaner;
 mod crash;
 mod model;
 
