@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::cleaner::LogCleaner;
 use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::handlers::fetch::FetchSessions;
@@ -28,6 +29,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// The transaction coordinator and producer id allocator.
     pub txns: TxnCoordinator,
+    /// The log cleaner threads (compacted topics).
+    pub cleaner: LogCleaner,
 }
 
 impl Broker {
@@ -46,6 +49,7 @@ impl Broker {
             max_session_timeout_ms: config.get_i64("group.max.session.timeout.ms", 1_800_000)
                 as i32,
             offsets_partitions: config.get_i64("offsets.topic.num.partitions", 50) as i32,
+            offsets_segment_bytes: config.get_i64("offsets.topic.segment.bytes", 104_857_600),
             offsets_retention_ms: config.get_i64("offsets.retention.minutes", 10080) * 60_000,
             consumer_session_timeout_ms: config.get_i64("group.consumer.session.timeout.ms", 45_000)
                 as i32,
@@ -60,11 +64,14 @@ impl Broker {
             max_timeout_ms: config.get_i64("transaction.max.timeout.ms", 900_000) as i32,
             id_expiration_ms: config.get_i64("transactional.id.expiration.ms", 604_800_000),
             state_partitions: config.get_i64("transaction.state.log.num.partitions", 50) as i32,
+            state_segment_bytes: config.get_i64("transaction.state.log.segment.bytes", 104_857_600),
             producer_id_expiration_ms: config.get_i64("producer.id.expiration.ms", 86_400_000),
         };
         let txns = TxnCoordinator::open(topics.clone(), &dir, txn_config)?;
         txns.recover(&groups);
+        let cleaner = LogCleaner::start(topics.clone());
         Ok(Broker {
+            cleaner,
             groups,
             txns,
             node_id: config.node_id(),

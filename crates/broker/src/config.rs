@@ -149,6 +149,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("group.min.session.timeout.ms", Int, "6000", 1),
     def("group.max.session.timeout.ms", Int, "1800000", 1),
     def("offsets.topic.num.partitions", Int, "50", 1),
+    def("offsets.topic.segment.bytes", Int, "104857600", 1),
     def("offsets.retention.minutes", Int, "10080", 1),
     def("offset.metadata.max.bytes", Int, "4096", 0),
     def("group.consumer.session.timeout.ms", Int, "45000", 1),
@@ -164,6 +165,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         1,
     ),
     def("transaction.state.log.num.partitions", Int, "50", 1),
+    def("transaction.state.log.segment.bytes", Int, "104857600", 1),
     def("connections.max.idle.ms", Long, "600000", -1),
     def("max.connections.per.ip", Int, "2147483647", 0),
     def("max.connections.per.ip.overrides", STR, "", 0),
@@ -497,6 +499,17 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
         } else {
             TimestampType::CreateTime
         },
+        compact: get("cleanup.policy")
+            .split(',')
+            .any(|p| p.trim() == "compact"),
+        delete_retention_ms: num("delete.retention.ms", 86_400_000),
+        min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
+        max_compaction_lag_ms: num("max.compaction.lag.ms", i64::MAX),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .trim()
+            .parse()
+            .unwrap_or(0.5),
+        max_message_bytes: num("max.message.bytes", 1_048_588).max(0) as usize,
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`txn`]: producer ids, per-partition producer state, the transaction coordinator.
 
 pub mod broker;
+pub mod cleaner;
 pub mod config;
 mod connection;
 mod dispatch;

@@ -134,6 +134,8 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
             conns.abort_all();
         }
         maintenance.abort();
+        let stopping = b.clone();
+        let _ = tokio::task::spawn_blocking(move || stopping.cleaner.shutdown()).await;
         let topics = b.topics.clone();
         let _ = tokio::task::spawn_blocking(move || topics.close_all()).await;
         tracing::info!("shutdown complete: logs flushed and marked clean");

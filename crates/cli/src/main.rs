@@ -1,6 +1,7 @@
 //! `strom`: the broker server and Strom's command-line tools in one binary.
 
 mod bootstrap;
+mod cleaner;
 mod consume;
 mod groups;
 mod perf;
@@ -42,6 +43,8 @@ enum Command {
     Groups(groups::GroupsArgs),
     /// Inspect transactions and the producers writing to partitions (like kafka-transactions.sh).
     Transactions(transactions::TransactionsArgs),
+    /// Show what the log cleaner did to each compacted log: dirty ratio, last clean, bytes reclaimed.
+    Cleaner(cleaner::CleanerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Perf(args) => perf::run(args),
         Command::Topics(args) => topics::run(args),
         Command::Transactions(args) => transactions::run(args),
+        Command::Cleaner(args) => cleaner::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

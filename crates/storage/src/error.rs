@@ -49,6 +49,12 @@ pub enum StorageError {
         /// The segment size limit.
         segment_bytes: u64,
     },
+    /// A clean was stopped (shutdown); the log is as it was before it.
+    #[error("cleaning of {path} was stopped")]
+    CleanAborted {
+        /// The segment being read when it stopped.
+        path: PathBuf,
+    },
     /// A flush failed earlier; the log refuses writes until it is reopened,
     /// because the OS may have dropped dirty pages (fatal, not retriable).
     #[error("log {path} is offline after a failed fsync; restart to recover")]

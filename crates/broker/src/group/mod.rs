@@ -49,6 +49,9 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `offsets.topic.num.partitions`.
     pub offsets_partitions: i32,
+    /// `offsets.topic.segment.bytes`: small segments let the cleaner reach
+    /// old commits sooner.
+    pub offsets_segment_bytes: i64,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
     /// `offset.metadata.max.bytes`.
@@ -160,6 +163,10 @@ impl GroupCoordinator {
         if topics.get(OFFSETS_TOPIC).is_none() {
             let mut cfg = BTreeMap::new();
             cfg.insert("cleanup.policy".to_string(), "compact".to_string());
+            cfg.insert(
+                "segment.bytes".to_string(),
+                config.offsets_segment_bytes.to_string(),
+            );
             topics.create(OFFSETS_TOPIC, config.offsets_partitions, cfg)?;
         }
         let c = GroupCoordinator {
@@ -1494,6 +1501,7 @@ mod tests {
             min_session_timeout_ms: 1,
             max_session_timeout_ms: 1_000_000,
             offsets_partitions: 3,
+            offsets_segment_bytes: 104_857_600,
             offsets_retention_ms: retention_ms,
             offset_metadata_max_bytes: 4096,
             consumer_session_timeout_ms: 45_000,

@@ -33,6 +33,8 @@ pub struct TxnConfig {
     pub id_expiration_ms: i64,
     /// `transaction.state.log.num.partitions`.
     pub state_partitions: i32,
+    /// `transaction.state.log.segment.bytes`.
+    pub state_segment_bytes: i64,
     /// `producer.id.expiration.ms`.
     pub producer_id_expiration_ms: i64,
 }
@@ -170,6 +172,10 @@ impl TxnCoordinator {
             if self.topics.get(TXN_TOPIC).is_none() {
                 let mut cfg = BTreeMap::new();
                 cfg.insert("cleanup.policy".to_string(), "compact".to_string());
+                cfg.insert(
+                    "segment.bytes".to_string(),
+                    self.config.state_segment_bytes.to_string(),
+                );
                 match self
                     .topics
                     .create(TXN_TOPIC, self.config.state_partitions, cfg)

@@ -361,6 +361,54 @@ impl ProducerState {
         }
     }
 
+    /// Each producer's last write, for the log cleaner: the offset of its
+    /// last data record (`None` when none is tracked) and its epoch. The
+    /// cleaner keeps the batch holding it, so sequence checks survive a clean.
+    pub fn last_records(&self) -> HashMap<i64, strom_storage::cleaner::LastRecord> {
+        self.entries
+            .iter()
+            .map(|(id, e)| {
+                let last = e.batches.back().map(|b| {
+                    let span =
+                        (b.last_seq as i64 - b.first_seq as i64).rem_euclid(i32::MAX as i64 + 1);
+                    b.base_offset + span
+                });
+                (
+                    *id,
+                    strom_storage::cleaner::LastRecord {
+                        last_data_offset: last,
+                        epoch: e.epoch,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Every aborted transaction still listed (the cleaner drops their data).
+    pub fn aborted(&self) -> Vec<strom_storage::cleaner::AbortedTxn> {
+        self.aborted
+            .iter()
+            .map(|a| strom_storage::cleaner::AbortedTxn {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset,
+                last_offset: a.last_offset,
+            })
+            .collect()
+    }
+
+    /// Forgets the aborted transaction whose marker at `marker_offset` the
+    /// cleaner removed: with its data and marker gone, read_committed
+    /// fetches must not list it (a consumer would skip later batches of the
+    /// producer waiting for a marker that is no longer there).
+    pub fn forget_aborted(&mut self, producer_id: i64, marker_offset: i64) {
+        let before = self.aborted.len();
+        self.aborted
+            .retain(|a| !(a.producer_id == producer_id && a.last_offset == marker_offset));
+        if self.aborted.len() != before {
+            self.dirty = true;
+        }
+    }
+
     /// Drops everything at or past `offset` (the log was truncated there):
     /// the state is rebuilt by the caller from the log.
     pub fn reset_to(&mut self, offset: i64) {

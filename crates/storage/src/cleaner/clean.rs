@@ -6,6 +6,7 @@ use std::fs::OpenOptions;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,9 @@ pub struct Cleaner {
     /// Output waiting to be written to the cleaned segment.
     write_buf: Vec<u8>,
     throttle: Throttle,
+    /// Set to stop a clean at the next read (shutdown); what it wrote is
+    /// removed at the next open.
+    abort: Arc<AtomicBool>,
 }
 
 fn corrupt(seg: &Segment, position: u64, reason: String) -> StorageError {
@@ -144,11 +148,17 @@ fn each_batch(
     chunk: usize,
     now: i64,
     throttle: &mut Throttle,
+    abort: &AtomicBool,
     mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<ControlFlow<()>>,
 ) -> Result<()> {
     let size = seg.size();
     let io = |e| StorageError::io(seg.log_path(), e);
     while pos < size {
+        if abort.load(Ordering::Relaxed) {
+            return Err(StorageError::CleanAborted {
+                path: seg.log_path().to_path_buf(),
+            });
+        }
         let left = (size - pos) as usize;
         let buf = seg
             .read_at(pos, chunk.max(HEADER_LEN).min(left), now)
@@ -329,8 +339,14 @@ impl Cleaner {
             batch_out: Vec::new(),
             write_buf: Vec::new(),
             throttle: Throttle::new(config.max_io_bytes_per_sec),
+            abort: Arc::new(AtomicBool::new(false)),
             config,
         }
+    }
+
+    /// A flag that, once set, stops the clean under way (and every later one).
+    pub fn abort_flag(&self) -> Arc<AtomicBool> {
+        self.abort.clone()
     }
 
     /// Changes the budgets (dynamic broker configs), effective from the next clean.
@@ -347,6 +363,21 @@ impl Cleaner {
     /// Cleans `log` if there is something to clean. `Ok(None)` when there
     /// is nothing to do, or another task is editing its segments.
     pub fn clean(&mut self, log: &Log, ctx: &CleanContext) -> Result<Option<CleanOutcome>> {
+        self.clean_with(log, ctx, &mut |_| Ok(()))
+    }
+
+    /// [`Cleaner::clean`], calling `before_swap` with the abort markers a
+    /// group of segments drops, before its swap commits: the caller forgets
+    /// those aborted transactions durably first (their data is already
+    /// gone, so forgetting them early is harmless; listing one whose marker
+    /// is gone would make read_committed consumers skip the producer's
+    /// later batches).
+    pub fn clean_with(
+        &mut self,
+        log: &Log,
+        ctx: &CleanContext,
+        before_swap: &mut dyn FnMut(&[(i64, i64)]) -> std::io::Result<()>,
+    ) -> Result<Option<CleanOutcome>> {
         let Some(_edit) = log.segment_edit().try_lock() else {
             return Ok(None);
         };
@@ -355,7 +386,7 @@ impl Cleaner {
         if range.dirty_bytes == 0 {
             return Ok(None);
         }
-        let result = self.clean_range(log, ctx, range, started);
+        let result = self.clean_range(log, ctx, range, started, before_swap);
         // Large buffers from big batches are not kept between cleans.
         self.map.clear();
         self.compactor = Compactor::new();
@@ -370,6 +401,7 @@ impl Cleaner {
         ctx: &CleanContext,
         range: CleanableRange,
         started: Instant,
+        before_swap: &mut dyn FnMut(&[(i64, i64)]) -> std::io::Result<()>,
     ) -> Result<CleanOutcome> {
         let config = log.config();
         let dir = log.dir().to_path_buf();
@@ -403,7 +435,12 @@ impl Cleaner {
             .collect();
         let mut tracker = TxnTracker::new(ctx.aborted.clone());
         for group in group_segments(&to_clean, end_offset, config.segment_bytes) {
-            self.clean_group(log, &dir, &group, ctx, &range, &mut tracker, &mut outcome)?;
+            let removed_before = outcome.removed_abort_markers.len();
+            let written =
+                self.clean_group(log, &dir, &group, ctx, &range, &mut tracker, &mut outcome)?;
+            before_swap(&outcome.removed_abort_markers[removed_before..])
+                .map_err(|e| StorageError::io(&dir, e))?;
+            Self::swap_in(log, &dir, &group, written)?;
         }
         outcome.duration = started.elapsed();
         let mut checkpoint = previous.unwrap_or_default();
@@ -455,6 +492,7 @@ impl Cleaner {
                 chunk,
                 ctx.now_ms,
                 &mut self.throttle,
+                &self.abort,
                 |h, bytes| {
                     if h.is_control() {
                         let marker = marker_of(compactor, bytes);
@@ -505,7 +543,7 @@ impl Cleaner {
         range: &CleanableRange,
         tracker: &mut TxnTracker,
         outcome: &mut CleanOutcome,
-    ) -> Result<()> {
+    ) -> Result<Written> {
         let config = log.config();
         let now = ctx.now_ms;
         let horizon = now.saturating_add(config.delete_retention_ms);
@@ -524,93 +562,106 @@ impl Cleaner {
                 &mut self.batch_out,
                 &mut self.write_buf,
             );
-            each_batch(seg, 0, chunk, now, &mut self.throttle, |h, bytes| {
-                outcome.records_read += h.records_count.max(0) as u64;
-                let (can_discard, marker) = if h.is_control() {
-                    let marker = marker_of(compactor, bytes);
-                    (
-                        tracker.on_control_batch(h.producer_id, h.last_offset(), marker),
-                        marker,
-                    )
-                } else {
-                    let aborted =
-                        tracker.on_data_batch(h.producer_id, h.is_transactional(), h.last_offset());
-                    (aborted, MarkerType::Other)
-                };
-                let discard_records = if h.is_control() {
-                    can_discard && h.delete_horizon_ms().is_some_and(|t| t <= now)
-                } else {
-                    can_discard
-                };
-                let last_of_producer = h.producer_id >= 0
-                    && ctx.producers.get(&h.producer_id).is_some_and(|l| {
-                        match l.last_data_offset {
-                            Some(o) => h.last_offset() == o,
-                            None => h.is_control() && h.producer_epoch == l.epoch,
+            each_batch(
+                seg,
+                0,
+                chunk,
+                now,
+                &mut self.throttle,
+                &self.abort,
+                |h, bytes| {
+                    outcome.records_read += h.records_count.max(0) as u64;
+                    let (can_discard, marker) = if h.is_control() {
+                        let marker = marker_of(compactor, bytes);
+                        (
+                            tracker.on_control_batch(h.producer_id, h.last_offset(), marker),
+                            marker,
+                        )
+                    } else {
+                        let aborted = tracker.on_data_batch(
+                            h.producer_id,
+                            h.is_transactional(),
+                            h.last_offset(),
+                        );
+                        (aborted, MarkerType::Other)
+                    };
+                    let discard_records = if h.is_control() {
+                        can_discard && h.delete_horizon_ms().is_some_and(|t| t <= now)
+                    } else {
+                        can_discard
+                    };
+                    let last_of_producer = h.producer_id >= 0
+                        && ctx.producers.get(&h.producer_id).is_some_and(|l| {
+                            match l.last_data_offset {
+                                Some(o) => h.last_offset() == o,
+                                None => h.is_control() && h.producer_epoch == l.epoch,
+                            }
+                        });
+                    let retain_empty =
+                        last_of_producer || h.next_offset() == range.first_uncleanable;
+                    let control = h.is_control();
+                    let keep = |r: &CleanRecord<'_>| {
+                        if discard_records {
+                            return false;
                         }
-                    });
-                let retain_empty = last_of_producer || h.next_offset() == range.first_uncleanable;
-                let control = h.is_control();
-                let keep = |r: &CleanRecord<'_>| {
-                    if discard_records {
-                        return false;
-                    }
-                    if control || r.offset > latest {
-                        return true;
-                    }
-                    match r.key {
-                        Some(k) => {
-                            r.offset >= map.get(k)
-                                && (r.has_value || h.delete_horizon_ms().is_none_or(|t| now < t))
+                        if control || r.offset > latest {
+                            return true;
                         }
-                        None => false,
-                    }
-                };
-                let filtered = compactor
-                    .filter(
-                        bytes,
-                        READ_DECOMPRESSED_LIMIT,
-                        horizon,
-                        can_discard && control,
-                        keep,
-                        batch_out,
-                    )
-                    .map_err(|e| corrupt(seg, 0, e.to_string()))?;
-                let position = out.written + write_buf.len() as u64;
-                match filtered {
-                    Filtered::Unchanged => {
-                        out.note(h, position);
-                        write_buf.extend_from_slice(bytes);
-                        outcome.records_written += h.records_count.max(0) as u64;
-                    }
-                    Filtered::Rewritten { kept } => {
-                        let nh = BatchHeader::parse(batch_out)
-                            .map_err(|e| corrupt(seg, 0, e.to_string()))?;
-                        out.note(&nh, position);
-                        write_buf.extend_from_slice(batch_out);
-                        outcome.records_written += kept as u64;
-                    }
-                    Filtered::NoneKept => {
-                        if marker == MarkerType::Abort {
-                            outcome
-                                .removed_abort_markers
-                                .push((h.producer_id, h.base_offset));
+                        match r.key {
+                            Some(k) => {
+                                r.offset >= map.get(k)
+                                    && (r.has_value
+                                        || h.delete_horizon_ms().is_none_or(|t| now < t))
+                            }
+                            None => false,
                         }
-                        if retain_empty {
-                            let e =
-                                empty_batch(bytes).map_err(|e| corrupt(seg, 0, e.to_string()))?;
-                            let eh = BatchHeader::parse(&e)
+                    };
+                    let filtered = compactor
+                        .filter(
+                            bytes,
+                            READ_DECOMPRESSED_LIMIT,
+                            horizon,
+                            can_discard && control,
+                            keep,
+                            batch_out,
+                        )
+                        .map_err(|e| corrupt(seg, 0, e.to_string()))?;
+                    let position = out.written + write_buf.len() as u64;
+                    match filtered {
+                        Filtered::Unchanged => {
+                            out.note(h, position);
+                            write_buf.extend_from_slice(bytes);
+                            outcome.records_written += h.records_count.max(0) as u64;
+                        }
+                        Filtered::Rewritten { kept } => {
+                            let nh = BatchHeader::parse(batch_out)
                                 .map_err(|e| corrupt(seg, 0, e.to_string()))?;
-                            out.note(&eh, position);
-                            write_buf.extend_from_slice(&e);
+                            out.note(&nh, position);
+                            write_buf.extend_from_slice(batch_out);
+                            outcome.records_written += kept as u64;
+                        }
+                        Filtered::NoneKept => {
+                            if marker == MarkerType::Abort {
+                                outcome
+                                    .removed_abort_markers
+                                    .push((h.producer_id, h.base_offset));
+                            }
+                            if retain_empty {
+                                let e = empty_batch(bytes)
+                                    .map_err(|e| corrupt(seg, 0, e.to_string()))?;
+                                let eh = BatchHeader::parse(&e)
+                                    .map_err(|e| corrupt(seg, 0, e.to_string()))?;
+                                out.note(&eh, position);
+                                write_buf.extend_from_slice(&e);
+                            }
                         }
                     }
-                }
-                if write_buf.len() >= chunk {
-                    out.flush(write_buf).map_err(io_dir)?;
-                }
-                Ok(ControlFlow::Continue(()))
-            })?;
+                    if write_buf.len() >= chunk {
+                        out.flush(write_buf).map_err(io_dir)?;
+                    }
+                    Ok(ControlFlow::Continue(()))
+                },
+            )?;
             // Writes count against the rate limit too (reads were charged as read).
             let written = out.written + self.write_buf.len() as u64 - written_before;
             self.throttle.charge(written as usize);
@@ -620,15 +671,40 @@ impl Cleaner {
         outcome.bytes_written += size;
         outcome.segments_in += group.len();
         outcome.segments_out += 1;
+        Ok(Written {
+            file,
+            size,
+            indexes,
+        })
+    }
+
+    /// Commits the swap of `group` for its cleaned copy and installs it.
+    fn swap_in(log: &Log, dir: &Path, group: &[Arc<Segment>], w: Written) -> Result<()> {
+        let io_dir = |e| StorageError::io(dir, e);
+        let base = group[0].base_offset;
         let swap = Swap {
             base,
             replaces: group.iter().map(|s| s.base_offset).collect(),
         };
         swap::commit(dir, &swap).map_err(io_dir)?;
-        let new = Arc::new(Segment::cleaned(dir, base, size, file, indexes, log.now()));
+        let new = Arc::new(Segment::cleaned(
+            dir,
+            base,
+            w.size,
+            w.file,
+            w.indexes,
+            log.now(),
+        ));
         log.install_segment(group, new);
         swap::finish(dir, &swap).map_err(io_dir)?;
-        tracing::debug!(log = %dir.display(), base, replaced = group.len(), bytes = size, "swapped in a cleaned segment");
+        tracing::debug!(log = %dir.display(), base, replaced = group.len(), bytes = w.size, "swapped in a cleaned segment");
         Ok(())
     }
+}
+
+/// A cleaned segment on disk, not yet swapped in.
+struct Written {
+    file: std::fs::File,
+    size: u64,
+    indexes: Indexes,
 }

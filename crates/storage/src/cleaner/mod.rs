@@ -179,3 +179,59 @@ impl Log {
         CleanerCheckpoint::read(self.dir())
     }
 }
+
+/// What the cleaner has done to one log and how dirty it is, read from its
+/// directory without opening the log (safe beside a running broker).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CleanerStatus {
+    /// Bytes of all segments.
+    pub size_bytes: u64,
+    /// Bytes of closed segments wholly below the first dirty offset.
+    pub clean_bytes: u64,
+    /// Bytes of closed segments holding dirty offsets.
+    pub dirty_bytes: u64,
+    /// `dirty / (clean + dirty)`, the ratio `min.cleanable.dirty.ratio` is compared with.
+    pub dirty_ratio: f64,
+    /// The checkpoint, when the log was ever cleaned.
+    pub checkpoint: Option<CleanerCheckpoint>,
+}
+
+/// Reads the cleaner status of the log in `dir`.
+pub fn inspect(dir: &Path) -> std::io::Result<CleanerStatus> {
+    let mut segs: Vec<(i64, u64)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if stem.len() != 20 {
+            continue;
+        }
+        if let Ok(base) = stem.parse::<i64>() {
+            segs.push((base, entry.metadata()?.len()));
+        }
+    }
+    segs.sort_unstable();
+    let checkpoint = CleanerCheckpoint::read(dir);
+    let first_dirty = checkpoint.map_or(i64::MIN, |c| c.first_dirty_offset);
+    let mut status = CleanerStatus {
+        size_bytes: segs.iter().map(|s| s.1).sum(),
+        checkpoint,
+        ..CleanerStatus::default()
+    };
+    // The last segment is the active one, never cleaned.
+    for (i, (_, size)) in segs.iter().enumerate().take(segs.len().saturating_sub(1)) {
+        let end = segs[i + 1].0;
+        if end <= first_dirty {
+            status.clean_bytes += size;
+        } else {
+            status.dirty_bytes += size;
+        }
+    }
+    let total = status.clean_bytes + status.dirty_bytes;
+    if total > 0 {
+        status.dirty_ratio = status.dirty_bytes as f64 / total as f64;
+    }
+    Ok(status)
+}
