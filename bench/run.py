@@ -13,7 +13,9 @@ Measures, in this order and on this machine:
      confluent-kafka (librdkafka under Python), the client issue 5 names;
   3. consume from offset 0 (records on disk, in page cache) by the same drivers;
   4. end-to-end latency at 1,000 and 20,000 records/s (acks=all, linger 0);
-  5. broker memory idle with 1,000 partitions and after the runs, and start-up
+  5. the log cleaner (bench/cleaner.py): bytes cleaned per second against the
+     disk's read+write bound, and produce to another partition while it cleans;
+  6. broker memory idle with 1,000 partitions and after the runs, and start-up
      time with 1,000 partitions holding 5 GB (after a clean stop and after kill -9).
 Each throughput cell is the median of --rounds runs (min and max kept in the
 JSON) with its ratio to the limit that binds it. In a VM that hands free
@@ -25,6 +27,7 @@ usage: scripts/bench            (installs kcat/iperf3/confluent-kafka, builds, r
        .tools/venv/bin/python bench/run.py [--rounds 3] [--quick]
        .tools/venv/bin/python bench/run.py --validation-cost BASELINE_STROM [--rounds 5]
            (only the broker's produce CPU against a baseline build; docs/PERFORMANCE.md)
+       .tools/venv/bin/python bench/run.py --cleaner [--quick]   (only the cleaner's row)
 """
 import argparse
 import glob
@@ -365,7 +368,21 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer records and 1 GB instead of 5 GB (a smoke run)")
     ap.add_argument("--validation-cost", metavar="BASELINE_STROM",
                     help="only compare the broker's produce cost with a baseline build's (writes target/bench-validation.json)")
+    ap.add_argument("--cleaner", action="store_true",
+                    help="only the log cleaner's row: cleaning speed against the disk, produce while cleaning "
+                         "(writes target/bench-cleaner.json)")
     a = ap.parse_args()
+    if a.cleaner:
+        from cleaner import cleaner_rows
+        tmp = tempfile.mkdtemp(prefix="strom-bench-", dir=os.environ.get("STROM_BENCH_DIR"))
+        try:
+            write = disk_limits(tmp, 256 if a.quick else 1024)["write_buffered_mb_s"]
+            rows = cleaner_rows(a, tmp, write)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with open(os.path.join(ROOT, "target", "bench-cleaner.json"), "w") as f:
+            json.dump({"rounds": a.rounds, **rows}, f, indent=1)
+        return
     if a.validation_cost:
         tmp = tempfile.mkdtemp(prefix="strom-bench-", dir=os.environ.get("STROM_BENCH_DIR"))
         try:
@@ -486,6 +503,9 @@ def main():
                   f"max {row['max']:.2f} ms (medians of {a.rounds})", flush=True)
         result["rss_after_runs_mb"] = broker.rss_mb()
         broker.stop()
+
+        from cleaner import cleaner_rows
+        result["cleaner"] = cleaner_rows(a, tmp, limits["write_buffered_mb_s"])
 
         # Memory idle with 1,000 partitions, then start-up with them holding 5 GB.
         idle = Broker(os.path.join(tmp, "idle"))

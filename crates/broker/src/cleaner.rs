@@ -11,6 +11,10 @@
 //! `log.cleaner.dedupe.buffer.size`, `log.cleaner.io.*` and
 //! `log.cleaner.backoff.ms` take effect at once; the thread count is read
 //! at start. `log.cleaner.enable=false` starts none.
+//!
+//! The threads run at nice 10: cleaning is background work, and on a
+//! machine with few cores an unthrottled clean otherwise takes a core from
+//! the request path (Kafka leaves this to `log.cleaner.io.max.bytes.per.second`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,12 +129,23 @@ impl Drop for LogCleaner {
     }
 }
 
+/// Gives the calling thread nice 10 (on Linux a thread has its own nice
+/// value; `who = 0` names the caller). Failure only costs the preference.
+fn lower_priority() {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the cleaner thread's priority");
+    }
+}
+
 fn id(p: &Arc<Partition>) -> usize {
     Arc::as_ptr(p) as usize
 }
 
 impl Shared {
     fn run(&self, threads: usize) {
+        lower_priority();
         let mut cleaner = Cleaner::new(cleaner_config(self.topics.broker(), threads));
         self.aborts.lock().push(cleaner.abort_flag());
         while !self.stop.load(Ordering::Acquire) {
