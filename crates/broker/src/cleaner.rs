@@ -175,7 +175,7 @@ impl Shared {
     /// The compacted partition most in need of a clean, marked busy.
     fn grab_dirtiest(&self) -> Option<Arc<Partition>> {
         let now = now_ms();
-        let mut best: Option<(bool, i64, f64, Arc<Partition>)> = None;
+        let mut best: Option<((i64, f64), Arc<Partition>)> = None;
         for p in self.topics.all_partitions() {
             let config = p.log.config();
             if !config.compact {
@@ -195,15 +195,13 @@ impl Shared {
             if !range.is_due(config.min_cleanable_dirty_ratio) {
                 continue;
             }
-            let key = (range.overdue_ms > 0, range.overdue_ms, range.dirty_ratio);
-            if best
-                .as_ref()
-                .is_none_or(|(o, d, r, _)| key.0 > *o || (key.0 == *o && (key.1, key.2) > (*d, *r)))
-            {
-                best = Some((key.0, key.1, key.2, p));
+            // Overdue first (most overdue), then the dirtiest.
+            let rank = (range.overdue_ms.max(0), range.dirty_ratio);
+            if best.as_ref().is_none_or(|(r, _)| rank > *r) {
+                best = Some((rank, p));
             }
         }
-        let (_, _, _, p) = best?;
+        let (_, p) = best?;
         // Another thread may have taken it since.
         if !self.busy.lock().insert(id(&p)) {
             return None;

@@ -114,6 +114,10 @@ impl Throttle {
     }
 }
 
+/// Called with the `(producer id, marker offset)` of the abort markers a
+/// swap drops, before it commits.
+pub type BeforeSwap<'a> = dyn FnMut(&[(i64, i64)]) -> std::io::Result<()> + 'a;
+
 /// One cleaner thread's state: its offset map and buffers, reused from
 /// clean to clean.
 #[derive(Debug)]
@@ -376,7 +380,7 @@ impl Cleaner {
         &mut self,
         log: &Log,
         ctx: &CleanContext,
-        before_swap: &mut dyn FnMut(&[(i64, i64)]) -> std::io::Result<()>,
+        before_swap: &mut BeforeSwap<'_>,
     ) -> Result<Option<CleanOutcome>> {
         let Some(_edit) = log.segment_edit().try_lock() else {
             return Ok(None);
@@ -401,7 +405,7 @@ impl Cleaner {
         ctx: &CleanContext,
         range: CleanableRange,
         started: Instant,
-        before_swap: &mut dyn FnMut(&[(i64, i64)]) -> std::io::Result<()>,
+        before_swap: &mut BeforeSwap<'_>,
     ) -> Result<CleanOutcome> {
         let config = log.config();
         let dir = log.dir().to_path_buf();
