@@ -322,3 +322,52 @@ def test_strom_cleaner_command_shows_each_log(make_broker):
     assert int(first_dirty) == r and int(ago) < 60 and int(cleans) >= 1
     assert int(reclaimed) > 20_000  # ~30 KB written, 3 keys kept
     assert int(size) < 10_000 and float(ratio) < 0.5
+
+
+def test_deleted_groups_leave_no_trace_in_consumer_offsets(make_broker):
+    """DeleteGroups writes tombstones for the group and its offsets; once
+    cleans pass delete.retention.ms, nothing of it is left in the log and a
+    restart does not bring it back."""
+    broker = make_broker(FAST + ["offsets.topic.num.partitions=1", "offsets.topic.segment.bytes=4096",
+                                 "log.cleaner.delete.retention.ms=500"])
+    create(broker, "work", {}, partitions=3)
+    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+
+    def commit(group, n):
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+        for i in range(n):
+            c.commit(offsets=[TopicPartition("work", i % 3, i)], asynchronous=False)
+        c.close()
+
+    commit("doomed-group", 30)
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in a.delete_consumer_groups(["doomed-group"]).values():
+        f.result(30)
+
+    def offsets_keys():
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "reader", "enable.auto.commit": False,
+                      "enable.partition.eof": True})
+        c.assign([TopicPartition("__consumer_offsets", 0, OFFSET_BEGINNING)])
+        keys = []
+        while True:
+            m = c.poll(10)
+            assert m is not None
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF
+                break
+            keys.append(m.key())
+        c.close()
+        return keys
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        commit("busy-group", 200)  # new dirty data: cleans go on and pass the delete horizon
+        if not any(b"doomed-group" in k for k in offsets_keys()):
+            break
+        time.sleep(0.6)
+    assert not any(b"doomed-group" in k for k in offsets_keys())
+    broker.stop()
+    broker.start()
+    groups = a.list_consumer_groups().result(30)
+    ids = {g.group_id for g in groups.valid}
+    assert "doomed-group" not in ids and "busy-group" in ids
