@@ -4,9 +4,10 @@
    10,000 keys while the cleaner is off (`log.cleaner.enable=false`), its
    last segment closed; the broker is restarted with the cleaner on and the
    clean it does is timed from the broker's own "cleaned log" line. The
-   disk bound for that clean is reading its input once and writing its
-   output once at the machine's sequential read and buffered write rates
-   measured in the same run: `ratio_to_disk` is that bound's time over the
+   partition's files are dropped from the page cache first (fadvise), so
+   the clean reads from the disk. The disk bound for that clean is reading
+   its input once and writing its output once at the machine's sequential
+   read (uncached) and buffered write rates measured in the same run: `ratio_to_disk` is that bound's time over the
    clean's time (1.0 means the cleaner runs at the disk's speed).
 2. Interference. `strom perf` produces 1 KiB records with acks=all to
    another topic's partition, alone and while such a clean runs; the ratio
@@ -40,13 +41,27 @@ def kcat_keyed(broker, topic, path):
            "-X", "queue.buffering.max.kbytes=2097151", stdin=f)
 
 
+def evict(path):
+    """Drops `path` (a file, or every file under a directory) from the page
+    cache, so the next read comes from the disk."""
+    paths = [path] if os.path.isfile(path) else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def read_mb_s(directory, mib):
-    """Sequential read of a freshly written file, as the cleaner reads a
-    partition it just received (the best of 3)."""
+    """Sequential read of a file not in the page cache (the best of 3), as
+    the cleaner reads a partition written long ago."""
     path = os.path.join(directory, "read.bin")
-    sh("dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={mib}")
+    sh("dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={mib}", "conv=fdatasync")
     best = 0.0
     for _ in range(3):
+        evict(path)
         t = time.perf_counter()
         sh("dd", f"if={path}", "of=/dev/null", "bs=1M")
         best = max(best, mib * MIB / (time.perf_counter() - t) / 1e6)
@@ -105,6 +120,7 @@ def cleaner_rows(a, tmp, write_buffered_mb_s):
     runs = []
     for r in range(a.rounds):
         data = fill(tmp, f"clean-{r}", n)
+        evict(data)
         fresh_pages(tmp, n * VALUE / MIB)
         bytes_in, bytes_out, secs, _, _ = clean_once(tmp, data)
         bound = bytes_in / 1e6 / read + bytes_out / 1e6 / write_buffered_mb_s
@@ -126,6 +142,7 @@ def cleaner_rows(a, tmp, write_buffered_mb_s):
         fresh_pages(tmp, m * VALUE / MIB)
         alone.append(strom_produce(b, "other", VALUE, m, "all"))
         b.stop()
+        evict(data)
         fresh_pages(tmp, (n + m) * VALUE / MIB)
         *_, rate, out = clean_once(tmp, data, lambda b: strom_produce(b, "other", VALUE, m, "all"))
         during.append(rate)
