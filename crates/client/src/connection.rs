@@ -49,9 +49,12 @@ impl Connection {
             timeout,
             versions: HashMap::new(),
         };
-        let resp: ApiVersionsResponse = c
-            .call_at(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-            .await?;
+        // v3 names the client (KIP-511); Kafka refuses empty or odd names
+        // with INVALID_REQUEST.
+        let hello = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("strom"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let resp: ApiVersionsResponse = c.call_at(ApiKey::ApiVersions, 3, &hello).await?;
         ClientError::check(resp.error_code, "ApiVersions")?;
         for k in resp.api_keys {
             if let Ok(key) = ApiKey::try_from(k.api_key) {
