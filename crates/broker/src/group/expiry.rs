@@ -12,7 +12,11 @@ use super::{now_ms, GroupCoordinator};
 impl GroupCoordinator {
     /// Expires sessions, completes rebalances past their deadline, expires offsets.
     pub fn tick(&self) {
-        let now = Instant::now();
+        self.tick_at(Instant::now())
+    }
+
+    /// One tick at `now`.
+    pub(crate) fn tick_at(&self, now: Instant) {
         let wall = now_ms();
         let mut groups = self.groups.lock();
         let mut dead = Vec::new();

@@ -22,6 +22,20 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Pending<SyncOutcome> {
+        let now = Instant::now();
+        self.sync_at(group, generation, member_id, instance_id, assignments, now)
+    }
+
+    /// SyncGroup at `now`.
+    pub(crate) fn sync_at(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> Pending<SyncOutcome> {
         let fail = |e: ResponseError| {
             Pending::Ready(SyncOutcome {
                 error: code(e),
@@ -56,7 +70,7 @@ impl GroupCoordinator {
             GroupState::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
                 if let Some(m) = g.member_mut(member_id) {
-                    m.last_seen = Instant::now();
+                    m.last_seen = now;
                     m.awaiting_sync = Some(tx);
                 }
                 if g.leader.as_deref() == Some(member_id) {
@@ -89,6 +103,18 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
+        self.heartbeat_at(group, generation, member_id, instance_id, Instant::now())
+    }
+
+    /// Heartbeat at `now`.
+    pub(crate) fn heartbeat_at(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> i16 {
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group) else {
             return code(ResponseError::UnknownMemberId);
@@ -97,7 +123,7 @@ impl GroupCoordinator {
             return code(e);
         }
         if let Some(m) = g.member_mut(member_id) {
-            m.last_seen = Instant::now();
+            m.last_seen = now;
         }
         match g.state {
             GroupState::Empty | GroupState::Dead => code(ResponseError::UnknownMemberId),
@@ -109,6 +135,16 @@ impl GroupCoordinator {
 
     /// LeaveGroup for (member id, instance id) pairs; per-member error codes.
     pub fn leave(&self, group: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        self.leave_at(group, members, Instant::now())
+    }
+
+    /// LeaveGroup at `now`.
+    pub(crate) fn leave_at(
+        &self,
+        group: &str,
+        members: &[(String, Option<String>)],
+        now: Instant,
+    ) -> Vec<i16> {
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group) else {
             return members
@@ -116,7 +152,6 @@ impl GroupCoordinator {
                 .map(|_| code(ResponseError::UnknownMemberId))
                 .collect();
         };
-        let now = Instant::now();
         let mut out = Vec::new();
         let mut removed = false;
         for (id, inst) in members {
@@ -155,16 +190,19 @@ impl GroupCoordinator {
     }
 }
 
+/// Checks that `member_id` (with its static `instance_id`, if any) is a current member.
 pub(super) fn check_member(
     g: &Group,
     member_id: &str,
     instance_id: Option<&str>,
 ) -> Result<(), ResponseError> {
+    // Kafka's validateMember: an instance id must map to this very member
+    // id; a newer incarnation of the instance fences the older one.
     if let Some(inst) = instance_id {
-        if let Some(m) = g.by_instance(inst) {
-            if m.id != member_id {
-                return Err(ResponseError::FencedInstanceId);
-            }
+        match g.by_instance(inst) {
+            None => return Err(ResponseError::UnknownMemberId),
+            Some(m) if m.id != member_id => return Err(ResponseError::FencedInstanceId),
+            Some(_) => {}
         }
     }
     if g.member(member_id).is_none() {

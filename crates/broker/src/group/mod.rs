@@ -23,6 +23,8 @@ mod membership;
 mod offsets;
 mod replay;
 pub mod state;
+#[cfg(test)]
+mod static_membership_tests;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +64,8 @@ pub struct GroupConfig {
     pub min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms`.
     pub max_session_timeout_ms: i32,
+    /// `group.max.size`: JoinGroup past it gets GROUP_MAX_SIZE_REACHED.
+    pub max_size: usize,
     /// `offsets.topic.num.partitions`.
     pub offsets_partitions: i32,
     /// `offsets.topic.segment.bytes`: small segments let the cleaner reach
@@ -185,6 +189,7 @@ pub(crate) mod test_support {
             initial_rebalance_delay_ms: 0,
             min_session_timeout_ms: 1,
             max_session_timeout_ms: 1_000_000,
+            max_size: usize::MAX,
             offsets_partitions: 3,
             offsets_segment_bytes: 104_857_600,
             offsets_retention_ms: retention_ms,
@@ -195,11 +200,15 @@ pub(crate) mod test_support {
     }
 
     pub(crate) fn coordinator(dir: &std::path::Path, retention_ms: i64) -> GroupCoordinator {
+        coordinator_with(dir, config(retention_ms))
+    }
+
+    pub(crate) fn coordinator_with(dir: &std::path::Path, config: GroupConfig) -> GroupCoordinator {
         let topics =
             Arc::new(Topics::open(dir, Arc::new(BrokerConfig::default())).expect("topics"));
         if topics.get("t").is_none() {
             topics.create("t", 2, BTreeMap::new()).expect("topic");
         }
-        GroupCoordinator::open(topics, config(retention_ms)).expect("coordinator")
+        GroupCoordinator::open(topics, config).expect("coordinator")
     }
 }
