@@ -48,6 +48,8 @@ impl Broker {
             min_session_timeout_ms: config.get_i64("group.min.session.timeout.ms", 6000) as i32,
             max_session_timeout_ms: config.get_i64("group.max.session.timeout.ms", 1_800_000)
                 as i32,
+            max_size: usize::try_from(config.get_i64("group.max.size", 2_147_483_647).max(1))
+                .unwrap_or(usize::MAX),
             offsets_partitions: config.get_i64("offsets.topic.num.partitions", 50) as i32,
             offsets_segment_bytes: config.get_i64("offsets.topic.segment.bytes", 104_857_600),
             offsets_retention_ms: config.get_i64("offsets.retention.minutes", 10080) * 60_000,

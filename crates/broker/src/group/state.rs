@@ -53,6 +53,9 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// For the leader: every member's id, instance id and metadata for the chosen protocol.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// KIP-814 (JoinGroup v9+): the leader already has the group's
+    /// assignment (a static leader came back) and must not compute a new one.
+    pub skip_assignment: bool,
 }
 
 /// What a SyncGroup waiter receives.

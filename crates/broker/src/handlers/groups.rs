@@ -78,6 +78,7 @@ pub async fn join(
             .map(|p| (p.name.to_string(), p.metadata.clone()))
             .collect(),
         require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     };
     let outcome = match broker.groups.join(jr) {
         Pending::Ready(o) => o,
@@ -102,7 +103,8 @@ pub async fn join(
         .with_generation_id(outcome.generation)
         .with_leader(s(outcome.leader))
         .with_member_id(s(outcome.member_id))
-        .with_members(members);
+        .with_members(members)
+        .with_skip_assignment(version >= 9 && outcome.skip_assignment);
     r = if version >= 7 {
         r.with_protocol_type(outcome.protocol_type.map(s))
             .with_protocol_name(outcome.protocol.map(s))
@@ -280,9 +282,10 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
     let epoch = |e: i32| if version >= 5 { e } else { -1 };
     if version < 8 {
         let topics = req.topics.map(|ts| {
-            ts.into_iter()
-                .map(|t| (t.name.0.to_string(), t.partition_indexes))
-                .collect()
+            dedupe_topics(
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes)),
+            )
         });
         let found = broker.groups.fetch_offsets(&req.group_id.0, topics);
         let stable = version >= 7 && req.require_stable;
@@ -317,17 +320,27 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
             .collect();
         return OffsetFetchResponse::default().with_topics(topics);
     }
-    let groups = req
-        .groups
+    // A group named twice is answered once, for the union of what was asked.
+    let mut wanted: Vec<(GroupId, Option<TopicList>)> = Vec::new();
+    for g in req.groups {
+        let topics = g.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect::<Vec<_>>()
+        });
+        match wanted.iter_mut().find(|(id, _)| *id == g.group_id) {
+            Some((_, all @ Some(_))) if topics.is_none() => *all = None,
+            Some((_, Some(prev))) => prev.extend(topics.into_iter().flatten()),
+            Some((_, None)) => {}
+            None => wanted.push((g.group_id, topics)),
+        }
+    }
+    let groups = wanted
         .into_iter()
-        .map(|g| {
-            let topics = g.topics.map(|ts| {
-                ts.into_iter()
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
-                    .collect()
-            });
-            let found = broker.groups.fetch_offsets(&g.group_id.0, topics);
-            let group = g.group_id.0.to_string();
+        .map(|(group_id, topics)| {
+            let topics = topics.map(dedupe_topics);
+            let found = broker.groups.fetch_offsets(&group_id.0, topics);
+            let group = group_id.0.to_string();
             let topics = found
                 .into_iter()
                 .map(|(t, ps)| {
@@ -358,11 +371,35 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
                 })
                 .collect();
             offset_fetch_response::OffsetFetchResponseGroup::default()
-                .with_group_id(g.group_id)
+                .with_group_id(group_id)
                 .with_topics(topics)
         })
         .collect();
     OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// Topics with their partitions, as an offset request names them.
+type TopicList = Vec<(String, Vec<i32>)>;
+
+/// Merges topics named more than once and drops repeated partitions, in
+/// first-seen order, so an OffsetFetch answer never outgrows the distinct
+/// partitions it names.
+fn dedupe_topics(topics: impl IntoIterator<Item = (String, Vec<i32>)>) -> Vec<(String, Vec<i32>)> {
+    let mut out: Vec<(String, Vec<i32>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    let mut seen: std::collections::HashSet<(usize, i32)> = Default::default();
+    for (name, parts) in topics {
+        let i = *index.entry(name.clone()).or_insert_with(|| {
+            out.push((name, Vec::new()));
+            out.len() - 1
+        });
+        for p in parts {
+            if seen.insert((i, p)) {
+                out[i].1.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// ListGroups (state filter from v4, type filter "classic"/"consumer" from v5).
@@ -400,9 +437,12 @@ pub fn describe_groups(
     version: i16,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    // A group named twice is described once (the answer would only repeat).
+    let mut seen = std::collections::HashSet::new();
     let groups = req
         .groups
         .into_iter()
+        .filter(|gid| seen.insert(gid.clone()))
         .map(|gid| {
             let g = describe_groups_response::DescribedGroup::default()
                 .with_group_id(gid.clone())
@@ -539,4 +579,27 @@ pub fn consumer_heartbeat(
         );
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedupe_topics;
+
+    #[test]
+    fn offset_fetch_names_each_partition_once() {
+        let asked = vec![
+            ("a".to_string(), vec![0, 1, 0]),
+            ("b".to_string(), vec![2]),
+            ("a".to_string(), vec![1, 3]),
+        ];
+        let got = dedupe_topics(
+            asked
+                .into_iter()
+                .chain(std::iter::repeat_n(("b".to_string(), vec![2]), 100_000)),
+        );
+        assert_eq!(
+            got,
+            vec![("a".to_string(), vec![0, 1, 3]), ("b".to_string(), vec![2])]
+        );
+    }
 }

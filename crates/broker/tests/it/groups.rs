@@ -141,6 +141,55 @@ async fn static_member_restart_fences_the_old_instance() {
 }
 
 #[tokio::test]
+async fn returning_static_leader_gets_skip_assignment_from_v9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = crate::start(dir.path(), &[("group.initial.rebalance.delay.ms", "0")]).await;
+    let mut c = Client::connect(server.local_addr).await;
+    let r: JoinGroupResponse = c
+        .call(ApiKey::JoinGroup, 9, &join("", Some("inst-1")))
+        .await;
+    assert_eq!(r.error_code, 0);
+    let (first, generation) = (r.member_id.to_string(), r.generation_id);
+    let sync = |member: &str| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_group_instance_id(Some(StrBytes::from_static_str("inst-1")))
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(StrBytes::from_string(member.to_string()))
+                    .with_assignment(bytes::Bytes::from_static(b"mine")),
+            ])
+    };
+    let s: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync(&first)).await;
+    assert_eq!(s.error_code, 0);
+    // v9: the returning leader stays leader, is told to skip the assignment
+    // (KIP-814), and the generation does not move.
+    let r: JoinGroupResponse = c
+        .call(ApiKey::JoinGroup, 9, &join("", Some("inst-1")))
+        .await;
+    let second = r.member_id.to_string();
+    assert_eq!((r.error_code, r.generation_id), (0, generation));
+    assert!(r.skip_assignment);
+    assert_eq!(r.leader.as_str(), second);
+    assert_eq!(r.members.len(), 1);
+    // v5 has no skip_assignment: it is answered as a follower of the id it replaced.
+    let r: JoinGroupResponse = c
+        .call(ApiKey::JoinGroup, 5, &join("", Some("inst-1")))
+        .await;
+    assert_eq!((r.error_code, r.generation_id), (0, generation));
+    assert_eq!(r.leader.as_str(), second);
+    assert!(r.members.is_empty());
+    let third = r.member_id.to_string();
+    let s: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync(&third)).await;
+    assert_eq!((s.error_code, &s.assignment[..]), (0, &b"mine"[..]));
+    let s: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync(&second)).await;
+    assert_eq!(s.error_code, ResponseError::FencedInstanceId.code());
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn find_coordinator_and_list_groups() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = crate::start(dir.path(), &[]).await;
