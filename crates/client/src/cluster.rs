@@ -166,6 +166,16 @@ impl Cluster {
 
     /// Fetches metadata for `topics` and caches brokers and leaders.
     pub async fn refresh(&self, topics: &[String], auto_create: bool) -> Result<(), ClientError> {
+        self.refresh_codes(topics, auto_create).await.map(|_| ())
+    }
+
+    /// [`Cluster::refresh`], returning the error code of each topic that
+    /// had one.
+    async fn refresh_codes(
+        &self,
+        topics: &[String],
+        auto_create: bool,
+    ) -> Result<Vec<(String, i16)>, ClientError> {
         let conn = self.any_connection().await?;
         let req = MetadataRequest::default()
             .with_topics(Some(
@@ -180,6 +190,7 @@ impl Cluster {
             .with_allow_auto_topic_creation(auto_create);
         let (_, r): (i16, MetadataResponse) = conn.call(ApiKey::Metadata, &req).await?;
         let mut st = self.state.lock().await;
+        let mut codes = Vec::new();
         for b in r.brokers {
             st.brokers
                 .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
@@ -188,6 +199,7 @@ impl Cluster {
             let Some(name) = t.name else { continue };
             if t.error_code != 0 {
                 st.topics.remove(name.0.as_str());
+                codes.push((name.0.to_string(), t.error_code));
                 continue;
             }
             let id = t.topic_id;
@@ -203,7 +215,7 @@ impl Cluster {
             st.topics
                 .insert(name.0.to_string(), TopicInfo { leaders, id });
         }
-        Ok(())
+        Ok(codes)
     }
 
     /// A topic's partitions, from the cache or fresh metadata.
@@ -211,17 +223,31 @@ impl Cluster {
         if let Some(t) = self.state.lock().await.topics.get(name) {
             return Ok(t.clone());
         }
-        self.refresh(&[name.to_string()], auto_create).await?;
-        self.state
-            .lock()
-            .await
-            .topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ClientError::Kafka {
-                context: format!("topic {name}"),
-                error: ResponseError::UnknownTopicOrPartition,
-            })
+        // A topic being created (auto-created by this request, or just
+        // created by an admin) is LEADER_NOT_AVAILABLE or, on Kafka, unknown
+        // for a moment: retry until the request timeout, as Kafka's clients
+        // wait up to max.block.ms.
+        let deadline = tokio::time::Instant::now() + self.timeout();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let codes = self.refresh_codes(&[name.to_string()], auto_create).await?;
+            if let Some(t) = self.state.lock().await.topics.get(name) {
+                return Ok(t.clone());
+            }
+            let code = codes.first().map_or(0, |(_, c)| *c);
+            let error = ResponseError::try_from_code(code)
+                .unwrap_or(ResponseError::UnknownTopicOrPartition);
+            let passing = error == ResponseError::LeaderNotAvailable
+                || (auto_create && error == ResponseError::UnknownTopicOrPartition);
+            if !passing || tokio::time::Instant::now() + backoff > deadline {
+                return Err(ClientError::Kafka {
+                    context: format!("topic {name}"),
+                    error,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// The name of a cached topic with this id.
@@ -245,7 +271,30 @@ impl Cluster {
     }
 
     /// The coordinator of a group (`key_type` 0) or transactional id (1).
+    /// While the coordinator is not ready (its internal topic being
+    /// created or loaded), the lookup is retried until the request timeout.
     pub async fn coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Mux>, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.find_coordinator(key, key_type).await {
+                Err(ClientError::Kafka { error, .. })
+                    if matches!(
+                        error,
+                        ResponseError::CoordinatorNotAvailable
+                            | ResponseError::CoordinatorLoadInProgress
+                            | ResponseError::NotCoordinator
+                    ) && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn find_coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Mux>, ClientError> {
         self.coordinator_lookups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conn = self.any_connection().await?;

@@ -27,6 +27,19 @@ pub struct Connection {
     versions: HashMap<i16, i16>,
 }
 
+/// Versions above which this client does not go although kafka-protocol
+/// lists them: requests that name topics by id only (Produce v13, Fetch
+/// v13+, KIP-516) and versions whose request structs the crate lacks
+/// (OffsetCommit and OffsetFetch v10, listed for ApiKey but not encodable).
+/// Strom's broker stops below them; Kafka 4.x offers them.
+fn highest_we_speak(key: ApiKey) -> i16 {
+    match key {
+        ApiKey::Produce | ApiKey::Fetch => 12,
+        ApiKey::OffsetCommit | ApiKey::OffsetFetch => 9,
+        _ => i16::MAX,
+    }
+}
+
 impl Connection {
     /// Connects and negotiates API versions.
     pub async fn connect(
@@ -59,7 +72,7 @@ impl Connection {
         for k in resp.api_keys {
             if let Ok(key) = ApiKey::try_from(k.api_key) {
                 let ours = key.valid_versions();
-                let v = k.max_version.min(ours.max);
+                let v = k.max_version.min(ours.max).min(highest_we_speak(key));
                 if v >= k.min_version.max(ours.min) {
                     c.versions.insert(k.api_key, v);
                 }
