@@ -317,10 +317,10 @@ def describe_configs_v3(conn, resources, synonyms=True, documentation=True):
     synonyms, type, doc)])]."""
     conn.corr += 1
     body = struct.pack(">hhi", 32, 3, conn.corr) + _str("configs-test")
-    body += struct.pack(">i", len(resources))
-    for t, n in resources:
-        body += struct.pack(">b", t) + _str(n) + struct.pack(">i", -1)
-    body += struct.pack(">??", synonyms, documentation)
+    parts = [body, struct.pack(">i", len(resources))]
+    parts += [struct.pack(">b", t) + _str(n) + struct.pack(">i", -1) for t, n in resources]
+    parts.append(struct.pack(">??", synonyms, documentation))
+    body = b"".join(parts)
     resp = conn.send_frame(struct.pack(">i", len(body)) + body)
     pos = 8  # correlation id, throttle time
 
