@@ -40,6 +40,8 @@ impl Broker {
         let dir = config.data_dir();
         std::fs::create_dir_all(&dir)?;
         let cluster_id = load_or_create_cluster_id(&dir, config.node_id())?;
+        // Before the topics: their logs' settings include the dynamic broker values.
+        config.load_dynamic(&dir)?;
         let topics = Arc::new(Topics::open(&dir, config.clone())?);
         let group_config = GroupConfig {
             initial_rebalance_delay_ms: config

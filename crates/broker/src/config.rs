@@ -7,7 +7,10 @@
 //! `log.retention.ms`, ...), exactly as in Kafka.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use strom_storage::{FlushPolicy, LogConfig, TimestampType};
 use thiserror::Error;
@@ -16,11 +19,20 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The name is not a config Strom knows.
+    /// The name is not a broker config Strom knows.
     #[error("unknown config '{0}'")]
     Unknown(String),
-    /// The value does not parse or is out of range.
-    #[error("invalid value '{value}' for config '{name}': {reason}")]
+    /// The name is not a topic config (Kafka's message).
+    #[error("Unknown topic config name: {0}")]
+    UnknownTopic(String),
+    /// The name is not a broker config Strom knows (dynamic update).
+    #[error("Unknown broker config name: {0}")]
+    UnknownBroker(String),
+    /// A value refused for a reason other than its own type or range.
+    #[error("{0}")]
+    Refused(String),
+    /// The value does not parse or is out of range (Kafka's message).
+    #[error("Invalid value {value} for configuration {name}: {reason}")]
     Invalid {
         /// Config name.
         name: String,
@@ -29,6 +41,21 @@ pub enum ConfigError {
         /// What is expected.
         reason: String,
     },
+}
+
+/// A refused change of dynamic broker configs.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DynamicError {
+    /// Read-only (or per-broker only) configs: Kafka's INVALID_REQUEST.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// A name Strom does not know, or a bad value: INVALID_CONFIG.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The dynamic config file could not be written.
+    #[error("cannot write dynamic broker configs: {0}")]
+    Io(std::io::Error),
 }
 
 /// Kafka's config value types (DescribeConfigs `config_type`).
@@ -65,6 +92,34 @@ pub struct ConfigDef {
     pub choices: &'static [&'static str],
     /// For topic configs: the broker config that provides the default.
     pub broker_synonym: Option<&'static str>,
+    /// A validator beyond the range and the choices.
+    pub check: Check,
+    /// Kafka's documentation string (DescribeConfigs `include_documentation`).
+    pub doc: &'static str,
+}
+
+/// Validators of Kafka's that are not a plain range or a set of choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The range (`min`, `max`) and `choices` only.
+    Plain,
+    /// `compression.gzip.level`: 1 to 9, or -1.
+    GzipLevel,
+    /// `*.replication.throttled.replicas`: `*` or `partition:broker` pairs.
+    ThrottledReplicas,
+    /// A boolean that may not be true here; the message says why.
+    NotTrue(&'static str),
+}
+
+/// How a broker config may change at runtime (Kafka's `DynamicBrokerConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dynamic {
+    /// Only in the static configuration; needs a restart.
+    ReadOnly,
+    /// Per broker (resource name = node id) only.
+    PerBroker,
+    /// Per broker or as the cluster default (resource name "").
+    ClusterWide,
 }
 
 const fn def(name: &'static str, kind: ConfigType, default: &'static str, min: i64) -> ConfigDef {
@@ -76,19 +131,20 @@ const fn def(name: &'static str, kind: ConfigType, default: &'static str, min: i
         max: i64::MAX,
         choices: &[],
         broker_synonym: None,
+        check: Check::Plain,
+        doc: "",
     }
 }
 
-const fn topic(name: &'static str, kind: ConfigType, synonym: &'static str, min: i64) -> ConfigDef {
-    ConfigDef {
-        name,
-        kind,
-        default: "",
-        min,
-        max: i64::MAX,
-        choices: &[],
-        broker_synonym: Some(synonym),
-    }
+const fn check(mut d: ConfigDef, check: Check) -> ConfigDef {
+    d.check = check;
+    d
+}
+
+const fn between(mut d: ConfigDef, min: i64, max: i64) -> ConfigDef {
+    d.min = min;
+    d.max = max;
+    d
 }
 
 const fn at_most(mut d: ConfigDef, max: i64) -> ConfigDef {
@@ -100,6 +156,13 @@ const fn choice(mut d: ConfigDef, choices: &'static [&'static str]) -> ConfigDef
     d.choices = choices;
     d
 }
+
+mod broker_docs;
+pub mod dynamic;
+mod topic_defs;
+mod validate;
+
+pub use dynamic::{DynamicConfigs, Scope};
 
 use ConfigType::{Boolean, Double, Int, List, Long};
 const STR: ConfigType = ConfigType::String;
@@ -189,82 +252,33 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     at_most(def("log.cleaner.min.cleanable.ratio", Double, "0.5", 0), 1),
     def("log.cleaner.min.compaction.lag.ms", Long, "0", 0),
     def("log.cleaner.max.compaction.lag.ms", Long, LONG_MAX, 1),
+    def("log.roll.jitter.ms", Long, "", 0),
+    def("log.index.size.max.bytes", Int, "10485760", 4),
+    def("log.segment.delete.delay.ms", Long, "60000", 0),
+    def("log.flush.scheduler.interval.ms", Long, LONG_MAX, i64::MIN),
+    between(
+        def("max.decompressed.message.bytes", Int, "2147483639", 1),
+        1,
+        2147483639,
+    ),
+    check(
+        def("compression.gzip.level", Int, "-1", i64::MIN),
+        Check::GzipLevel,
+    ),
+    between(def("compression.lz4.level", Int, "9", 1), 1, 17),
+    between(def("compression.zstd.level", Int, "3", 0), -131072, 22),
+    def("log.preallocate", Boolean, "false", 0),
+    def("log.local.retention.ms", Long, "-2", -2),
+    def("log.local.retention.bytes", Long, "-2", -2),
+    def("log.remote.copy.lag.ms", Long, "0", -1),
+    def("log.remote.copy.lag.bytes", Long, "-1", -1),
+    def("num.io.threads", Int, "8", 1),
+    def("num.network.threads", Int, "3", 1),
+    def("background.threads", Int, "10", 1),
+    def("num.recovery.threads.per.data.dir", Int, "2", 1),
 ];
 
-/// Topic configs Strom understands, with the broker config each defaults to.
-pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    topic("retention.ms", Long, "log.retention.ms", -1),
-    topic("retention.bytes", Long, "log.retention.bytes", -1),
-    topic("segment.bytes", Int, "log.segment.bytes", 14),
-    topic("segment.ms", Long, "log.roll.ms", 1),
-    topic("index.interval.bytes", Int, "log.index.interval.bytes", 0),
-    topic("flush.messages", Long, "log.flush.interval.messages", 1),
-    topic("flush.ms", Long, "log.flush.interval.ms", 0),
-    topic("max.message.bytes", Int, "message.max.bytes", 0),
-    choice(
-        topic(
-            "message.timestamp.type",
-            STR,
-            "log.message.timestamp.type",
-            0,
-        ),
-        TIMESTAMP_TYPES,
-    ),
-    choice(
-        topic("cleanup.policy", List, "log.cleanup.policy", 0),
-        CLEANUP_POLICIES,
-    ),
-    choice(
-        topic("compression.type", STR, "compression.type", 0),
-        COMPRESSION_TYPES,
-    ),
-    topic("min.insync.replicas", Int, "min.insync.replicas", 1),
-    topic(
-        "delete.retention.ms",
-        Long,
-        "log.cleaner.delete.retention.ms",
-        0,
-    ),
-    topic(
-        "unclean.leader.election.enable",
-        Boolean,
-        "unclean.leader.election.enable",
-        0,
-    ),
-    topic(
-        "message.timestamp.before.max.ms",
-        Long,
-        "log.message.timestamp.before.max.ms",
-        0,
-    ),
-    topic(
-        "message.timestamp.after.max.ms",
-        Long,
-        "log.message.timestamp.after.max.ms",
-        0,
-    ),
-    at_most(
-        topic(
-            "min.cleanable.dirty.ratio",
-            Double,
-            "log.cleaner.min.cleanable.ratio",
-            0,
-        ),
-        1,
-    ),
-    topic(
-        "min.compaction.lag.ms",
-        Long,
-        "log.cleaner.min.compaction.lag.ms",
-        0,
-    ),
-    topic(
-        "max.compaction.lag.ms",
-        Long,
-        "log.cleaner.max.compaction.lag.ms",
-        1,
-    ),
-];
+pub use topic_defs::TOPIC_CONFIGS;
 
 /// Finds a topic config definition.
 pub fn topic_def(name: &str) -> Option<&'static ConfigDef> {
@@ -276,71 +290,44 @@ pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
     BROKER_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// Checks `value` against `def`.
-pub fn validate(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
-    let bad = |reason: String| ConfigError::Invalid {
-        name: def.name.to_string(),
-        value: value.to_string(),
-        reason,
+pub use validate::{java_double, validate};
+
+/// Checks topic config overrides as Kafka's `LogConfig.validate` does: every
+/// name known, every value valid, and the values consistent with each other
+/// (resolved against `broker`). Returns the overrides as Kafka reports them.
+pub fn validate_topic_configs(
+    broker: &BrokerConfig,
+    configs: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in configs {
+        let d = topic_def(k).ok_or_else(|| ConfigError::UnknownTopic(k.clone()))?;
+        out.insert(k.clone(), validate(d, v)?);
+    }
+    let num = |name: &str| {
+        topic_def(name)
+            .map(|d| topic_value(broker, &out, d).0)
+            .and_then(|v| v.parse::<i64>().ok())
     };
-    match def.kind {
-        Int | Long => {
-            let v: i64 = value
-                .trim()
-                .parse()
-                .map_err(|_| bad("expected an integer".into()))?;
-            if def.kind == Int && i32::try_from(v).is_err() {
-                return Err(bad("out of range for a 32-bit integer".into()));
-            }
-            if v < def.min {
-                return Err(bad(format!("must be at least {}", def.min)));
-            }
-            if v > def.max {
-                return Err(bad(format!("must be at most {}", def.max)));
-            }
-        }
-        Double => {
-            let v: f64 = value
-                .trim()
-                .parse()
-                .map_err(|_| bad("expected a number".into()))?;
-            if !(v >= def.min as f64 && v <= def.max as f64) {
-                let range = if def.max == i64::MAX {
-                    format!("must be at least {}", def.min)
-                } else {
-                    format!("must be between {} and {}", def.min, def.max)
-                };
-                return Err(bad(range));
-            }
-        }
-        Boolean => {
-            if !matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false") {
-                return Err(bad("expected true or false".into()));
-            }
-        }
-        ConfigType::String | List => {
-            if !def.choices.is_empty() {
-                let items: Vec<&str> = if def.kind == List {
-                    value.split(',').map(str::trim).collect()
-                } else {
-                    vec![value.trim()]
-                };
-                if let Some(x) = items.iter().find(|x| !def.choices.contains(x)) {
-                    return Err(bad(format!(
-                        "'{x}' is not one of {}",
-                        def.choices.join(", ")
-                    )));
-                }
-            }
+    if let (Some(min), Some(max)) = (num("min.compaction.lag.ms"), num("max.compaction.lag.ms")) {
+        if min > max {
+            return Err(ConfigError::Refused(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min}) > max.compaction.lag.ms ({max})"
+            )));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The broker's settings: Kafka names to values, validated.
+///
+/// A value comes from the first layer that has it, in Kafka's order of
+/// precedence: dynamic for this node, dynamic cluster default, static (file,
+/// environment, flags), Kafka's default. Clones share the dynamic layers.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerConfig {
     values: BTreeMap<String, String>,
+    dynamic: Arc<RwLock<DynamicConfigs>>,
 }
 
 impl BrokerConfig {
@@ -352,22 +339,140 @@ impl BrokerConfig {
         }
         Ok(BrokerConfig {
             values: overrides.clone(),
+            dynamic: Arc::default(),
         })
     }
 
-    /// True when the broker config was set explicitly.
+    /// True when the broker config was set statically or dynamically.
     pub fn is_set(&self, name: &str) -> bool {
-        self.values.contains_key(name)
+        self.source(name) != ConfigSource::Default
+    }
+
+    /// Where the value of a broker config comes from.
+    pub fn source(&self, name: &str) -> ConfigSource {
+        let d = self.dynamic.read();
+        if d.broker.contains_key(name) {
+            ConfigSource::DynamicBroker
+        } else if d.cluster_default.contains_key(name) {
+            ConfigSource::DynamicDefaultBroker
+        } else if self.values.contains_key(name) {
+            ConfigSource::StaticBroker
+        } else {
+            ConfigSource::Default
+        }
     }
 
     /// The value of a broker config (explicit or default); "" when null.
     pub fn get(&self, name: &str) -> String {
+        {
+            let d = self.dynamic.read();
+            if let Some(v) = d.broker.get(name).or_else(|| d.cluster_default.get(name)) {
+                return v.clone();
+            }
+        }
         if let Some(v) = self.values.get(name) {
             return v.clone();
         }
         broker_def(name)
             .map(|d| d.default.to_string())
             .unwrap_or_default()
+    }
+
+    /// Every layer that sets `name`, in Kafka's order of precedence
+    /// (DescribeConfigs synonyms): dynamic broker, dynamic default, static,
+    /// default (when Kafka's default is not null).
+    pub fn synonyms(&self, name: &str) -> Vec<(String, ConfigSource)> {
+        let mut out = Vec::new();
+        {
+            let d = self.dynamic.read();
+            if let Some(v) = d.broker.get(name) {
+                out.push((v.clone(), ConfigSource::DynamicBroker));
+            }
+            if let Some(v) = d.cluster_default.get(name) {
+                out.push((v.clone(), ConfigSource::DynamicDefaultBroker));
+            }
+        }
+        if let Some(v) = self.values.get(name) {
+            out.push((v.clone(), ConfigSource::StaticBroker));
+        }
+        if let Some(d) = broker_def(name).filter(|d| !d.default.is_empty()) {
+            out.push((d.default.to_string(), ConfigSource::Default));
+        }
+        out
+    }
+
+    /// The dynamic configs of `scope`.
+    pub fn dynamic_layer(&self, scope: Scope) -> BTreeMap<String, String> {
+        self.dynamic.read().layer(scope).clone()
+    }
+
+    /// Loads the dynamic configs kept in `dir`. A stored value this version
+    /// no longer accepts is dropped with a warning, as Kafka ignores
+    /// invalid dynamic configs at start.
+    pub fn load_dynamic(&self, dir: &Path) -> std::io::Result<()> {
+        let mut loaded = DynamicConfigs::load(dir)?;
+        for scope in [Scope::Broker, Scope::ClusterDefault] {
+            loaded.layer_mut(scope).retain(|k, v| {
+                let ok = check_dynamic(k, v, scope).is_ok();
+                if !ok {
+                    tracing::warn!(config = %k, value = %v, "ignoring invalid dynamic broker config");
+                }
+                ok
+            });
+        }
+        *self.dynamic.write() = loaded;
+        Ok(())
+    }
+
+    /// Replaces the dynamic configs of `scope` with `next` (validated), and
+    /// persists both layers in `dir` unless `validate_only`.
+    pub fn set_dynamic(
+        &self,
+        dir: &Path,
+        scope: Scope,
+        next: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), DynamicError> {
+        if let Some(k) = next.keys().find(|k| broker_def(k).is_none()) {
+            return Err(ConfigError::UnknownBroker(k.clone()).into());
+        }
+        let not_dynamic: Vec<&str> = next
+            .keys()
+            .filter(|k| broker_dynamic(k) == Dynamic::ReadOnly)
+            .map(String::as_str)
+            .collect();
+        if !not_dynamic.is_empty() {
+            return Err(DynamicError::ReadOnly(format!(
+                "Cannot update these configs dynamically: [{}]",
+                not_dynamic.join(", ")
+            )));
+        }
+        if scope == Scope::ClusterDefault {
+            let per_broker: Vec<&str> = next
+                .keys()
+                .filter(|k| broker_dynamic(k) == Dynamic::PerBroker)
+                .map(String::as_str)
+                .collect();
+            if !per_broker.is_empty() {
+                return Err(DynamicError::ReadOnly(format!(
+                    "Cannot update these configs at default cluster level, broker id must be specified: [{}]",
+                    per_broker.join(", ")
+                )));
+            }
+        }
+        let mut normalized = BTreeMap::new();
+        for (k, v) in &next {
+            normalized.insert(k.clone(), check_dynamic(k, v, scope)?);
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut d = self.dynamic.write();
+        let mut updated = d.clone();
+        *updated.layer_mut(scope) = normalized;
+        updated.save(dir).map_err(DynamicError::Io)?;
+        *d = updated;
+        Ok(())
     }
 
     /// A numeric broker config; `default` if unset or null.
@@ -429,6 +534,39 @@ fn strip_scheme(listener: &str) -> String {
         .to_string()
 }
 
+/// How a broker config may change at runtime. `listeners` is per-broker
+/// dynamic in Kafka; Strom cannot rebind a running listener, so it is
+/// read-only here.
+pub fn broker_dynamic(name: &str) -> Dynamic {
+    if name == "listeners" {
+        return Dynamic::ReadOnly;
+    }
+    broker_docs::BROKER_DOCS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or(Dynamic::ReadOnly, |(_, m, _)| *m)
+}
+
+/// Kafka's documentation of a broker config.
+pub fn broker_doc(name: &str) -> Option<&'static str> {
+    broker_docs::BROKER_DOCS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, d)| *d)
+}
+
+fn check_dynamic(name: &str, value: &str, scope: Scope) -> Result<String, ConfigError> {
+    let d = broker_def(name).ok_or_else(|| ConfigError::UnknownBroker(name.to_string()))?;
+    if broker_dynamic(name) == Dynamic::ReadOnly
+        || (scope == Scope::ClusterDefault && broker_dynamic(name) == Dynamic::PerBroker)
+    {
+        return Err(ConfigError::Refused(format!(
+            "Cannot update these configs dynamically: [{name}]"
+        )));
+    }
+    validate(d, value)
+}
+
 /// Effective value of a topic config: the override, else the broker's.
 pub fn topic_value(
     broker: &BrokerConfig,
@@ -438,13 +576,15 @@ pub fn topic_value(
     if let Some(v) = overrides.get(def.name) {
         return (v.clone(), ConfigSource::DynamicTopic);
     }
-    let syn = def.broker_synonym.unwrap_or(def.name);
-    let source = if broker.is_set(syn) {
-        ConfigSource::StaticBroker
-    } else {
-        ConfigSource::Default
+    let Some(syn) = def.broker_synonym else {
+        return (def.default.to_string(), ConfigSource::Default);
     };
-    (broker.get(syn), source)
+    let value = broker.get(syn);
+    if value.is_empty() {
+        // Kafka's broker default is null here (log.roll.jitter.ms, ...): the topic default applies.
+        return (def.default.to_string(), ConfigSource::Default);
+    }
+    (value, broker.source(syn))
 }
 
 /// Where a config value comes from (DescribeConfigs `config_source`).
@@ -452,6 +592,10 @@ pub fn topic_value(
 pub enum ConfigSource {
     /// A topic override.
     DynamicTopic = 1,
+    /// Set dynamically for this broker.
+    DynamicBroker = 2,
+    /// Set dynamically as the cluster default.
+    DynamicDefaultBroker = 3,
     /// Set in the broker's configuration.
     StaticBroker = 4,
     /// Kafka's default.
@@ -514,47 +658,4 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_and_overrides_resolve_like_kafka() {
-        let mut o = BTreeMap::new();
-        o.insert("log.retention.ms".to_string(), "1000".to_string());
-        let b = BrokerConfig::from_overrides(&o).expect("valid");
-        let mut t = BTreeMap::new();
-        let d = topic_def("retention.ms").expect("known");
-        assert_eq!(
-            topic_value(&b, &t, d),
-            ("1000".to_string(), ConfigSource::StaticBroker)
-        );
-        t.insert("retention.ms".to_string(), "5".to_string());
-        assert_eq!(
-            topic_value(&b, &t, d),
-            ("5".to_string(), ConfigSource::DynamicTopic)
-        );
-        assert_eq!(log_config(&b, &t).retention_ms, 5);
-        let d = topic_def("segment.bytes").expect("known");
-        assert_eq!(topic_value(&b, &t, d).1, ConfigSource::Default);
-        assert_eq!(b.listen_addr(), "127.0.0.1:9092");
-    }
-
-    #[test]
-    fn rejects_unknown_and_bad_values() {
-        let mut o = BTreeMap::new();
-        o.insert("no.such.thing".to_string(), "1".to_string());
-        assert!(matches!(
-            BrokerConfig::from_overrides(&o),
-            Err(ConfigError::Unknown(_))
-        ));
-        let d = topic_def("retention.ms").expect("known");
-        assert!(validate(d, "abc").is_err());
-        assert!(validate(d, "-2").is_err());
-        assert!(validate(
-            topic_def("cleanup.policy").expect("known"),
-            "delete,compact"
-        )
-        .is_ok());
-        assert!(validate(topic_def("cleanup.policy").expect("known"), "nope").is_err());
-    }
-}
+mod tests;

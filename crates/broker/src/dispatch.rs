@@ -123,17 +123,17 @@ pub async fn dispatch(
         ApiKey::DescribeConfigs => encode(
             &frame,
             v,
-            &admin_configs::describe(broker, v, decode_body(&frame)?),
+            &describe_configs::describe(broker, v, decode_body(&frame)?),
         ),
         ApiKey::AlterConfigs => encode(
             &frame,
             v,
-            &admin_configs::alter(broker, decode_body(&frame)?),
+            &alter_configs::alter(broker, decode_body(&frame)?),
         ),
         ApiKey::IncrementalAlterConfigs => encode(
             &frame,
             v,
-            &admin_configs::incremental(broker, decode_body(&frame)?),
+            &alter_configs::incremental(broker, decode_body(&frame)?),
         ),
         ApiKey::DeleteRecords => encode(
             &frame,

@@ -81,15 +81,6 @@ struct TopicRecord {
     configs: BTreeMap<String, String>,
 }
 
-/// Checks topic config overrides: known names, valid values.
-fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
-    for (k, v) in configs {
-        let d = config::topic_def(k).ok_or_else(|| ConfigError::Unknown(k.clone()))?;
-        config::validate(d, v)?;
-    }
-    Ok(())
-}
-
 /// The registry of topics.
 #[derive(Debug)]
 pub struct Topics {
@@ -238,7 +229,7 @@ impl Topics {
                 "Number of partitions {partitions} is too large."
             )));
         }
-        validate_configs(configs)?;
+        config::validate_topic_configs(&self.broker, configs)?;
         Ok(())
     }
 
@@ -251,6 +242,7 @@ impl Topics {
     ) -> Result<Arc<Topic>, TopicError> {
         let _g = self.admin.lock();
         self.validate_new(name, partitions, &configs)?;
+        let configs = config::validate_topic_configs(&self.broker, &configs)?;
         let t = self.open_topic(name, Uuid::new_v4(), partitions, configs)?;
         self.by_name.write().insert(name.to_string(), t.clone());
         self.persist()?;
@@ -325,16 +317,29 @@ impl Topics {
         let t = self
             .get(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        validate_configs(&configs)?;
+        let configs = config::validate_topic_configs(&self.broker, &configs)?;
         if validate_only {
             return Ok(());
         }
         let lc = config::log_config(&self.broker, &configs);
         *t.configs.write() = configs;
+        // The cleaner and retention read each log's config at every pass.
         for p in t.partitions.read().iter() {
             p.log.set_config(lc.clone());
         }
         self.persist()
+    }
+
+    /// Rebuilds every log's config from the broker's current values and the
+    /// topic's overrides, after a dynamic broker config changed.
+    pub fn refresh_log_configs(&self) {
+        let _g = self.admin.lock();
+        for t in self.all() {
+            let lc = config::log_config(&self.broker, &t.configs.read());
+            for p in t.partitions.read().iter() {
+                p.log.set_config(lc.clone());
+            }
+        }
     }
 
     /// Tells waiting fetches that data arrived.

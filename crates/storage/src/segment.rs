@@ -8,7 +8,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -204,18 +203,7 @@ impl Segment {
     /// Reads `len` bytes at `pos`, short only at the end of the file.
     pub fn read_at(&self, pos: u64, len: usize, now_ms: i64) -> io::Result<Vec<u8>> {
         let f = self.handle(now_ms)?;
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            match f.read_at(&mut buf[done..], pos + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
+        read_exact_or_short(&f, pos, len as u64)
     }
 
     /// Runs `f` with the loaded indexes, loading (or rebuilding) them first.
@@ -582,17 +570,61 @@ fn header_only(head: &[u8]) -> Option<BatchHeader> {
     Some(h)
 }
 
+/// Reads `len` bytes at `pos` (fewer only at the end of the file) into a
+/// new buffer that is not zeroed first: `pread` writes straight into the
+/// vector's spare capacity, so a fetch touches each byte once, not twice.
 fn read_exact_or_short(f: &File, pos: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], pos + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    use std::os::fd::AsRawFd;
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let at = libc::off_t::try_from(pos + done as u64)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is `len - done` writable bytes owned by `buf`, and
+        // pread writes at most that many; the descriptor is open for as long
+        // as `f` is borrowed.
+        let n = unsafe { libc::pread(f.as_raw_fd(), spare.as_mut_ptr().cast(), len - done, at) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
         }
+        if n == 0 {
+            break;
+        }
+        // SAFETY: pread initialised the first `n` (<= len - done) spare bytes.
+        unsafe { buf.set_len(done + n as usize) };
     }
-    buf.truncate(done);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_exact_and_short_only_at_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let f = File::open(&path).expect("open");
+        assert_eq!(read_exact_or_short(&f, 0, 100_000).expect("read"), data);
+        assert_eq!(
+            read_exact_or_short(&f, 99_990, 64).expect("read"),
+            &data[99_990..]
+        );
+        assert_eq!(
+            read_exact_or_short(&f, 12_345, 4096).expect("read"),
+            &data[12_345..12_345 + 4096]
+        );
+        assert!(read_exact_or_short(&f, 200_000, 16)
+            .expect("read")
+            .is_empty());
+        assert!(read_exact_or_short(&f, 0, 0).expect("read").is_empty());
+    }
 }

@@ -1,10 +1,11 @@
 //! One module per Kafka API. Each handler takes the broker and the decoded
 //! request and returns the response; failures become error codes in it.
 
-pub mod admin_configs;
+pub mod alter_configs;
 pub mod api_versions;
 pub mod cluster;
 pub mod delete_records;
+pub mod describe_configs;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;

@@ -113,6 +113,14 @@ fn policy(broker: &Broker, topic: &Topic) -> ValidationPolicy {
     }
 }
 
+/// The topic's `min.insync.replicas`.
+fn min_insync(broker: &Broker, topic: &Topic) -> i64 {
+    crate::config::topic_def("min.insync.replicas")
+        .map(|d| crate::config::topic_value(broker.topics.broker(), &topic.configs.read(), d).0)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Checks a partition's records: every batch's header, CRC, size and records.
 fn validate(
     records: &[u8],
@@ -279,6 +287,13 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                     Err(Refusal::new(
                         ResponseError::InvalidTopicException,
                         format!("Cannot append to internal topic {}", p.topic),
+                    ))
+                }
+                (true, Some((t, p))) if req.acks == -1 && min_insync(broker, t) > 1 => {
+                    // One node: the ISR is this broker alone, as in Kafka with replication factor 1.
+                    Err(Refusal::new(
+                        ResponseError::NotEnoughReplicas,
+                        format!("The size of the current ISR : 1 is insufficient to satisfy the min.isr requirement of {} for partition {}-{}, live replica(s) broker.id are : [{}]", min_insync(broker, t), p.topic, p.index, broker.node_id),
                     ))
                 }
                 (true, Some((t, p))) => {

@@ -103,7 +103,7 @@ pub fn create(broker: &Broker, version: i16, req: CreateTopicsRequest) -> Create
                                     let (v, src) = config::topic_value(topics.broker(), &configs, d);
                                     CreatableTopicConfigs::default()
                                         .with_name(s(d.name))
-                                        .with_value((!v.is_empty()).then(|| s(v)))
+                                        .with_value(Some(s(v)))
                                         .with_config_source(src as i8)
                                 })
                                 .collect();
