@@ -291,3 +291,87 @@ def produce_v9_frame_error(bootstrap, frame):
     name_len = resp[pos] - 1
     pos += 1 + name_len + 1
     return struct.unpack_from(">h", resp, pos + 4)[0]
+
+
+# ---------------------------------------------------------------- admin frames (test_hostile_admin.py)
+
+def _compact_str(s):
+    b = s.encode()
+    return _uvarint(len(b) + 1) + b
+
+
+def create_topics_v7_frame(topics, correlation_id=1, timeout_ms=37500, validate_only=False):
+    """A CreateTopics v7 frame (flexible) creating (name, partitions) topics with replication factor 1."""
+    body = struct.pack(">hhi", 19, 7, correlation_id) + _str("fuzz") + b"\x00"
+    body += _uvarint(len(topics) + 1)
+    for name, partitions in topics:
+        body += _compact_str(name) + struct.pack(">ih", partitions, 1) + b"\x01\x01\x00"
+    body += struct.pack(">i?", timeout_ms, validate_only) + b"\x00"
+    return struct.pack(">i", len(body)) + body
+
+
+def _read_uvarint(buf, pos):
+    shift = value = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+
+
+def parse_create_topics_v7(resp):
+    """[(name, error_code, error_message)] of a CreateTopics v5+ response."""
+    pos = 4  # correlation id
+    _, pos = _read_uvarint(resp, pos)  # header tags
+    pos += 4  # throttle time
+    n, pos = _read_uvarint(resp, pos)
+    out = []
+    for _ in range(n - 1):
+        ln, pos = _read_uvarint(resp, pos)
+        name = resp[pos:pos + ln - 1].decode()
+        pos += ln - 1 + 16  # name, topic id
+        (error,) = struct.unpack_from(">h", resp, pos)
+        pos += 2
+        ln, pos = _read_uvarint(resp, pos)
+        message = None if ln == 0 else resp[pos:pos + ln - 1].decode()
+        pos += max(ln - 1, 0)
+        pos += 4 + 2  # partitions, replication factor
+        configs, pos = _read_uvarint(resp, pos)
+        for _ in range(max(configs - 1, 0)):
+            for _ in range(2):  # name, value
+                ln, pos = _read_uvarint(resp, pos)
+                pos += max(ln - 1, 0)
+            pos += 1 + 1 + 1  # read_only, config_source, is_sensitive
+            tags, pos = _read_uvarint(resp, pos)
+        _, pos = _read_uvarint(resp, pos)  # topic tags
+        out.append((name, error, message))
+    return out
+
+
+def api_versions_latency(bootstrap, timeout=10):
+    """Seconds an ApiVersions v0 on a fresh connection takes to be answered."""
+    t = time.monotonic()
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        body = struct.pack(">hhi", 18, 0, 1) + _str("probe")
+        s.sendall(struct.pack(">i", len(body)) + body)
+        conn = RawConnection.__new__(RawConnection)
+        conn.sock = s
+        resp = conn._read_frame()
+        assert struct.unpack_from(">h", resp, 4)[0] == 0
+    return time.monotonic() - t
+
+
+def init_producer_id(bootstrap):
+    """A producer id from InitProducerId v0 (idempotent, no transactional id)."""
+    conn = RawConnection(bootstrap)
+    try:
+        body = struct.pack(">hhi", 22, 0, 1) + _str("pid-test") + struct.pack(">hi", -1, 60000)
+        resp = conn.send_frame(struct.pack(">i", len(body)) + body)
+    finally:
+        conn.close()
+    _, _, error, producer_id, _ = struct.unpack_from(">iihqh", resp, 0)
+    assert error == 0, error
+    return producer_id

@@ -103,22 +103,22 @@ pub async fn dispatch(
         ApiKey::Metadata => encode(
             &frame,
             v,
-            &metadata::handle(broker, v, decode_body(&frame)?),
+            &metadata::handle(broker, v, decode_body(&frame)?).await,
         ),
         ApiKey::CreateTopics => encode(
             &frame,
             v,
-            &topics_admin::create(broker, v, decode_body(&frame)?),
+            &topics_admin::create(broker, v, decode_body(&frame)?).await,
         ),
         ApiKey::DeleteTopics => encode(
             &frame,
             v,
-            &topics_admin::delete(broker, v, decode_body(&frame)?),
+            &topics_admin::delete(broker, v, decode_body(&frame)?).await,
         ),
         ApiKey::CreatePartitions => encode(
             &frame,
             v,
-            &topics_admin::create_partitions(broker, decode_body(&frame)?),
+            &topics_admin::create_partitions(broker, decode_body(&frame)?).await,
         ),
         ApiKey::DescribeConfigs => encode(
             &frame,

@@ -125,18 +125,18 @@ impl Segment {
         ))
     }
 
-    /// Creates a new empty segment on disk (files included).
+    /// Creates a new empty segment on disk (files included). No handle is
+    /// kept: the file opens on first use, so creating many partitions at
+    /// once holds no descriptor for any of them.
     pub fn create(dir: &Path, base_offset: i64) -> io::Result<Self> {
         let seg = Segment::new(dir, base_offset, 0);
-        let f = OpenOptions::new()
+        OpenOptions::new()
             .create(true)
             .truncate(true)
-            .read(true)
             .write(true)
             .open(&seg.log_path)?;
         File::create(&seg.index_path)?;
         File::create(&seg.time_path)?;
-        *seg.file.lock() = Some(Arc::new(f));
         *seg.indexes.write() = Some(Indexes::default());
         Ok(seg)
     }

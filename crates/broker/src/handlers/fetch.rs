@@ -110,8 +110,9 @@ fn partition_error(index: i32, e: ResponseError) -> PartitionData {
         .with_log_start_offset(-1)
 }
 
-/// Reads every wanted partition once. Returns the partitions to send and
-/// the bytes of records gathered.
+/// Reads every wanted partition once, within `max_bytes` in all (the
+/// request's, capped by the broker's `fetch.max.bytes`). Returns the
+/// partitions to send and the bytes of records gathered.
 fn gather(
     broker: &Broker,
     version: i16,
@@ -156,7 +157,9 @@ fn gather(
             .with_log_start_offset(if version >= 5 { lso } else { -1 });
         let mut records = Bytes::new();
         if w.fetch_offset != upper && w.fetch_offset <= hw && (first || budget > 0) {
-            let limit = (w.max_bytes.max(0) as usize).min(if first { usize::MAX } else { budget });
+            // The first partition with data gets at least one whole batch
+            // even past the budget, as Kafka does (minOneMessage).
+            let limit = (w.max_bytes.max(0) as usize).min(budget);
             match p.log.read(w.fetch_offset, limit.max(1), Some(upper)) {
                 Ok(r) => records = r.records,
                 Err(StorageError::OffsetOutOfRange { .. }) => {
@@ -199,6 +202,32 @@ fn gather(
         }
     }
     (out, total, error)
+}
+
+/// The broker's `fetch.max.bytes` (Kafka's default 55 MiB).
+fn broker_max_bytes(broker: &Broker) -> i32 {
+    broker
+        .config
+        .get_i64("fetch.max.bytes", 57_671_680)
+        .clamp(0, i32::MAX as i64) as i32
+}
+
+/// One entry per partition, as Kafka reads a request's partitions into an
+/// ordered map: a partition named again keeps its first place and takes the
+/// later fetch offset and limit.
+fn dedupe(requested: Vec<(Key, SessionPartition)>) -> Vec<(Key, SessionPartition)> {
+    let mut at: HashMap<Key, usize> = HashMap::with_capacity(requested.len());
+    let mut out: Vec<(Key, SessionPartition)> = Vec::with_capacity(requested.len());
+    for (k, p) in requested {
+        match at.get(&k) {
+            Some(&i) => out[i].1 = p,
+            None => {
+                at.insert(k.clone(), out.len());
+                out.push((k, p));
+            }
+        }
+    }
+    out
 }
 
 /// Handles a Fetch request.
@@ -244,6 +273,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
             })
         })
         .collect();
+    let requested = dedupe(requested);
     match (req.session_id, req.session_epoch) {
         (id, -1) => {
             if id != 0 {
@@ -296,6 +326,9 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
         }
     }
 
+    // Kafka bounds a response by the broker's fetch.max.bytes too.
+    let max_bytes = broker_max_bytes(broker).min(req.max_bytes.max(0));
+
     // Long poll: re-gather after each append until min_bytes or the deadline.
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut rx = broker.topics.subscribe_appends();
@@ -305,7 +338,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
             broker,
             version,
             &wants,
-            req.max_bytes,
+            max_bytes,
             incremental,
             req.isolation_level == 1,
         );

@@ -2,12 +2,16 @@
 //! by timestamp and max timestamp (KIP-734).
 
 use kafka_protocol::error::ResponseError;
+use std::collections::{HashMap, HashSet};
+
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::Broker;
+use crate::topics::Topic;
 
 /// Latest offset (the high watermark).
 pub const LATEST: i64 = -1;
@@ -18,46 +22,87 @@ pub const MAX_TIMESTAMP: i64 = -3;
 /// Earliest offset kept locally (tiered storage); the log start here.
 pub const EARLIEST_LOCAL: i64 = -4;
 
-/// Handles a ListOffsets request.
+/// Handles a ListOffsets request. As in Kafka, the response holds one entry
+/// per topic-partition however often the request names it (a topic named
+/// twice is answered once, its partitions merged), and a partition named
+/// more than once is answered INVALID_REQUEST without being looked up: the
+/// response never outgrows the distinct partitions asked for.
 pub fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
     // leader_epoch exists from v4.
     let epoch = if version >= 4 { 0 } else { -1 };
     // read_committed (v2+) reads "latest" as the last stable offset.
     let read_committed = version >= 2 && req.isolation_level == 1;
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = broker.topics.get(&t.name.0);
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_timestamp(-1).with_offset(-1);
-                    let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
-                    let log = &part.log;
-                    let found = match p.timestamp {
-                        LATEST if read_committed => Ok(Some((part.last_stable_offset(), -1))),
-                        LATEST => Ok(Some((log.log_end_offset(), -1))),
-                        EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
-                        MAX_TIMESTAMP => log.max_timestamp(),
-                        ts if ts < 0 => return r.with_error_code(ResponseError::InvalidRequest.code()),
-                        ts => log.offset_for_timestamp(ts),
-                    };
-                    match found {
-                        Ok(Some((offset, ts))) => r.with_offset(offset).with_timestamp(ts).with_leader_epoch(epoch),
-                        Ok(None) => r.with_leader_epoch(epoch),
-                        Err(e) => {
-                            tracing::error!(topic = %t.name.0, partition = p.partition_index, error = %e, "offset lookup failed");
-                            r.with_error_code(ResponseError::KafkaStorageError.code())
-                        }
-                    }
-                })
-                .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
-    ListOffsetsResponse::default().with_topics(topics)
+    let mut named: HashMap<(&str, i32), usize> = HashMap::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            *named
+                .entry((t.name.0.as_str(), p.partition_index))
+                .or_default() += 1;
+        }
+    }
+    let mut by_topic: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<ListOffsetsTopicResponse> = Vec::new();
+    let mut answered = HashSet::new();
+    for t in &req.topics {
+        let name = t.name.0.as_str();
+        let topic = broker.topics.get(name);
+        let slot = *by_topic.entry(name).or_insert_with(|| {
+            out.push(ListOffsetsTopicResponse::default().with_name(t.name.clone()));
+            out.len() - 1
+        });
+        for p in &t.partitions {
+            let key = (name, p.partition_index);
+            if !answered.insert(key) {
+                continue;
+            }
+            let r = if named[&key] > 1 {
+                unknown(p.partition_index).with_error_code(ResponseError::InvalidRequest.code())
+            } else {
+                lookup(topic.as_deref(), name, p, read_committed, epoch)
+            };
+            out[slot].partitions.push(r);
+        }
+    }
+    ListOffsetsResponse::default().with_topics(out)
+}
+
+fn unknown(index: i32) -> ListOffsetsPartitionResponse {
+    ListOffsetsPartitionResponse::default()
+        .with_partition_index(index)
+        .with_timestamp(-1)
+        .with_offset(-1)
+}
+
+/// One partition's answer.
+fn lookup(
+    topic: Option<&Topic>,
+    name: &str,
+    p: &ListOffsetsPartition,
+    read_committed: bool,
+    epoch: i32,
+) -> ListOffsetsPartitionResponse {
+    let r = unknown(p.partition_index);
+    let Some(part) = topic.and_then(|t| t.partition(p.partition_index)) else {
+        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    };
+    let log = &part.log;
+    let found = match p.timestamp {
+        LATEST if read_committed => Ok(Some((part.last_stable_offset(), -1))),
+        LATEST => Ok(Some((log.log_end_offset(), -1))),
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
+        MAX_TIMESTAMP => log.max_timestamp(),
+        ts if ts < 0 => return r.with_error_code(ResponseError::InvalidRequest.code()),
+        ts => log.offset_for_timestamp(ts),
+    };
+    match found {
+        Ok(Some((offset, ts))) => r
+            .with_offset(offset)
+            .with_timestamp(ts)
+            .with_leader_epoch(epoch),
+        Ok(None) => r.with_leader_epoch(epoch),
+        Err(e) => {
+            tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
+            r.with_error_code(ResponseError::KafkaStorageError.code())
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Metadata: brokers, controller and topic layout; auto-creates topics when
 //! `auto.create.topics.enable` is on and the client allows it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -11,7 +12,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use super::s;
 use crate::broker::Broker;
-use crate::topics::{Topic, TopicError};
+use crate::topics::{NewTopic, Topic, TopicError};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPS_OMITTED: i32 = i32::MIN;
@@ -51,8 +52,20 @@ fn error_entry(name: Option<String>, id: uuid::Uuid, e: ResponseError) -> Metada
         .with_topic_authorized_operations(OPS_OMITTED)
 }
 
-/// Handles a Metadata request.
-pub fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+/// Where one requested topic's entry comes from.
+enum Slot {
+    /// Answered already.
+    Done(MetadataResponseTopic),
+    /// To be auto-created: index into the creation batch.
+    Create(usize),
+}
+
+/// Handles a Metadata request. A topic named (or an id given) more than
+/// once is answered once, as Kafka does (it reads the request's topics into
+/// a set), so the response never grows past the topics that exist or were
+/// asked for. Topics to auto-create are created in one batch, off the async
+/// workers and within Kafka's per-request limits.
+pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
     let topics = &broker.topics;
     // v0: an empty list means all topics; v1+: null means all topics.
     let all = match &req.topics {
@@ -68,61 +81,74 @@ pub fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataRe
             .map(|t| topic_entry(broker, version, t))
             .collect()
     } else {
-        let mut out = Vec::new();
+        let mut slots = Vec::new();
+        let mut names_seen = HashSet::new();
+        let mut ids_seen = HashSet::new();
+        let mut to_create: Vec<NewTopic> = Vec::new();
+        let parts = topics.broker().get_i64("num.partitions", 1) as i32;
         for rt in req.topics.unwrap_or_default() {
-            match rt.name {
+            let slot = match rt.name {
                 Some(name) => {
                     let name = name.0.to_string();
+                    if !names_seen.insert(name.clone()) {
+                        continue;
+                    }
                     match topics.get(&name) {
-                        Some(t) => out.push(topic_entry(broker, version, &t)),
-                        None if auto_create => {
-                            let parts = topics.broker().get_i64("num.partitions", 1) as i32;
-                            match topics.create(&name, parts, BTreeMap::new()) {
-                                Ok(t) => out.push(topic_entry(broker, version, &t)),
-                                Err(TopicError::InvalidName(_)) => out.push(error_entry(
-                                    Some(name),
-                                    uuid::Uuid::nil(),
-                                    ResponseError::InvalidTopicException,
-                                )),
-                                Err(TopicError::AlreadyExists(_)) => match topics.get(&name) {
-                                    Some(t) => out.push(topic_entry(broker, version, &t)),
-                                    None => out.push(error_entry(
-                                        Some(name),
-                                        uuid::Uuid::nil(),
-                                        ResponseError::LeaderNotAvailable,
-                                    )),
-                                },
-                                Err(e) => {
-                                    tracing::warn!(topic = %name, error = %e, "auto-creating topic failed");
-                                    out.push(error_entry(
-                                        Some(name),
-                                        uuid::Uuid::nil(),
-                                        ResponseError::UnknownTopicOrPartition,
-                                    ))
-                                }
-                            }
+                        Some(t) => Slot::Done(topic_entry(broker, version, &t)),
+                        None if crate::names::validate_topic_name(&name).is_err() => {
+                            Slot::Done(error_entry(
+                                Some(name),
+                                uuid::Uuid::nil(),
+                                ResponseError::InvalidTopicException,
+                            ))
                         }
-                        None => {
-                            let e = if crate::names::validate_topic_name(&name).is_err() {
-                                ResponseError::InvalidTopicException
-                            } else {
-                                ResponseError::UnknownTopicOrPartition
-                            };
-                            out.push(error_entry(Some(name), uuid::Uuid::nil(), e))
+                        None if auto_create => {
+                            to_create.push(NewTopic {
+                                name,
+                                partitions: parts,
+                                configs: BTreeMap::new(),
+                            });
+                            Slot::Create(to_create.len() - 1)
+                        }
+                        None => Slot::Done(error_entry(
+                            Some(name),
+                            uuid::Uuid::nil(),
+                            ResponseError::UnknownTopicOrPartition,
+                        )),
+                    }
+                }
+                None => {
+                    if !ids_seen.insert(rt.topic_id) {
+                        continue;
+                    }
+                    Slot::Done(match topics.get_by_id(rt.topic_id) {
+                        Some(t) => topic_entry(broker, version, &t),
+                        None => error_entry(None, rt.topic_id, ResponseError::UnknownTopicId),
+                    })
+                }
+            };
+            slots.push(slot);
+        }
+        let created = auto_create_all(broker, &to_create).await;
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Done(e) => e,
+                Slot::Create(i) => {
+                    let name = to_create[i].name.clone();
+                    match &created[i] {
+                        Ok(t) => topic_entry(broker, version, t),
+                        Err(e) => {
+                            // Created meanwhile by another request: answer with it.
+                            match topics.get(&name) {
+                                Some(t) => topic_entry(broker, version, &t),
+                                None => error_entry(Some(name), uuid::Uuid::nil(), *e),
+                            }
                         }
                     }
                 }
-                None => match topics.get_by_id(rt.topic_id) {
-                    Some(t) => out.push(topic_entry(broker, version, &t)),
-                    None => out.push(error_entry(
-                        None,
-                        rt.topic_id,
-                        ResponseError::UnknownTopicId,
-                    )),
-                },
-            }
-        }
-        out
+            })
+            .collect()
     };
     let (host, port) = &broker.advertised;
     MetadataResponse::default()
@@ -134,4 +160,43 @@ pub fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataRe
         .with_controller_id(BrokerId(broker.node_id))
         .with_topics(entries)
         .with_cluster_authorized_operations(OPS_OMITTED)
+}
+
+/// Auto-creates `wanted` in one batch on the blocking pool; each gets its
+/// topic or the error code to answer with.
+async fn auto_create_all(
+    broker: &Broker,
+    wanted: &[NewTopic],
+) -> Vec<Result<Arc<Topic>, ResponseError>> {
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let all = broker.topics.clone();
+    let batch = wanted.to_vec();
+    let outcome = tokio::task::spawn_blocking(move || all.create_all(batch, false)).await;
+    let failed = |e: ResponseError| wanted.iter().map(|_| Err(e)).collect();
+    match outcome {
+        Ok(Ok(results)) => results
+            .into_iter()
+            .zip(wanted)
+            .map(|(r, w)| match r {
+                Ok(Some(t)) => Ok(t),
+                Ok(None) => Err(ResponseError::UnknownTopicOrPartition),
+                Err(TopicError::InvalidName(_)) => Err(ResponseError::InvalidTopicException),
+                Err(TopicError::AlreadyExists(_)) => Err(ResponseError::LeaderNotAvailable),
+                Err(e) => {
+                    tracing::warn!(topic = %w.name, error = %e, "auto-creating topic failed");
+                    Err(ResponseError::UnknownTopicOrPartition)
+                }
+            })
+            .collect(),
+        Ok(Err(e)) => {
+            tracing::warn!(topics = wanted.len(), error = %e, "auto-creating topics failed");
+            failed(ResponseError::UnknownTopicOrPartition)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "auto-creating topics failed");
+            failed(ResponseError::UnknownTopicOrPartition)
+        }
+    }
 }

@@ -1,9 +1,15 @@
 //! CreateTopics, DeleteTopics and CreatePartitions.
+//!
+//! Creation runs on tokio's blocking pool (it makes directories and files
+//! and fsyncs `topics.json`), so a large request never stalls the acceptor
+//! or other connections. Requests larger than Kafka's controller allows are
+//! refused whole with POLICY_VIOLATION before anything is touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -16,7 +22,9 @@ use kafka_protocol::messages::{
 use super::s;
 use crate::broker::Broker;
 use crate::config::{self, ConfigError};
-use crate::topics::TopicError;
+use crate::topics::{
+    NewTopic, TopicError, Topics, EXCESSIVE_PARTITIONS, MAX_PARTITIONS_PER_REQUEST,
+};
 
 /// The Kafka error code and message for a topic administration error.
 pub fn error_of(e: &TopicError) -> (ResponseError, String) {
@@ -26,6 +34,7 @@ pub fn error_of(e: &TopicError) -> (ResponseError, String) {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
         _ => ResponseError::KafkaStorageError,
     };
     (code, e.to_string())
@@ -38,94 +47,238 @@ fn replication_error(rf: i32) -> (ResponseError, String) {
     )
 }
 
-/// Handles CreateTopics.
-pub fn create(broker: &Broker, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+/// Partitions a CreateTopics asks for, counted as Kafka's controller does
+/// before any other check: `num.partitions` for -1, assignments when given,
+/// nothing for a count that is invalid anyway.
+fn requested_partitions(req: &CreateTopicsRequest, default_parts: i32) -> u64 {
+    req.topics
+        .iter()
+        .map(|t| {
+            if !t.assignments.is_empty() {
+                t.assignments.len() as u64
+            } else if t.num_partitions == -1 {
+                default_parts.max(0) as u64
+            } else {
+                t.num_partitions.max(0) as u64
+            }
+        })
+        .sum()
+}
+
+/// Runs blocking topic administration on tokio's blocking pool, so the
+/// connection acceptor and other clients keep being served meanwhile.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "topic administration task failed");
+            None
+        }
+    }
+}
+
+/// The request-level checks of one CreateTopics entry.
+fn check_creatable(
+    broker: &Broker,
+    t: &CreatableTopic,
+    default_parts: i32,
+    default_rf: i32,
+) -> Result<NewTopic, (ResponseError, String)> {
+    let name = t.name.0.to_string();
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let v = c.value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
+            (
+                ResponseError::InvalidConfig,
+                format!("Null value not supported for topic config '{}'", c.name),
+            )
+        })?;
+        configs.insert(c.name.to_string(), v);
+    }
+    let partitions = if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err((
+                ResponseError::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
+            ));
+        }
+        for a in &t.assignments {
+            if a.broker_ids.iter().any(|b| b.0 != broker.node_id) || a.broker_ids.len() != 1 {
+                return Err(replication_error(a.broker_ids.len() as i32));
+            }
+        }
+        t.assignments.len() as i32
+    } else {
+        let rf = if t.replication_factor == -1 {
+            default_rf
+        } else {
+            t.replication_factor as i32
+        };
+        if rf <= 0 {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0.".into(),
+            ));
+        }
+        if rf > 1 {
+            return Err(replication_error(rf));
+        }
+        if t.num_partitions == -1 {
+            default_parts
+        } else {
+            t.num_partitions
+        }
+    };
+    Ok(NewTopic {
+        name,
+        partitions,
+        configs,
+    })
+}
+
+/// Handles CreateTopics: request-level checks here, then every topic that
+/// passes is created in one all-or-nothing step off the async workers.
+pub async fn create(
+    broker: &Broker,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let topics = &broker.topics;
     let default_parts = topics.broker().get_i64("num.partitions", 1) as i32;
     let default_rf = topics.broker().get_i64("default.replication.factor", 1) as i32;
+    let base = |name: &TopicName| {
+        let r = CreatableTopicResult::default().with_name(name.clone());
+        if version >= 5 {
+            r.with_num_partitions(-1).with_replication_factor(-1)
+        } else {
+            r
+        }
+    };
+    let refuse_all = |req: &CreateTopicsRequest, code: ResponseError, msg: &str| {
+        let results = req
+            .topics
+            .iter()
+            .map(|t| {
+                base(&t.name)
+                    .with_error_code(code.code())
+                    .with_error_message(Some(s(msg)))
+            })
+            .collect();
+        CreateTopicsResponse::default().with_topics(results)
+    };
+    if requested_partitions(&req, default_parts) > MAX_PARTITIONS_PER_REQUEST {
+        tracing::warn!(
+            topics = req.topics.len(),
+            "refusing CreateTopics: more than {MAX_PARTITIONS_PER_REQUEST} partitions requested"
+        );
+        return refuse_all(&req, ResponseError::PolicyViolation, EXCESSIVE_PARTITIONS);
+    }
     let mut seen = std::collections::HashSet::new();
+    // Per entry: the request-level error, or the index of its NewTopic.
+    let mut checked = Vec::with_capacity(req.topics.len());
+    let mut wanted = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let outcome = if !seen.insert(name.clone()) {
+            Err((
+                ResponseError::InvalidRequest,
+                format!(
+                    "Create topics request from client contains multiple entries for topic {name}"
+                ),
+            ))
+        } else {
+            check_creatable(broker, t, default_parts, default_rf)
+        };
+        checked.push(outcome.map(|n| {
+            wanted.push(n);
+            wanted.len() - 1
+        }));
+    }
+    let plan = wanted.clone();
+    let all = broker.topics.clone();
+    let validate_only = req.validate_only;
+    let created = match blocking(move || all.create_all(plan, validate_only)).await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            let (code, msg) = error_of(&e);
+            tracing::warn!(topics = req.topics.len(), error = %msg, "refusing CreateTopics");
+            return refuse_all(&req, code, &msg);
+        }
+        None => {
+            return refuse_all(
+                &req,
+                ResponseError::UnknownServerError,
+                "The server experienced an unexpected error when processing the request.",
+            )
+        }
+    };
     let results = req
         .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let mut r = CreatableTopicResult::default().with_name(t.name.clone());
-            if version >= 5 {
-                r = r.with_num_partitions(-1).with_replication_factor(-1);
-            }
-            let outcome: Result<(i32, BTreeMap<String, String>), (ResponseError, String)> = (|| {
-                if !seen.insert(name.clone()) {
-                    return Err((ResponseError::InvalidRequest, format!("Create topics request from client contains multiple entries for topic {name}")));
+        .iter()
+        .zip(checked)
+        .map(|(t, outcome)| {
+            let r = base(&t.name);
+            let i = match outcome {
+                Err((e, msg)) => {
+                    return r.with_error_code(e.code()).with_error_message(Some(s(msg)))
                 }
-                let mut configs = BTreeMap::new();
-                for c in &t.configs {
-                    let v = c.value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
-                        (ResponseError::InvalidConfig, format!("Null value not supported for topic config '{}'", c.name))
-                    })?;
-                    configs.insert(c.name.to_string(), v);
+                Ok(i) => i,
+            };
+            match &created[i] {
+                Err(e) => {
+                    let (code, msg) = error_of(e);
+                    r.with_error_code(code.code())
+                        .with_error_message(Some(s(msg)))
                 }
-                let parts = if !t.assignments.is_empty() {
-                    if t.num_partitions != -1 || t.replication_factor != -1 {
-                        return Err((ResponseError::InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set.".into()));
+                Ok(topic) => {
+                    let new = &wanted[i];
+                    let mut r = r;
+                    if version >= 7 {
+                        r = r.with_topic_id(topic.as_ref().map(|t| t.id).unwrap_or_default());
                     }
-                    for a in &t.assignments {
-                        if a.broker_ids.iter().any(|b| b.0 != broker.node_id) || a.broker_ids.len() != 1 {
-                            return Err(replication_error(a.broker_ids.len() as i32));
-                        }
+                    if version >= 5 {
+                        let described = config::TOPIC_CONFIGS
+                            .iter()
+                            .map(|d| {
+                                let (v, src) =
+                                    config::topic_value(topics.broker(), &new.configs, d);
+                                CreatableTopicConfigs::default()
+                                    .with_name(s(d.name))
+                                    .with_value(Some(s(v)))
+                                    .with_config_source(src as i8)
+                            })
+                            .collect();
+                        r = r
+                            .with_num_partitions(new.partitions)
+                            .with_replication_factor(1)
+                            .with_configs(Some(described));
                     }
-                    t.assignments.len() as i32
-                } else {
-                    let rf = if t.replication_factor == -1 { default_rf } else { t.replication_factor as i32 };
-                    if rf <= 0 {
-                        return Err((ResponseError::InvalidReplicationFactor, "Replication factor must be larger than 0.".into()));
-                    }
-                    if rf > 1 {
-                        return Err(replication_error(rf));
-                    }
-                    if t.num_partitions == -1 { default_parts } else { t.num_partitions }
-                };
-                topics.validate_new(&name, parts, &configs).map_err(|e| error_of(&e))?;
-                Ok((parts, configs))
-            })();
-            match outcome {
-                Err((e, msg)) => r = r.with_error_code(e.code()).with_error_message(Some(s(msg))),
-                Ok((parts, configs)) => {
-                    let created = if req.validate_only { Ok(None) } else { topics.create(&name, parts, configs.clone()).map(Some) };
-                    match created {
-                        Err(e) => {
-                            let (code, msg) = error_of(&e);
-                            r = r.with_error_code(code.code()).with_error_message(Some(s(msg)));
-                        }
-                        Ok(t) => {
-                            let described = config::TOPIC_CONFIGS
-                                .iter()
-                                .map(|d| {
-                                    let (v, src) = config::topic_value(topics.broker(), &configs, d);
-                                    CreatableTopicConfigs::default()
-                                        .with_name(s(d.name))
-                                        .with_value(Some(s(v)))
-                                        .with_config_source(src as i8)
-                                })
-                                .collect();
-                            if version >= 7 {
-                                r = r.with_topic_id(t.map(|t| t.id).unwrap_or_default());
-                            }
-                            if version >= 5 {
-                                r = r.with_num_partitions(parts).with_replication_factor(1).with_configs(Some(described));
-                            }
-                        }
-                    }
+                    r
                 }
             }
-            r
         })
         .collect();
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// Handles DeleteTopics (by name, or by id from v6).
-pub fn delete(broker: &Broker, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    let topics = &broker.topics;
+/// Handles DeleteTopics (by name, or by id from v6), on the blocking pool
+/// (it removes directories and rewrites `topics.json`).
+pub async fn delete(
+    broker: &Broker,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let topics = broker.topics.clone();
+    blocking(move || delete_blocking(&topics, version, req))
+        .await
+        .unwrap_or_default()
+}
+
+fn delete_blocking(
+    topics: &Topics,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names
         .iter()
@@ -184,36 +337,76 @@ pub fn delete(broker: &Broker, version: i16, req: DeleteTopicsRequest) -> Delete
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// Handles CreatePartitions.
-pub fn create_partitions(
+/// A request entry after the request-level checks: its index among the
+/// operations to run, or its error.
+type Checked = Result<usize, (ResponseError, String)>;
+
+/// Handles CreatePartitions: every topic that passes is grown in one
+/// all-or-nothing step off the async workers.
+pub async fn create_partitions(
     broker: &Broker,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = req
-        .topics
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for t in &req.topics {
+        *counts.entry(t.name.0.as_str()).or_default() += 1;
+    }
+    let mut answered = HashSet::new();
+    // Per entry to answer: the request-level error, or the index of its want.
+    let mut plan: Vec<(TopicName, Checked)> = Vec::new();
+    let mut wants = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.as_str();
+        if !answered.insert(name) {
+            continue;
+        }
+        let outcome = if counts[name] > 1 {
+            Err((
+                ResponseError::InvalidRequest,
+                "Duplicate topic name.".into(),
+            ))
+        } else if t.assignments.as_ref().is_some_and(|a| {
+            a.iter()
+                .any(|x| x.broker_ids.iter().any(|b| b.0 != broker.node_id))
+        }) {
+            Err((
+                ResponseError::InvalidReplicaAssignment,
+                "Unknown broker id in assignment".into(),
+            ))
+        } else {
+            wants.push((name.to_string(), t.count));
+            Ok(wants.len() - 1)
+        };
+        plan.push((t.name.clone(), outcome));
+    }
+    let all = broker.topics.clone();
+    let validate_only = req.validate_only;
+    let grown = match blocking(move || all.grow_all(wants, validate_only)).await {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => {
+            let (code, msg) = error_of(&e);
+            tracing::warn!(topics = req.topics.len(), error = %msg, "refusing CreatePartitions");
+            Err((code, msg))
+        }
+        None => Err((
+            ResponseError::UnknownServerError,
+            "The server experienced an unexpected error when processing the request.".into(),
+        )),
+    };
+    let results = plan
         .into_iter()
-        .map(|t| {
-            let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            if let Some(a) = &t.assignments {
-                if a.iter()
-                    .any(|x| x.broker_ids.iter().any(|b| b.0 != broker.node_id))
-                {
-                    let e = ResponseError::InvalidReplicaAssignment;
-                    return r
-                        .with_error_code(e.code())
-                        .with_error_message(Some(s("Unknown broker id in assignment")));
-                }
-            }
-            match broker
-                .topics
-                .create_partitions(&t.name.0, t.count, req.validate_only)
-            {
-                Ok(()) => r,
-                Err(e) => {
-                    let (code, msg) = error_of(&e);
-                    r.with_error_code(code.code())
-                        .with_error_message(Some(s(msg)))
-                }
+        .map(|(name, outcome)| {
+            let r = CreatePartitionsTopicResult::default().with_name(name);
+            let failed = match (&grown, outcome) {
+                (Err((code, msg)), _) => Some((*code, msg.clone())),
+                (_, Err(e)) => Some(e),
+                (Ok(grown), Ok(i)) => grown[i].as_ref().err().map(error_of),
+            };
+            match failed {
+                None => r,
+                Some((code, msg)) => r
+                    .with_error_code(code.code())
+                    .with_error_message(Some(s(msg))),
             }
         })
         .collect();

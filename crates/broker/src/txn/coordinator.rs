@@ -93,11 +93,15 @@ fn fenced(version_has_fenced: bool) -> ResponseError {
 impl TxnCoordinator {
     /// Opens the coordinator: producer ids from `dir`, transactions replayed
     /// from `__transaction_state` if it exists.
+    ///
+    /// Producer ids continue above every id the logs remember (see
+    /// [`ProducerIds::raise_floor`]), so a lost `producer-id-block` never
+    /// hands out an id an idempotent producer already used.
     pub fn open(
         topics: Arc<Topics>,
         dir: &std::path::Path,
         config: TxnConfig,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, TopicError> {
         let c = TxnCoordinator {
             ids: ProducerIds::open(dir)?,
             topics,
@@ -105,7 +109,25 @@ impl TxnCoordinator {
             txns: Mutex::new(Txns::default()),
             create: Mutex::new(()),
         };
-        c.replay();
+        let highest_in_txn_log = c.replay();
+        let highest = c
+            .topics
+            .all_partitions()
+            .iter()
+            .filter_map(|p| p.producers.lock().highest_producer_id())
+            .chain(highest_in_txn_log)
+            .max();
+        if let Some(h) = highest {
+            let next = c.ids.raise_floor(h);
+            if !c.ids.found_file() {
+                tracing::warn!(
+                    file = %dir.join(super::producer_ids::FILE).display(),
+                    highest_producer_id_in_logs = h,
+                    next_producer_id = next,
+                    "producer-id-block is missing from a data directory that has been used; producer ids continue above the highest one the logs remember"
+                );
+            }
+        }
         Ok(c)
     }
 
@@ -117,15 +139,19 @@ impl TxnCoordinator {
         })
     }
 
-    fn replay(&self) {
-        let Some(t) = self.topics.get(TXN_TOPIC) else {
-            return;
-        };
+    /// Rebuilds the transactional ids from `__transaction_state`; returns
+    /// the largest producer id any of its records names.
+    fn replay(&self) -> Option<i64> {
+        let t = self.topics.get(TXN_TOPIC)?;
         let mut latest: HashMap<String, Option<TxnRecord>> = HashMap::new();
+        let mut highest: Option<i64> = None;
         for p in t.partitions.read().iter() {
             let res = crate::partition::scan_batches(&p.log, 0, |_, bytes| {
                 let _ = strom_record::for_each_record(bytes, |rec| {
                     if let Some((id, value)) = rec.key.and_then(|k| log::decode(k, rec.value)) {
+                        if let Some(v) = &value {
+                            highest = Some(highest.map_or(v.producer_id, |h| h.max(v.producer_id)));
+                        }
                         latest.insert(id, value);
                     }
                 });
@@ -146,6 +172,7 @@ impl TxnCoordinator {
             transactional_ids = txns.by_id.len(),
             "rebuilt transactions from {TXN_TOPIC}"
         );
+        highest
     }
 
     /// Finishes transactions a crash left between prepare and complete.

@@ -154,6 +154,10 @@ pub struct ProducerState {
     aborted: Vec<AbortedTxn>,
     /// Every batch below this offset has been folded in.
     applied_end: i64,
+    /// The largest producer id ever folded in, kept when its producer
+    /// expires: the floor for producer ids should `producer-id-block` be lost.
+    #[serde(default)]
+    highest_producer_id: Option<i64>,
     #[serde(skip)]
     dirty: bool,
 }
@@ -231,6 +235,10 @@ impl ProducerState {
             return;
         }
         self.dirty = true;
+        self.highest_producer_id = Some(
+            self.highest_producer_id
+                .map_or(h.producer_id, |m| m.max(h.producer_id)),
+        );
         let e = self
             .entries
             .entry(h.producer_id)
@@ -324,7 +332,12 @@ impl ProducerState {
 
     /// True when nothing is known (no snapshot needed).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.aborted.is_empty()
+        self.entries.is_empty() && self.aborted.is_empty() && self.highest_producer_id.is_none()
+    }
+
+    /// The largest producer id this partition ever saw (expired ones too).
+    pub fn highest_producer_id(&self) -> Option<i64> {
+        self.highest_producer_id
     }
 
     /// True when changed since the last snapshot.
@@ -414,6 +427,8 @@ impl ProducerState {
     pub fn reset_to(&mut self, offset: i64) {
         *self = ProducerState {
             applied_end: offset.min(self.applied_end),
+            // Ids of truncated batches were handed out all the same.
+            highest_producer_id: self.highest_producer_id,
             dirty: true,
             ..Default::default()
         };
@@ -526,6 +541,27 @@ mod tests {
         let mut s = loaded;
         assert_eq!(s.expire(100 + 50, 100, 0), 0);
         assert_eq!(s.expire(100 + 100, 100, 0), 1);
-        assert!(s.is_empty());
+        assert_eq!(s.producers().count(), 0);
+        // The expired producer's id is still remembered, and saved.
+        assert_eq!(s.highest_producer_id(), Some(3));
+        assert!(!s.is_empty());
+        s.save(dir.path(), 1).expect("save");
+        let again = ProducerState::load(dir.path(), 5).expect("snapshot");
+        assert_eq!(again.highest_producer_id(), Some(3));
+        s.reset_to(0);
+        assert_eq!(s.highest_producer_id(), Some(3));
+    }
+
+    #[test]
+    fn snapshots_without_the_highest_id_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(SNAPSHOT_FILE),
+            r#"{"entries":{},"ongoing":{},"aborted":[],"applied_end":4}"#,
+        )
+        .expect("write");
+        let s = ProducerState::load(dir.path(), 10).expect("old snapshot");
+        assert_eq!(s.highest_producer_id(), None);
+        assert_eq!(s.applied_end(), 4);
     }
 }

@@ -4,6 +4,7 @@
 mod bad_input;
 mod client;
 mod groups;
+mod hostile_admin;
 mod idempotence;
 mod poison;
 mod produce_fetch;

@@ -299,6 +299,24 @@ fn idle_handles_are_released_and_reopened() {
 }
 
 #[test]
+fn new_logs_hold_no_open_files_until_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs: Vec<_> = (0..100)
+        .map(|p| {
+            Log::open(dir.path().join(format!("n-{p}")), LogConfig::default()).expect("create")
+        })
+        .collect();
+    assert_eq!(logs.iter().map(|l| l.open_file_count()).sum::<usize>(), 0);
+    assert!(dir.path().join("n-7/00000000000000000000.log").exists());
+    logs[7].append(&batch(1, "x", 0)).expect("append");
+    assert!(logs[7].open_file_count() >= 1);
+    assert_eq!(
+        split(&logs[7].read(0, 1 << 20, None).expect("read").records)[0].0,
+        0
+    );
+}
+
+#[test]
 fn many_logs_open_without_opening_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut logs = Vec::new();
