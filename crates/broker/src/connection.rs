@@ -23,9 +23,10 @@
 //! - a frame must arrive within `FRAME_TIMEOUT` (30 s, or
 //!   `connections.max.idle.ms` if shorter) of its first byte, else the
 //!   connection is closed and the frame's memory freed;
-//! - a response being written is counted in the response pool; while that
-//!   pool holds more than its size, a connection whose client has read
-//!   nothing for `RESPONSE_STALL` is closed, and any response must be
+//! - a response that does not go out at once is counted in the response
+//!   pool until it does; a connection whose response takes that pool past
+//!   its size is closed at once, one whose client has read nothing for
+//!   `RESPONSE_STALL` while the pool is over its size too, and any response must be
 //!   taken by its client within `connections.max.idle.ms`; no request is
 //!   handled while that pool holds more than its size (for at most about
 //!   `RESPONSE_STALL`), so responses cannot pile up faster than stalled
@@ -114,6 +115,11 @@ async fn write_response(
         _ = std::future::ready(()) => {}
     }
     let _counted = net.responses.account(bytes);
+    if net.responses.over() {
+        // This response takes the pool past its bound: its client is the
+        // one to give way, now, before others wait on it.
+        return Err(WriteEnd::Stalled);
+    }
     let started = Instant::now();
     loop {
         tokio::select! {
@@ -201,17 +207,23 @@ pub async fn serve(
                 break;
             }
         };
-        // Buffers kept from earlier requests are given back first: the
-        // frame's reservation covers the buffer it is read into.
-        kept = None;
-        let reservation = match net.requests.try_reserve(size as u64) {
-            Some(r) => r,
-            None => {
-                // Back-pressure: wait, holding nothing, for memory to come back.
-                frames.release();
-                tokio::select! {
-                    r = net.requests.reserve(size as u64) => r,
-                    _ = shutdown.changed() => break,
+        // A frame that fits in the buffers kept from earlier requests is
+        // already paid for (the steady state of a producer: no pool
+        // traffic at all). Otherwise the kept share is given back and the
+        // frame's size reserved.
+        let reservation = if kept.as_ref().is_some_and(|k| k.bytes() >= size as u64) {
+            None
+        } else {
+            kept = None;
+            match net.requests.try_reserve(size as u64) {
+                Some(r) => Some(r),
+                None => {
+                    // Back-pressure: wait, holding nothing, for memory to come back.
+                    frames.release();
+                    tokio::select! {
+                        r = net.requests.reserve(size as u64) => Some(r),
+                        _ = shutdown.changed() => break,
+                    }
                 }
             }
         };
@@ -281,9 +293,12 @@ pub async fn serve(
         // Keep the read buffers for the next request only while the pool
         // has room for them (half of it); else free them now.
         let retained = frames.retained() as u64;
-        kept = net.requests.try_keep(retained);
-        if kept.is_none() && retained > 0 {
-            frames.release();
+        if kept.as_ref().map(|k| k.bytes()) != Some(retained) {
+            drop(kept.take()); // given back before asking again
+            kept = net.requests.try_keep(retained);
+            if kept.is_none() && retained > 0 {
+                frames.release();
+            }
         }
         released = frames.retained() == 0;
         last_active = Instant::now();

@@ -26,6 +26,7 @@
 //!
 //! The accounting is a pure [`PoolState`]; [`MemoryPool`] adds waiting.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -104,6 +105,9 @@ impl PoolState {
 #[derive(Debug)]
 pub struct MemoryPool {
     state: Mutex<PoolState>,
+    /// Whether more is counted than the pool holds, readable without the
+    /// lock (checked before every request).
+    over: AtomicBool,
     /// Wakes connections waiting for memory when some is given back.
     freed: Notify,
 }
@@ -113,6 +117,7 @@ impl MemoryPool {
     pub fn new(size: u64) -> Arc<MemoryPool> {
         Arc::new(MemoryPool {
             state: Mutex::new(PoolState::new(size)),
+            over: AtomicBool::new(false),
             freed: Notify::new(),
         })
     }
@@ -133,7 +138,11 @@ impl MemoryPool {
 
     /// Reserves `n` bytes if the pool is not used up, without waiting.
     pub fn try_reserve(self: &Arc<Self>, n: u64) -> Option<Reservation> {
-        self.state.lock().try_take(n).then(|| Reservation {
+        let mut s = self.state.lock();
+        let taken = s.try_take(n);
+        self.over.store(s.used() > s.size(), Ordering::Relaxed);
+        drop(s);
+        taken.then(|| Reservation {
             pool: self.clone(),
             bytes: n,
         })
@@ -150,7 +159,10 @@ impl MemoryPool {
 
     /// Counts `n` bytes already in memory, whatever the pool holds.
     pub fn account(self: &Arc<Self>, n: u64) -> Reservation {
-        self.state.lock().take_anyway(n);
+        let mut s = self.state.lock();
+        s.take_anyway(n);
+        self.over.store(s.used() > s.size(), Ordering::Relaxed);
+        drop(s);
         Reservation {
             pool: self.clone(),
             bytes: n,
@@ -159,8 +171,7 @@ impl MemoryPool {
 
     /// Whether more is counted than the pool holds.
     pub fn over(&self) -> bool {
-        let s = self.state.lock();
-        s.used() > s.size()
+        self.over.load(Ordering::Relaxed)
     }
 
     /// Waits until no more is counted than the pool holds.
@@ -197,7 +208,10 @@ impl MemoryPool {
         if n == 0 {
             return;
         }
-        self.state.lock().give(n);
+        let mut s = self.state.lock();
+        s.give(n);
+        self.over.store(s.used() > s.size(), Ordering::Relaxed);
+        drop(s);
         self.freed.notify_waiters();
     }
 }
