@@ -263,3 +263,32 @@ def test_a_flood_of_malformed_frames_logs_a_bounded_number_of_lines(broker):
     s = connect(broker)
     assert api_versions(s) == 0
     s.close()
+
+
+def test_connections_leave_descriptors_for_the_broker(make_broker):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))  # inherited by the broker
+    try:
+        broker = make_broker()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    create(broker, "fds")
+    # More connections than the broker has descriptors for: it serves
+    # three quarters of its limit (225) and leaves the rest waiting in the
+    # listen backlog (without the reserve: EMFILE, and `accept failed`
+    # logged every 50 ms).
+    socks = [connect(broker) for _ in range(285)]
+    for i, s in enumerate(socks[:200]):
+        assert api_versions(s, i) == 0
+    time.sleep(1)
+    log = broker.read_log()
+    assert log.count("accept failed") <= 1, "accept failures are logged at most once per 10 s"
+    for s in socks[100:]:
+        s.close()
+    # The broker still has descriptors for its own files (a new partition's
+    # segment, the consumer offsets topic) and serves a fresh client.
+    create(broker, "fds-2")
+    fresh_client_round_trip(broker, "fds-2")
+    for s in socks[:100]:
+        s.close()
