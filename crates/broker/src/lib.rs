@@ -2,6 +2,8 @@
 //!
 //! - [`server`]: listener, connection tasks, maintenance, graceful shutdown.
 //! - `connection`: per-connection frame reading and in-order pipelining.
+//! - [`net`]: the network limits: request memory pool, connection quotas, idle
+//!   and frame timeouts, rate-limited logs.
 //! - `dispatch`: API key to handler.
 //! - [`handlers`]: one module per Kafka API.
 //! - [`topics`]: topic metadata and partition logs.
@@ -18,6 +20,7 @@ mod durable;
 pub mod group;
 pub mod handlers;
 pub mod names;
+pub mod net;
 pub mod partition;
 pub mod server;
 pub mod topics;

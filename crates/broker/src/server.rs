@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::net::fd::{self, SpareFd};
+use crate::net::limits::{LimitsError, NetLimits};
+use crate::net::log::{ACCEPT_FAILED, REFUSED};
+use crate::net::NetState;
 use crate::topics::TopicError;
 
 /// Why the server could not start.
@@ -29,6 +33,9 @@ pub enum ServerError {
     /// The advertised address is not HOST:PORT.
     #[error("invalid advertised listener '{0}': expected HOST:PORT")]
     Advertised(String),
+    /// The network limits in the config are unusable.
+    #[error("{0}")]
+    Limits(#[from] LimitsError),
     /// Opening the data directory failed.
     #[error("cannot open data directory: {0}")]
     Data(#[from] TopicError),
@@ -79,10 +86,7 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
         Some(a) => split_host_port(&a).ok_or(ServerError::Advertised(a))?,
         None => (local.ip().to_string(), local.port() as i32),
     };
-    let max_frame = config.get_i64("socket.request.max.bytes", 104_857_600) as usize;
-    let max_conns = config
-        .get_i64("max.connections", i32::MAX as i64)
-        .clamp(1, Semaphore::MAX_PERMITS as i64) as usize;
+    let limits = NetLimits::from_config(&config, fd::nofile_limit())?;
     let retention_every = Duration::from_millis(
         config
             .get_i64("log.retention.check.interval.ms", 300_000)
@@ -95,30 +99,65 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
     let b = broker.clone();
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
-        let permits = Arc::new(Semaphore::new(max_conns));
+        let net = NetState::new(limits);
+        tracing::info!(
+            max_connections = net.limits.max_connections,
+            max_connections_per_ip = net.limits.max_per_ip,
+            queued_max_request_bytes = net.limits.pool_bytes,
+            connections_max_idle_ms = net.limits.max_idle.map_or(-1, |d| d.as_millis() as i64),
+            "connection limits"
+        );
+        let mut spare = SpareFd::open();
         let maintenance = tokio::spawn(maintain(b.clone(), retention_every, shutdown_rx.clone()));
         let mut stop = shutdown_rx.clone();
         loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let Ok(permit) = permits.clone().try_acquire_owned() else {
-                            tracing::warn!("max.connections reached; refusing connection");
+            // At max.connections the acceptor waits for one to close, as
+            // Kafka's does (new clients wait in the listen backlog).
+            let accepted = tokio::select! {
+                a = async {
+                    net.connection_slot().await;
+                    listener.accept().await
+                } => a,
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                _ = stop.changed() => break,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    let slot = match net.admit(addr.ip()) {
+                        Ok(slot) => slot,
+                        Err(e) => {
+                            if let Some(suppressed) = REFUSED.check() {
+                                tracing::info!(peer = %addr, suppressed, "rejected connection: {e} (max.connections.per.ip)");
+                            }
+                            drop(stream);
                             continue;
-                        };
-                        let (b, rx) = (b.clone(), shutdown_rx.clone());
-                        conns.spawn(async move {
-                            crate::connection::serve(stream, b, rx, max_frame).await;
-                            drop(permit);
-                        });
+                        }
+                    };
+                    let (b, n, rx) = (b.clone(), net.clone(), shutdown_rx.clone());
+                    conns.spawn(crate::connection::serve(stream, b, n, slot, rx));
+                }
+                Err(e) if fd::is_exhaustion(&e) => {
+                    // Refuse the waiting connection with the spare
+                    // descriptor instead of spinning on it.
+                    let refused = spare.release()
+                        && matches!(
+                            tokio::time::timeout(Duration::from_millis(10), listener.accept())
+                                .await,
+                            Ok(Ok(_))
+                        );
+                    spare.reacquire();
+                    if let Some(suppressed) = ACCEPT_FAILED.check() {
+                        tracing::warn!(error = %e, connections = net.connections(), refused, suppressed, "accept failed: out of file descriptors; refusing new connections until some close");
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                    if !refused {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                _ = stop.changed() => break,
+                }
+                Err(e) => {
+                    if let Some(suppressed) = ACCEPT_FAILED.check() {
+                        tracing::warn!(error = %e, suppressed, "accept failed");
+                    }
+                }
             }
         }
         drop(listener);

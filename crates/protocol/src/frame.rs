@@ -70,6 +70,18 @@ impl FrameReader {
 
     /// Reads one frame and returns its bytes (without the length prefix).
     pub async fn read<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<BytesMut, FrameError> {
+        let size = self.read_size(r).await?;
+        self.read_body(r, size).await
+    }
+
+    /// Reads a frame's 4-byte length prefix and checks it against the
+    /// limit; nothing is allocated. A caller that bounds the memory of
+    /// frames being read (the broker's request memory pool) reserves
+    /// `size` bytes between this and [`FrameReader::read_body`].
+    pub async fn read_size<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+    ) -> Result<usize, FrameError> {
         let mut len = [0u8; 4];
         match r.read_exact(&mut len).await {
             Ok(_) => {}
@@ -85,7 +97,17 @@ impl FrameReader {
                 max: self.max,
             });
         }
-        let size = size as usize;
+        Ok(size as usize)
+    }
+
+    /// Reads the `size` bytes of a frame's body (`size` as returned by
+    /// [`FrameReader::read_size`], so within the limit).
+    pub async fn read_body<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        size: usize,
+    ) -> Result<BytesMut, FrameError> {
+        let size = size.min(self.max);
         self.make_room(size);
         while self.current.len() < size {
             let want = size - self.current.len();
