@@ -1,5 +1,6 @@
 //! ListGroups, DescribeGroups and DeleteGroups.
 
+use crate::net::log::Escaped;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -145,7 +146,7 @@ impl GroupCoordinator {
             return e;
         }
         groups.remove(group);
-        tracing::info!(group, "deleted group");
+        tracing::info!(group = %Escaped(group), "deleted group");
         0
     }
 }

@@ -1,6 +1,7 @@
 //! ConsumerGroupHeartbeat (KIP-848): members join, leave and reconcile by
 //! heartbeat; the assignment itself is computed in [`super::consumer`].
 
+use crate::net::log::Escaped;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -120,13 +121,13 @@ impl GroupCoordinator {
                 g.protocol_type = Some("consumer".into());
                 g.state = GroupState::Stable;
                 g.empty_since_ms = None;
-                tracing::info!(group = %req.group, member = %member_id, epoch = cg.group_epoch, "consumer joined (KIP-848)");
+                tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), epoch = cg.group_epoch, "consumer joined (KIP-848)");
             }
             -1 | -2 => {
                 if cg.members.remove(&req.member_id).is_some() {
                     cg.group_epoch += 1;
                     cg.recompute(lookup);
-                    tracing::info!(group = %req.group, member = %req.member_id, "consumer left (KIP-848)");
+                    tracing::info!(group = %Escaped(&req.group), member = %Escaped(&req.member_id), "consumer left (KIP-848)");
                 }
                 if cg.members.is_empty() {
                     g.state = GroupState::Empty;

@@ -1,6 +1,7 @@
 //! The ticker: expires sessions, completes rebalances past their deadline,
 //! expires committed offsets of empty groups and removes dead groups.
 
+use crate::net::log::Escaped;
 use std::time::{Duration, Instant};
 
 use super::join::try_complete;
@@ -97,7 +98,7 @@ impl GroupCoordinator {
                         for k in &doomed {
                             g.offsets.remove(k);
                         }
-                        tracing::info!(group = %g.id, partitions = doomed.len(), "expired committed offsets (offsets.retention.minutes)");
+                        tracing::info!(group = %Escaped(&g.id), partitions = doomed.len(), "expired committed offsets (offsets.retention.minutes)");
                     }
                 }
                 if g.offsets.is_empty() && g.members.is_empty() && wall - since > retention {

@@ -2,6 +2,7 @@
 //! waits for every member (or the rebalance deadline), picks the protocol
 //! and the leader, and answers every waiting JoinGroup.
 
+use crate::net::log::Escaped;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -416,7 +417,7 @@ pub(super) fn try_complete(g: &mut Group, now: Instant) {
             });
         }
     }
-    tracing::info!(group = %g.id, generation = g.generation, members = g.members.len(), protocol = %protocol, "rebalance complete");
+    tracing::info!(group = %Escaped(&g.id), generation = g.generation, members = g.members.len(), protocol = %protocol, "rebalance complete");
 }
 
 /// The JoinGroup answer of the current generation for `member` (the member

@@ -1,6 +1,7 @@
 //! SyncGroup, Heartbeat and LeaveGroup of the classic protocol, and the
 //! removal of members that leave or fail.
 
+use crate::net::log::Escaped;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -88,7 +89,7 @@ impl GroupCoordinator {
                             });
                         }
                     }
-                    tracing::info!(group, generation, members = g.members.len(), "group stable");
+                    tracing::info!(group = %Escaped(group), generation, members = g.members.len(), "group stable");
                 }
                 Pending::Wait(rx)
             }

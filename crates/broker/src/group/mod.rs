@@ -27,6 +27,7 @@ pub mod state;
 mod static_membership_tests;
 pub mod store;
 
+use crate::net::log::Escaped;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -148,7 +149,7 @@ impl GroupCoordinator {
         }
         let bytes = b.build();
         p.log.append(&bytes).map_err(|e| {
-            tracing::error!(group, error = %e, "cannot write __consumer_offsets");
+            tracing::error!(group = %Escaped(group), error = %e, "cannot write __consumer_offsets");
             code(ResponseError::CoordinatorNotAvailable)
         })?;
         Ok(())

@@ -1,6 +1,7 @@
 //! Committed offsets: OffsetCommit, TxnOffsetCommit (visible when the
 //! transaction commits), OffsetFetch and OffsetDelete.
 
+use crate::net::log::Escaped;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -77,7 +78,7 @@ impl GroupCoordinator {
                 });
             }
             p.append_coordinator(&mut b.build()).map_err(|e| {
-                tracing::error!(group, error = %e, "cannot write __consumer_offsets");
+                tracing::error!(group = %Escaped(group), error = %e, "cannot write __consumer_offsets");
                 code(ResponseError::CoordinatorNotAvailable)
             })?;
         }

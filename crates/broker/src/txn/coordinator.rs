@@ -9,6 +9,7 @@
 //! After a crash, replay finds transactions left in a prepare state and
 //! finishes them; open ones are aborted when their timeout passes.
 
+use crate::net::log::Escaped;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -185,9 +186,9 @@ impl TxnCoordinator {
                 TxnState::PrepareCommit | TxnState::PrepareAbort
             ) {
                 let commit = m.rec.state == TxnState::PrepareCommit;
-                tracing::info!(transactional_id = %m.id, commit, "completing a transaction left in prepare state");
+                tracing::info!(transactional_id = %Escaped(&m.id), commit, "completing a transaction left in prepare state");
                 if let Err(e) = self.finish(groups, &mut m, commit) {
-                    tracing::error!(transactional_id = %m.id, error = ?e, "cannot complete transaction");
+                    tracing::error!(transactional_id = %Escaped(&m.id), error = ?e, "cannot complete transaction");
                 }
             }
         }
@@ -240,7 +241,7 @@ impl TxnCoordinator {
             .append(&buf)
             .and_then(|_| p.log.flush())
             .map_err(|e| {
-                tracing::error!(transactional_id = id, error = %e, "cannot write {TXN_TOPIC}");
+                tracing::error!(transactional_id = %Escaped(id), error = %e, "cannot write {TXN_TOPIC}");
                 ResponseError::CoordinatorNotAvailable
             })?;
         Ok(())
@@ -507,7 +508,7 @@ impl TxnCoordinator {
                 continue;
             };
             write_marker(groups, &p, pid, epoch, marker).map_err(|e| {
-                tracing::error!(transactional_id = %m.id, topic, partition = index, error = %e, "cannot write transaction marker");
+                tracing::error!(transactional_id = %Escaped(&m.id), topic, partition = index, error = %e, "cannot write transaction marker");
                 ResponseError::CoordinatorNotAvailable
             })?;
         }
@@ -673,7 +674,7 @@ impl TxnCoordinator {
         if !expired.is_empty() {
             let mut txns = self.txns.lock();
             for (id, pid) in expired {
-                tracing::info!(transactional_id = %id, "transactional id expired");
+                tracing::info!(transactional_id = %Escaped(&id), "transactional id expired");
                 txns.by_id.remove(&id);
                 txns.by_producer.remove(&pid);
             }
