@@ -96,6 +96,27 @@ final class AdminScenarios {
         }
     }
 
+    /** A read that may throw, for {@link #settle}. */
+    @FunctionalInterface
+    interface Probe {
+        boolean holds() throws Exception;
+    }
+
+    /** Waits up to ten seconds for probe to hold; the checks after it say what was wrong if it never does. */
+    static void settle(Probe probe) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        while (System.nanoTime() < deadline) {
+            try {
+                if (probe.holds()) {
+                    return;
+                }
+            } catch (Exception e) {
+                // not yet
+            }
+            Thread.sleep(100);
+        }
+    }
+
     static Config topicConfig(Admin admin, String topic) throws Exception {
         ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, topic);
         return admin.describeConfigs(List.of(r)).all().get().get(r);
@@ -120,11 +141,15 @@ final class AdminScenarios {
                     new AlterConfigOp(new ConfigEntry("retention.ms", "7200000"), AlterConfigOp.OpType.SET),
                     new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.SET)));
             admin.incrementalAlterConfigs(set).all().get();
+            // Kafka's brokers apply a config change from the metadata log a moment after
+            // the controller answers: read-after-alter is eventually consistent there.
+            settle(() -> topicConfig(admin, topic).get("retention.ms").value().equals("7200000"));
             Config c = topicConfig(admin, topic);
             Check.equal("7200000", c.get("retention.ms").value(), "retention.ms after SET");
             Check.equal("compact", c.get("cleanup.policy").value(), "cleanup.policy after SET");
             admin.incrementalAlterConfigs(Map.of(res, List.of(
                     new AlterConfigOp(new ConfigEntry("retention.ms", ""), AlterConfigOp.OpType.DELETE)))).all().get();
+            settle(() -> topicConfig(admin, topic).get("retention.ms").value().equals("604800000"));
             e = topicConfig(admin, topic).get("retention.ms");
             Check.equal("604800000", e.value(), "retention.ms after DELETE (log.retention.hours=168)");
             Check.that(e.source() != ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, "retention.ms source after DELETE: "
