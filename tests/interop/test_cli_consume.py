@@ -9,9 +9,6 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from conftest import STROM
-from yardstick import STROM_CLIENT_VS_KAFKA
-
-pytestmark = STROM_CLIENT_VS_KAFKA
 from test_confluent import create
 
 FAST_GROUPS = ["group.initial.rebalance.delay.ms=200"]

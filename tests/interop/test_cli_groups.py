@@ -6,9 +6,6 @@ import time
 from confluent_kafka import Consumer, Producer
 
 from conftest import STROM
-from yardstick import STROM_CLIENT_VS_KAFKA
-
-pytestmark = STROM_CLIENT_VS_KAFKA
 from test_confluent import create
 
 

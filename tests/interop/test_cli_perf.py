@@ -4,9 +4,6 @@ import json
 import subprocess
 
 from conftest import STROM
-from yardstick import STROM_CLIENT_VS_KAFKA
-
-pytestmark = STROM_CLIENT_VS_KAFKA
 
 
 def perf(broker, *args):

@@ -7,9 +7,6 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from conftest import STROM
-from yardstick import STROM_CLIENT_VS_KAFKA
-
-pytestmark = STROM_CLIENT_VS_KAFKA
 from test_confluent import create
 
 

@@ -4,9 +4,6 @@ import subprocess
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from conftest import STROM
-from yardstick import STROM_CLIENT_VS_KAFKA
-
-pytestmark = STROM_CLIENT_VS_KAFKA
 
 
 def topics(broker, *args):

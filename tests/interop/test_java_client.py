@@ -153,9 +153,6 @@ def test_kip848_group_described(java, make_broker, assignor):
     assert described == ["described", "Consumer", assignor]
 
 
-@strom_gap("a static member (group.instance.id) that rejoins a Stable group with an empty member id and "
-           "unchanged metadata gets a new member id and the current assignment without a rebalance in Kafka; "
-           "Strom starts a rebalance, so the other members are revoked and the generation bumps")
 def test_static_membership(java, make_broker):
     broker = make_broker(FAST_GROUPS)
     create(broker, "static", 4)

@@ -156,11 +156,3 @@ def settle(read, ok, timeout=10.0):
             return value
         time.sleep(0.1)
 
-
-# The `strom` CLI is a Kafka client (crates/client) and should work against
-# Kafka too; it does not yet, for a bug of its own.
-STROM_CLIENT_VS_KAFKA = pytest.mark.xfail(
-    AGAINST_KAFKA, strict=False,
-    reason="strom's client sends ApiVersions v3 with an empty client_software_name and client_software_version "
-           "(crates/client/src/connection.rs); Kafka answers INVALID_REQUEST (42) for names not matching "
-           "[a-zA-Z0-9](?:[a-zA-Z0-9\\-.]*[a-zA-Z0-9])?, so every `strom` command fails against Kafka")
