@@ -1,6 +1,9 @@
 """Fixtures for interop tests: a real `strom server` process per test.
 
 The binary comes from $STROM_BIN or target/release/strom (scripts/test builds it).
+With STROM_INTEROP_AGAINST=kafka the same fixtures start an Apache Kafka 4.4
+broker instead (yardstick.KafkaBroker, via scripts/kafka), so the suite shows
+it encodes Kafka's behaviour; see yardstick.py for the marks where they differ.
 """
 import os
 import re
@@ -11,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from yardstick import AGAINST_KAFKA, KafkaBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 STROM = os.environ.get("STROM_BIN", str(ROOT / "target" / "release" / "strom"))
@@ -89,7 +94,8 @@ def make_broker(request):
     def make(sets=(), args=()):
         d = tempfile.mkdtemp(prefix="strom-it-")
         dirs.append(d)
-        b = Broker(os.path.join(d, "data"), sets, args).start()
+        cls = KafkaBroker if AGAINST_KAFKA else Broker
+        b = cls(os.path.join(d, "data"), sets, args).start()
         brokers.append(b)
         return b
 

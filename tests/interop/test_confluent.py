@@ -6,6 +6,8 @@ import pytest
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic)
 
+from yardstick import AGAINST_KAFKA, settle
+
 
 def producer(broker, **conf):
     return Producer({"bootstrap.servers": broker.bootstrap, **conf})
@@ -100,27 +102,29 @@ def test_list_offsets_and_offsets_for_times(broker):
 def test_admin_topics_and_configs(broker):
     a = AdminClient({"bootstrap.servers": broker.bootstrap})
     a.create_topics([NewTopic("adm", 2, 1, config={"retention.ms": "3600000"})])["adm"].result(30)
-    md = a.list_topics(timeout=10)
+    md = settle(lambda: a.list_topics(timeout=10), lambda md: "adm" in md.topics)
     assert len(md.topics["adm"].partitions) == 2
     res = ConfigResource(ConfigResource.Type.TOPIC, "adm")
-    cfg = a.describe_configs([res])[res].result(30)
+    describe = lambda: a.describe_configs([res])[res].result(30)
+    cfg = describe()
     assert cfg["retention.ms"].value == "3600000"
     assert cfg["cleanup.policy"].value == "delete"
     a.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, "adm", incremental_configs=[
         ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])])[res].result(30)
-    assert a.describe_configs([res])[res].result(30)["retention.ms"].value == "7200000"
+    assert settle(describe, lambda c: c["retention.ms"].value == "7200000")["retention.ms"].value == "7200000"
     # Legacy AlterConfigs replaces the whole override set.
     a.alter_configs([ConfigResource(ConfigResource.Type.TOPIC, "adm", set_config={"segment.bytes": "1048576"})])[res].result(30)
-    cfg = a.describe_configs([res])[res].result(30)
+    cfg = settle(describe, lambda c: c["segment.bytes"].value == "1048576")
     assert cfg["segment.bytes"].value == "1048576"
     assert cfg["retention.ms"].value == "604800000", "retention.ms override was replaced"
     a.create_partitions([NewPartitions("adm", 4)])["adm"].result(30)
-    assert len(a.list_topics(timeout=10).topics["adm"].partitions) == 4
+    md = settle(lambda: a.list_topics(timeout=10), lambda md: len(md.topics["adm"].partitions) == 4)
+    assert len(md.topics["adm"].partitions) == 4
     broker_res = ConfigResource(ConfigResource.Type.BROKER, "1")
     bcfg = a.describe_configs([broker_res])[broker_res].result(30)
     assert bcfg["num.partitions"].value == "1"
     a.delete_topics(["adm"])["adm"].result(30)
-    assert "adm" not in a.list_topics(timeout=10).topics
+    assert "adm" not in settle(lambda: a.list_topics(timeout=10), lambda md: "adm" not in md.topics).topics
 
 
 def error_of(future):
@@ -194,4 +198,4 @@ def test_retention_deletes_expired_records(make_broker):
         time.sleep(0.2)
     c.close()
     assert (low, high) == (50, 50)
-    assert "deleted segments past retention" in broker.read_log()
+    assert AGAINST_KAFKA or "deleted segments past retention" in broker.read_log()  # Strom's own log line

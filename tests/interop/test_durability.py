@@ -3,6 +3,7 @@ the broker and is found at its acknowledged offset after restart."""
 from confluent_kafka import Producer
 
 from test_confluent import consume_all, create
+from yardstick import AGAINST_KAFKA
 
 
 def test_acked_records_survive_sigkill(broker):
@@ -24,7 +25,7 @@ def test_acked_records_survive_sigkill(broker):
     broker.restart()
     got = consume_all(broker, "dur", [0, 1, 2], 5000)
     assert {(m.partition(), m.offset()): m.value() for m in got} == acked
-    assert "recovered log after unclean shutdown" in broker.read_log()
+    assert AGAINST_KAFKA or "recovered log after unclean shutdown" in broker.read_log()  # Strom's own log line
 
 
 def test_clean_restart_keeps_topics_and_data(broker):
@@ -37,4 +38,4 @@ def test_clean_restart_keeps_topics_and_data(broker):
     broker.restart()
     got = consume_all(broker, "clean", [0, 1], 100)
     assert sorted(int(m.value()) for m in got) == list(range(100))
-    assert "recovered log" not in broker.read_log()
+    assert AGAINST_KAFKA or "recovered log" not in broker.read_log()  # Strom's own log line

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from test_confluent import create
+from yardstick import AGAINST_KAFKA
 
 FAST_GROUPS = ["group.initial.rebalance.delay.ms=300"]
 NODE_DIR = os.path.join(os.path.dirname(__file__), "node")
@@ -138,7 +139,7 @@ def test_commit_close_reopen_resumes_and_survives_sigkill(gbroker):
             rest.append(int(m.value()))
     c.close()
     assert sorted(seen + rest) == list(range(100)), "resumed exactly at the committed offsets"
-    assert "rebuilt consumer groups from __consumer_offsets" in gbroker.read_log()
+    assert AGAINST_KAFKA or "rebuilt consumer groups from __consumer_offsets" in gbroker.read_log()  # Strom's log
 
 
 def test_admin_group_operations(gbroker):
@@ -197,7 +198,7 @@ def test_member_that_stops_heartbeating_is_removed(gbroker):
         survivor.poll(0.1)
     assert len(survivor.assignment()) == 4, "the dead member's partitions were reassigned"
     survivor.close()
-    assert "session expired; removing member" in gbroker.read_log()
+    assert AGAINST_KAFKA or "session expired; removing member" in gbroker.read_log()  # Strom's own log line
 
 
 def test_kafka_python_group(gbroker):
@@ -238,7 +239,7 @@ def test_mixed_clients_in_one_group(gbroker):
     seen = set()
     deadline = time.time() + 60
     both = False
-    while time.time() < deadline and len(seen) < 400:
+    while time.time() < deadline and (len(seen) < 400 or not both):  # one member may read all before the split
         m = rd.poll(0.05)
         if m is not None and m.error() is None:
             seen.add(int(m.value()))

@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kafka_wire as wire
+from yardstick import kafka_differs
 
 SEED = int(os.environ.get("STROM_FUZZ_SEED", random.randrange(1 << 32)))
 ROUNDS = int(os.environ.get("STROM_FUZZ_ROUNDS", "3000"))
@@ -76,6 +77,9 @@ def librdkafka_seeds(broker, codec):
     return seeds
 
 
+@kafka_differs("Strom refuses (issue 25) batches no consumer could read; Kafka 4.4 accepts some of these "
+               "mutants (for example records whose header bytes are broken), and librdkafka then fails to decode "
+               "their headers (SystemError from Message.headers)")
 def test_accepted_mutants_are_readable_by_every_client(broker):
     rng = random.Random(SEED)
     print(f"fuzz seed {SEED} (STROM_FUZZ_SEED={SEED} reproduces), {ROUNDS} mutants per codec")
