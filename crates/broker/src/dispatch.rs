@@ -68,7 +68,10 @@ pub async fn dispatch(
     let v = frame.api_version;
     if frame.api_key == ApiKey::ApiVersions {
         if versions::supports(ApiKey::ApiVersions, v) {
-            let _req: ApiVersionsRequest = decode_body(&frame)?;
+            let req: ApiVersionsRequest = decode_body(&frame)?;
+            if v >= 3 && !api_versions::names_valid(&req) {
+                return encode(&frame, v, &api_versions::invalid_names());
+            }
             return encode(&frame, v, &api_versions::handle(true));
         }
         // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
