@@ -25,9 +25,11 @@ async fn expect_closed(addr: std::net::SocketAddr, bytes: &[u8]) {
 
 async fn still_serves(addr: std::net::SocketAddr) {
     let mut c = Client::connect(addr).await;
-    let r: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    // v3 names the client (KIP-511); empty names get INVALID_REQUEST.
+    let hello = ApiVersionsRequest::default()
+        .with_client_software_name(kafka_protocol::protocol::StrBytes::from_static_str("it"))
+        .with_client_software_version(kafka_protocol::protocol::StrBytes::from_static_str("1.0"));
+    let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &hello).await;
     assert_eq!(r.error_code, 0);
 }
 
