@@ -303,16 +303,22 @@ fn update_member(
     rx
 }
 
-/// Starts a rebalance: members must rejoin before the longest rebalance timeout.
-pub(super) fn prepare_rebalance(g: &mut Group, now: Instant) {
-    let timeout = g
+/// The longest rebalance timeout of the group's members: how long a
+/// rebalance waits for them to rejoin.
+fn longest_rebalance_timeout(g: &Group) -> Duration {
+    let ms = g
         .members
         .iter()
         .map(|m| m.rebalance_timeout_ms.max(0))
         .max()
         .unwrap_or(0);
+    Duration::from_millis(ms as u64)
+}
+
+/// Starts a rebalance: members must rejoin before the longest rebalance timeout.
+pub(super) fn prepare_rebalance(g: &mut Group, now: Instant) {
     g.state = GroupState::PreparingRebalance;
-    g.rebalance_deadline = Some(now + Duration::from_millis(timeout as u64));
+    g.rebalance_deadline = Some(now + longest_rebalance_timeout(g));
     for m in g.members.iter_mut() {
         if let Some(w) = m.awaiting_sync.take() {
             let _ = w.send(SyncOutcome {
@@ -352,14 +358,8 @@ pub(super) fn try_complete(g: &mut Group, now: Instant) {
     if !g.members.is_empty() && g.members.iter().all(|m| m.awaiting_join.is_none()) {
         // Only absent static members: wait another rebalance timeout (or
         // until their sessions expire), as Kafka does.
-        let timeout = g
-            .members
-            .iter()
-            .map(|m| m.rebalance_timeout_ms.max(0))
-            .max()
-            .unwrap_or(0);
         tracing::info!(group = %g.id, "no member rejoined; extending the rebalance");
-        g.rebalance_deadline = Some(now + Duration::from_millis(timeout as u64));
+        g.rebalance_deadline = Some(now + longest_rebalance_timeout(g));
         return;
     }
     g.initial_join = false;

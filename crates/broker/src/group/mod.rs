@@ -126,16 +126,20 @@ impl GroupCoordinator {
             .unwrap_or(1)
     }
 
+    /// The `__consumer_offsets` partition holding `group`.
+    fn offsets_partition(&self, group: &str) -> Result<Arc<crate::topics::Partition>, i16> {
+        self.topics
+            .get(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(store::partition_for(group, self.offsets_partitions())))
+            .ok_or(code(ResponseError::CoordinatorNotAvailable))
+    }
+
     /// Appends entries of one group to its `__consumer_offsets` partition.
     fn persist(&self, group: &str, entries: &[Entry]) -> Result<(), i16> {
         if entries.is_empty() {
             return Ok(());
         }
-        let p = self
-            .topics
-            .get(OFFSETS_TOPIC)
-            .and_then(|t| t.partition(store::partition_for(group, self.offsets_partitions())))
-            .ok_or(code(ResponseError::CoordinatorNotAvailable))?;
+        let p = self.offsets_partition(group)?;
         let ts = now_ms();
         let mut b = BatchBuilder::new(ts);
         for e in entries {

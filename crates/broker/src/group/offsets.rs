@@ -10,7 +10,7 @@ use strom_record::{BatchBuilder, OwnedRecord};
 
 use super::membership::check_member;
 use super::state::{Group, GroupState};
-use super::store::{self, Committed, Entry, OFFSETS_TOPIC};
+use super::store::{self, Committed, Entry};
 use super::{code, now_ms, GroupCoordinator};
 
 /// Committed offsets of one topic: (partition, commit if any).
@@ -59,11 +59,7 @@ impl GroupCoordinator {
         }
         let (codes, entries, accepted) = self.accept_offsets(group, offsets);
         if !entries.is_empty() {
-            let p = self
-                .topics
-                .get(OFFSETS_TOPIC)
-                .and_then(|t| t.partition(store::partition_for(group, self.offsets_partitions())))
-                .ok_or(code(ResponseError::CoordinatorNotAvailable))?;
+            let p = self.offsets_partition(group)?;
             let ts = now_ms();
             let mut b = BatchBuilder::new(ts)
                 .producer(pid, epoch, -1)
