@@ -1,0 +1,332 @@
+"""Kafka Connect 4.4 distributed workers (scripts/kafka connect) with the broker as
+their Kafka: two workers in one Connect group, Kafka's FileStreamSource (file ->
+topic) and FileStreamSink (topic -> file) connectors created and managed over
+the REST API, the worker running the source task SIGKILLed mid-stream while
+lines keep coming, and every line found in the sink file afterwards.
+
+This exercises, on the broker: a classic group of protocol type "connect"
+(Connect's sessioned/compatible protocols with incremental cooperative
+rebalancing), CreateTopics with configs for Connect's compacted internal topics
+and DescribeConfigs to verify them, the config topic read to its end, sink
+consumer groups, source offsets, AlterConsumerGroupOffsets / DeleteConsumerGroups
+through the offsets REST API (KIP-875) and, with exactly.once.source.support,
+transactions (KIP-618: producer fencing, offsets committed with the records).
+
+Every REST exchange is kept in tests/interop/connect_rest/ (see connect_worker.py).
+"""
+import collections
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource
+
+from connect_worker import KAFKA, Recorder, Worker, rest, wait_for
+
+FAST_GROUPS = ["group.initial.rebalance.delay.ms=0"]
+INTERNAL = {"connect-configs": 1, "connect-offsets": 25, "connect-status": 5}
+# The topic configs WORKER_SETS ask Connect to create its internal topics with.
+ASKED = {"connect-configs": ("max.message.bytes", "2097152"), "connect-offsets": ("segment.bytes", "10485760"),
+         "connect-status": ("min.compaction.lag.ms", "1000")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def connect_installed():
+    subprocess.run([str(KAFKA), "install"], check=True)
+
+
+@pytest.fixture
+def cluster(make_broker, tmp_path, request):
+    """A broker and a function that starts two Connect workers on it."""
+    broker = make_broker(sets=FAST_GROUPS)
+    workers = []
+
+    def start(*sets):
+        ws = [Worker(str(tmp_path), f"worker{i}", broker.bootstrap, sets) for i in (1, 2)]
+        for w in ws:  # both JVMs start at once; each waits for its REST API
+            w.spawn()
+        workers.extend(ws)
+        return [w.wait() for w in ws]
+
+    yield broker, start
+    for w in workers:
+        w.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for w in workers:
+            lines = [ln for ln in w.log().splitlines() if " ERROR " in ln or " WARN " in ln]
+            print(f"--- last {min(len(lines), 40)} WARN/ERROR lines of worker {w.id}")
+            print("\n".join(lines[-40:]))
+
+
+def line(i):
+    return f"line-{i:06d}"
+
+
+def append(path, start, end):
+    with open(path, "a") as f:
+        f.write("".join(line(i) + "\n" for i in range(start, end)))
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def status(worker, name):
+    code, body = rest(worker, "GET", f"/connectors/{name}/status")
+    return body if code == 200 else None
+
+
+def in_state(worker, name, state, on=None):
+    """The connector and its one task are in `state` (on worker id `on`, if given)."""
+    s = status(worker, name)
+    if not s or s["connector"]["state"] != state or len(s["tasks"]) != 1:
+        return None
+    t = s["tasks"][0]
+    return s if t["state"] == state and (on is None or t["worker_id"] == on) else None
+
+
+def source_config(src, **extra):
+    return {"connector.class": "FileStreamSource", "tasks.max": "1", "file": src, "topic": "lines", **extra}
+
+
+def sink_config(sink, **extra):
+    return {"connector.class": "FileStreamSink", "tasks.max": "1", "file": sink, "topics": "lines", **extra}
+
+
+def check_internal_topics(broker):
+    """Connect's internal topics exist on the broker as Connect created them: compacted,
+    with the partition counts and the topic configs it asked for."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    md = admin.list_topics(timeout=30).topics
+    for topic, partitions in INTERNAL.items():
+        assert topic in md, f"{topic} not on the broker: {sorted(md)}"
+        assert len(md[topic].partitions) == partitions, (topic, len(md[topic].partitions))
+        assert all(len(p.replicas) == 1 for p in md[topic].partitions.values())
+    res = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in INTERNAL]
+    for r, fut in admin.describe_configs(res).items():
+        cfg = fut.result(30)
+        assert cfg["cleanup.policy"].value == "compact", (r.name, cfg["cleanup.policy"].value)
+        key, want = ASKED[r.name]
+        assert cfg[key].value == want, (r.name, key, cfg[key].value)
+        assert getattr(cfg[key].source, "value", cfg[key].source) == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, (
+            r.name, key, cfg[key].source)
+
+
+def walk_before_data(rec, w, src, sink):
+    """The plugin and connector-creation calls, each checked for Kafka's status code."""
+    assert rec.call("root", w, "GET", "/")[0] == 200
+    code, plugins = rec.call("connector_plugins", w, "GET", "/connector-plugins")
+    assert code == 200
+    assert {p["class"] for p in plugins} >= {"org.apache.kafka.connect.file.FileStreamSourceConnector",
+                                            "org.apache.kafka.connect.file.FileStreamSinkConnector"}
+    assert rec.call("connector_plugins_all", w, "GET", "/connector-plugins?connectorsOnly=false")[0] == 200
+    assert rec.call("plugin_config", w, "GET", "/connector-plugins/FileStreamSourceConnector/config")[0] == 200
+    no_topic = {"name": "bad", "connector.class": "FileStreamSource", "tasks.max": "1", "file": src}
+    code, v = rec.call("validate_missing_topic", w, "PUT", "/connector-plugins/FileStreamSourceConnector/config/validate",
+                       no_topic)
+    assert code == 200 and v["error_count"] == 1, v
+    assert rec.call("create_invalid", w, "POST", "/connectors", {"name": "bad", "config": no_topic})[0] == 400
+    code, body = rec.call("create_source", w, "POST", "/connectors", {"name": "source", "config": source_config(src)},
+                          volatile=["tasks"])
+    assert code == 201 and body["type"] == "source", body
+    code, body = rec.call("create_sink", w, "POST", "/connectors", {"name": "sink", "config": sink_config(sink)},
+                          volatile=["tasks"])
+    assert code == 201 and body["type"] == "sink", body
+    assert rec.call("create_again", w, "POST", "/connectors", {"name": "source", "config": source_config(src)})[0] == 409
+    code, names = rec.call("list", w, "GET", "/connectors")
+    assert code == 200 and sorted(names) == ["sink", "source"], names
+
+
+def walk_running(rec, w, src, sink):
+    """Reads and lifecycle calls on running connectors: status, config, tasks, topics,
+    offsets, reconfiguration, pause/resume, restarts."""
+    assert rec.call("list_expanded", w, "GET", "/connectors?expand=status&expand=info")[0] == 200
+    for name in ("source", "sink"):
+        assert rec.call(f"{name}_info", w, "GET", f"/connectors/{name}")[0] == 200
+        assert rec.call(f"{name}_config", w, "GET", f"/connectors/{name}/config")[0] == 200
+        assert rec.call(f"{name}_status", w, "GET", f"/connectors/{name}/status")[0] == 200
+        assert rec.call(f"{name}_tasks", w, "GET", f"/connectors/{name}/tasks")[0] == 200
+        assert rec.call(f"{name}_task_status", w, "GET", f"/connectors/{name}/tasks/0/status")[0] == 200
+        code, topics = rec.call(f"{name}_topics", w, "GET", f"/connectors/{name}/topics")
+        assert code == 200 and topics == {name: {"topics": ["lines"]}}, topics
+    size = os.path.getsize(src)
+    wait_for("source offset committed", lambda: rest(w, "GET", "/connectors/source/offsets")[1]["offsets"] ==
+             [{"partition": {"filename": src}, "offset": {"position": size}}])
+    assert rec.call("source_offsets", w, "GET", "/connectors/source/offsets")[0] == 200
+    end = [{"partition": {"kafka_topic": "lines", "kafka_partition": 0}, "offset": {"kafka_offset": 200}}]
+    wait_for("sink offset committed", lambda: rest(w, "GET", "/connectors/sink/offsets")[1]["offsets"] == end)
+    assert rec.call("sink_offsets", w, "GET", "/connectors/sink/offsets")[0] == 200
+    code, body = rec.call("reconfigure_source", w, "PUT", "/connectors/source/config",
+                          source_config(src, **{"batch.size": "500"}), volatile=["tasks"])
+    assert code == 200 and body["config"]["batch.size"] == "500", body
+    assert rec.call("create_with_put", w, "PUT", "/connectors/extra/config", sink_config(sink + ".extra"),
+                    volatile=["tasks"])[0] == 201
+    assert rec.call("delete_extra", w, "DELETE", "/connectors/extra")[0] == 204
+    wait_for("source running again", lambda: in_state(w, "source", "RUNNING"))
+    assert rec.call("pause_sink", w, "PUT", "/connectors/sink/pause")[0] == 202
+    wait_for("sink paused", lambda: in_state(w, "sink", "PAUSED"))
+    assert rec.call("sink_status_paused", w, "GET", "/connectors/sink/status")[0] == 200
+    assert rec.call("resume_sink", w, "PUT", "/connectors/sink/resume")[0] == 202
+    wait_for("sink resumed", lambda: in_state(w, "sink", "RUNNING"))
+    assert rec.call("restart_sink", w, "POST", "/connectors/sink/restart")[0] == 204
+    code, body = rec.call("restart_sink_and_tasks", w, "POST", "/connectors/sink/restart?includeTasks=true&onlyFailed=false")
+    assert code == 202 and body["connector"]["state"] == "RESTARTING", body
+    wait_for("sink running after restart", lambda: in_state(w, "sink", "RUNNING"))
+    assert rec.call("restart_sink_task", w, "POST", "/connectors/sink/tasks/0/restart")[0] == 204
+    wait_for("sink task running after restart", lambda: in_state(w, "sink", "RUNNING"))
+    assert rec.call("unknown_status", w, "GET", "/connectors/nope/status")[0] == 404
+    assert rec.call("unknown_task_restart", w, "POST", "/connectors/sink/tasks/7/restart")[0] == 404
+
+
+def walk_offsets_and_delete(rec, w, src, total_bytes):
+    """KIP-875 on stopped connectors: read, alter and reset offsets, then delete both."""
+    for name in ("source", "sink"):
+        assert rec.call(f"stop_{name}", w, "PUT", f"/connectors/{name}/stop")[0] == 204
+        wait_for(f"{name} stopped", lambda: (status(w, name) or {}).get("connector", {}).get("state") == "STOPPED"
+                 and status(w, name)["tasks"] == [])
+        assert rec.call(f"{name}_status_stopped", w, "GET", f"/connectors/{name}/status")[0] == 200
+    code, body = rec.call("source_offsets_final", w, "GET", "/connectors/source/offsets")
+    assert code == 200 and body["offsets"] == [{"partition": {"filename": src}, "offset": {"position": total_bytes}}]
+    alter = {"offsets": [{"partition": {"filename": src}, "offset": {"position": 12}}]}
+    assert rec.call("alter_source_offsets", w, "PATCH", "/connectors/source/offsets", alter)[0] == 200
+    code, body = rec.call("source_offsets_altered", w, "GET", "/connectors/source/offsets")
+    assert code == 200 and body == alter, body
+    assert rec.call("reset_source_offsets", w, "DELETE", "/connectors/source/offsets")[0] == 200
+    code, body = rec.call("source_offsets_reset", w, "GET", "/connectors/source/offsets")
+    assert code == 200 and body == {"offsets": []}, body
+    # The sink's committed offset is the topic's end: past 3,000 by the source's duplicates.
+    code, body = rec.call("sink_offsets_final", w, "GET", "/connectors/sink/offsets", volatile=["offsets"])
+    assert code == 200 and body["offsets"][0]["offset"]["kafka_offset"] >= 3000, body
+    alter = {"offsets": [{"partition": {"kafka_topic": "lines", "kafka_partition": 0}, "offset": {"kafka_offset": 5}}]}
+    assert rec.call("alter_sink_offsets", w, "PATCH", "/connectors/sink/offsets", alter)[0] == 200
+    code, body = rec.call("sink_offsets_altered", w, "GET", "/connectors/sink/offsets")
+    assert code == 200 and body == alter, body
+    assert rec.call("reset_sink_offsets", w, "DELETE", "/connectors/sink/offsets")[0] == 200
+    code, body = rec.call("sink_offsets_reset", w, "GET", "/connectors/sink/offsets")
+    assert code == 200 and body == {"offsets": []}, body
+    for name in ("source", "sink"):
+        assert rec.call(f"delete_{name}", w, "DELETE", f"/connectors/{name}")[0] == 204
+    assert rec.call("deleted_info", w, "GET", "/connectors/source")[0] == 404
+    code, names = rec.call("list_after_delete", w, "GET", "/connectors")
+    assert code == 200 and names == [], names
+
+
+def kill_mid_stream(workers, src, sink, first, total):
+    """Appends lines first..total while SIGKILLing the worker that runs the source
+    task once the sink has caught up with some of them; returns (killed, survivor)."""
+    w = workers[0]
+    owner = status(w, "source")["tasks"][0]["worker_id"]
+    killed = next(x for x in workers if x.id == owner)
+    survivor = next(x for x in workers if x is not killed)
+    done = threading.Event()
+
+    def writer():
+        for start in range(first, total, 10):
+            append(src, start, min(start + 10, total))
+            time.sleep(0.02)
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_for("sink past the first lines of the stream", lambda: len(read_lines(sink)) >= first + 300, timeout=60)
+        killed.kill9()
+        assert not done.is_set(), "the writer finished before the kill: not mid-stream"
+    finally:
+        t.join()
+    return killed, survivor
+
+
+def check_sink(sink, total, timeout=120):
+    """Every line reached the sink file (at least once); returns the duplicate count."""
+    want = [line(i) for i in range(total)]
+    got = wait_for("every line in the sink file", lambda: (lambda ls: ls if set(ls) >= set(want) else None)(
+        read_lines(sink)), timeout=timeout)
+    assert set(got) == set(want), f"lines that were never written: {sorted(set(got) - set(want))[:5]}"
+    counts = collections.Counter(got)
+    return sum(c - 1 for c in counts.values())
+
+
+def test_file_pipeline_survives_a_sigkilled_worker(cluster, tmp_path):
+    broker, start = cluster
+    tmp = str(tmp_path)
+    src, sink = os.path.join(tmp, "source.txt"), os.path.join(tmp, "sink.txt")
+    open(src, "w").close()
+    workers = start()
+    w = workers[0]
+    rec = Recorder("file_pipeline", tmp)
+    walk_before_data(rec, w, src, sink)
+    wait_for("both connectors running", lambda: in_state(w, "source", "RUNNING") and in_state(w, "sink", "RUNNING"))
+    check_internal_topics(broker)
+    append(src, 0, 200)
+    wait_for("the first 200 lines in the sink", lambda: len(read_lines(sink)) >= 200)
+    walk_running(rec, w, src, sink)
+
+    total = 3000
+    killed, survivor = kill_mid_stream(workers, src, sink, 200, total)
+    wait_for("source and sink tasks moved to the survivor", lambda: in_state(survivor, "source", "RUNNING", on=survivor.id)
+             and in_state(survivor, "sink", "RUNNING", on=survivor.id), timeout=90)
+    dupes = check_sink(sink, total)
+    print(f"killed worker {killed.id}; sink file has all {total} lines, {dupes} duplicates (at least once)")
+    walk_offsets_and_delete(rec, survivor, src, total * len(line(0) + "\n"))
+    rec.save()
+    assert not rec.mismatches(), "REST answers differ from connect_rest/file_pipeline.json:\n" + "\n".join(
+        rec.mismatches())
+
+
+def read_committed(broker, topic):
+    """The values of the topic's committed records, in offset order."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "eos-check", "isolation.level": "read_committed",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+    c.assign([TopicPartition(topic, 0, 0)])
+    out, deadline = [], time.time() + 60
+    while time.time() < deadline:
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            out.append(json.loads(m.value())["payload"])
+        elif m is None and c.position([TopicPartition(topic, 0)])[0].offset >= high:
+            break
+    c.close()
+    return out
+
+
+def test_exactly_once_source_survives_a_sigkilled_worker(cluster, tmp_path):
+    """KIP-618: with exactly.once.source.support=enabled the source task writes records
+    and its offsets in one transaction, so after the SIGKILL the topic holds every
+    line exactly once for read_committed consumers (the sink stays at least once)."""
+    broker, start = cluster
+    tmp = str(tmp_path)
+    src, sink = os.path.join(tmp, "source.txt"), os.path.join(tmp, "sink.txt")
+    open(src, "w").close()
+    workers = start("exactly.once.source.support=enabled", "consumer.isolation.level=read_committed")
+    w = workers[0]
+    code, body = rest(w, "POST", "/connectors", {"name": "source", "config": source_config(
+        src, **{"exactly.once.support": "required", "transaction.boundary": "poll"})})
+    assert code == 201, body
+    assert rest(w, "POST", "/connectors", {"name": "sink", "config": sink_config(sink)})[0] == 201
+    wait_for("both connectors running", lambda: in_state(w, "source", "RUNNING") and in_state(w, "sink", "RUNNING"))
+    append(src, 0, 200)
+    wait_for("the first 200 lines in the sink", lambda: len(read_lines(sink)) >= 200)
+
+    total = 2000
+    killed, survivor = kill_mid_stream(workers, src, sink, 200, total)
+    wait_for("source task moved to the survivor", lambda: in_state(survivor, "source", "RUNNING", on=survivor.id),
+             timeout=90)
+    dupes = check_sink(sink, total)
+    committed = wait_for("every line committed to the topic",
+                         lambda: (lambda vs: vs if len(vs) >= total else None)(read_committed(broker, "lines")))
+    assert committed == [line(i) for i in range(total)], (
+        f"{len(committed)} committed records; duplicates: "
+        f"{[v for v, n in collections.Counter(committed).items() if n > 1][:5]}")
+    print(f"killed worker {killed.id}; topic has each of {total} lines exactly once (read_committed), "
+          f"sink file {dupes} duplicates")
