@@ -375,3 +375,65 @@ def init_producer_id(bootstrap):
     _, _, error, producer_id, _ = struct.unpack_from(">iihqh", resp, 0)
     assert error == 0, error
     return producer_id
+
+
+# ---------------------------------------------------------------- groups of any protocol type (test_kafka_connect.py)
+
+class _Reader:
+    """Reads the non-flexible types of a response body."""
+
+    def __init__(self, buf, pos=0):
+        self.buf, self.pos = buf, pos
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        s = self.buf[self.pos:self.pos + n].decode()
+        self.pos += n
+        return s
+
+    def bytes(self):
+        n = self.take(">i")
+        if n < 0:
+            return None
+        b = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+
+def describe_group_v0(bootstrap, group):
+    """DescribeGroups v0 of one group on a one-broker cluster: a dict of error,
+    state, protocol_type, protocol and members (member_id, client_id, client_host,
+    metadata, assignment), whatever the protocol type (kafka-python 2.3 and
+    librdkafka decode consumer groups only)."""
+    conn = RawConnection(bootstrap)
+    try:
+        body = struct.pack(">hhi", 15, 0, 1) + _str("group-test") + struct.pack(">i", 1) + _str(group)
+        r = _Reader(conn.send_frame(struct.pack(">i", len(body)) + body), 4)
+    finally:
+        conn.close()
+    assert r.take(">i") == 1
+    g = {"error": r.take(">h"), "group_id": r.string(), "state": r.string(), "protocol_type": r.string(),
+         "protocol": r.string(), "members": []}
+    for _ in range(r.take(">i")):
+        g["members"].append({"member_id": r.string(), "client_id": r.string(), "client_host": r.string(),
+                             "metadata": r.bytes(), "assignment": r.bytes()})
+    return g
+
+
+def list_groups_v0(bootstrap):
+    """ListGroups v0: {group id: protocol type}."""
+    conn = RawConnection(bootstrap)
+    try:
+        body = struct.pack(">hhi", 16, 0, 1) + _str("group-test")
+        r = _Reader(conn.send_frame(struct.pack(">i", len(body)) + body), 4)
+    finally:
+        conn.close()
+    assert r.take(">h") == 0
+    return {r.string(): r.string() for _ in range(r.take(">i"))}

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource
 
 from connect_worker import KAFKA, Recorder, Worker, rest, wait_for
+from kafka_wire import describe_group_v0, list_groups_v0
 
 FAST_GROUPS = ["group.initial.rebalance.delay.ms=0"]
 INTERNAL = {"connect-configs": 1, "connect-offsets": 25, "connect-status": 5}
@@ -121,9 +122,25 @@ def check_internal_topics(broker):
             r.name, key, cfg[key].source)
 
 
+def connect_group(broker, members):
+    """The workers' group as the broker describes it (DescribeGroups v0 by hand:
+    kafka-python 2.3 and librdkafka decode consumer groups only): Stable, protocol
+    type "connect", Connect's "sessioned" sub-protocol (KIP-507), `members` workers
+    each with metadata and an assignment; ListGroups names its protocol type."""
+    def described():
+        g = describe_group_v0(broker.bootstrap, "connect-cluster")
+        return g if g["state"] == "Stable" and len(g["members"]) == members else None
+    g = wait_for(f"connect-cluster Stable with {members} members", described, timeout=60)
+    assert (g["error"], g["protocol_type"], g["protocol"]) == (0, "connect", "sessioned"), g
+    assert all(m["metadata"] and m["assignment"] for m in g["members"]), g["members"]
+    assert list_groups_v0(broker.bootstrap).get("connect-cluster") == "connect"
+    return g
+
+
 def walk_before_data(rec, w, src, sink):
     """The plugin and connector-creation calls, each checked for Kafka's status code."""
     assert rec.call("root", w, "GET", "/")[0] == 200
+    assert rec.call("health", w, "GET", "/health")[0] == 200
     code, plugins = rec.call("connector_plugins", w, "GET", "/connector-plugins")
     assert code == 200
     assert {p["class"] for p in plugins} >= {"org.apache.kafka.connect.file.FileStreamSourceConnector",
@@ -146,9 +163,10 @@ def walk_before_data(rec, w, src, sink):
     assert code == 200 and sorted(names) == ["sink", "source"], names
 
 
-def walk_running(rec, w, src, sink):
+def walk_running(rec, workers, src, sink):
     """Reads and lifecycle calls on running connectors: status, config, tasks, topics,
-    offsets, reconfiguration, pause/resume, restarts."""
+    offsets, reconfiguration, log levels, pause/resume, restarts."""
+    w = workers[0]
     assert rec.call("list_expanded", w, "GET", "/connectors?expand=status&expand=info")[0] == 200
     for name in ("source", "sink"):
         assert rec.call(f"{name}_info", w, "GET", f"/connectors/{name}")[0] == 200
@@ -168,6 +186,23 @@ def walk_running(rec, w, src, sink):
     code, body = rec.call("reconfigure_source", w, "PUT", "/connectors/source/config",
                           source_config(src, **{"batch.size": "500"}), volatile=["tasks"])
     assert code == 200 and body["config"]["batch.size"] == "500", body
+    code, body = rec.call("patch_source_config", w, "PATCH", "/connectors/source/config", {"batch.size": "400"},
+                          volatile=["tasks"])
+    assert code == 200 and body["config"]["batch.size"] == "400" and body["config"]["topic"] == "lines", body
+    code, body = rec.call("unset_logger_level", w, "GET", "/admin/loggers/org.apache.kafka.connect.file")
+    assert code == 404, body
+    code, body = rec.call("set_logger_level", w, "PUT", "/admin/loggers/org.apache.kafka.connect.file",
+                          {"level": "DEBUG"}, volatile=["*"])  # and its child loggers that this worker has
+    assert code == 200 and "org.apache.kafka.connect.file" in body, body
+    code, body = rec.call("logger_level", w, "GET", "/admin/loggers/org.apache.kafka.connect.file",
+                          volatile=["last_modified"])
+    assert code == 200 and body["level"] == "DEBUG", body
+    # Cluster-wide (KIP-976): written to the config topic, applied by every worker.
+    assert rec.call("set_logger_level_cluster", w, "PUT", "/admin/loggers/org.apache.kafka.connect.file?scope=cluster",
+                    {"level": "WARN"})[0] == 204
+    for x in workers:
+        wait_for(f"logger level WARN on {x.id}",
+                 lambda: rest(x, "GET", "/admin/loggers/org.apache.kafka.connect.file")[1].get("level") == "WARN")
     assert rec.call("create_with_put", w, "PUT", "/connectors/extra/config", sink_config(sink + ".extra"),
                     volatile=["tasks"])[0] == 201
     assert rec.call("delete_extra", w, "DELETE", "/connectors/extra")[0] == 204
@@ -269,13 +304,16 @@ def test_file_pipeline_survives_a_sigkilled_worker(cluster, tmp_path):
     check_internal_topics(broker)
     append(src, 0, 200)
     wait_for("the first 200 lines in the sink", lambda: len(read_lines(sink)) >= 200)
-    walk_running(rec, w, src, sink)
+    walk_running(rec, workers, src, sink)
+    group = connect_group(broker, 2)
+    assert {m["client_id"] for m in group["members"]} == {f"connect-{x.id}" for x in workers}, group["members"]
 
     total = 3000
     killed, survivor = kill_mid_stream(workers, src, sink, 200, total)
     wait_for("source and sink tasks moved to the survivor", lambda: in_state(survivor, "source", "RUNNING", on=survivor.id)
              and in_state(survivor, "sink", "RUNNING", on=survivor.id), timeout=90)
     dupes = check_sink(sink, total)
+    connect_group(broker, 1)
     print(f"killed worker {killed.id}; sink file has all {total} lines, {dupes} duplicates (at least once)")
     walk_offsets_and_delete(rec, survivor, src, total * len(line(0) + "\n"))
     rec.save()
@@ -284,7 +322,8 @@ def test_file_pipeline_survives_a_sigkilled_worker(cluster, tmp_path):
 
 
 def read_committed(broker, topic):
-    """The values of the topic's committed records, in offset order."""
+    """The values of the topic's committed records, in offset order, and the
+    partition's high watermark."""
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "eos-check", "isolation.level": "read_committed",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
@@ -297,7 +336,7 @@ def read_committed(broker, topic):
         elif m is None and c.position([TopicPartition(topic, 0)])[0].offset >= high:
             break
     c.close()
-    return out
+    return out, high
 
 
 def test_exactly_once_source_survives_a_sigkilled_worker(cluster, tmp_path):
@@ -323,10 +362,12 @@ def test_exactly_once_source_survives_a_sigkilled_worker(cluster, tmp_path):
     wait_for("source task moved to the survivor", lambda: in_state(survivor, "source", "RUNNING", on=survivor.id),
              timeout=90)
     dupes = check_sink(sink, total)
-    committed = wait_for("every line committed to the topic",
-                         lambda: (lambda vs: vs if len(vs) >= total else None)(read_committed(broker, "lines")))
+    committed, high = wait_for("every line committed to the topic", lambda: (
+        lambda r: r if len(r[0]) >= total else None)(read_committed(broker, "lines")))
+    # Each transaction ends in a control record (a commit or abort marker) that takes an offset.
+    assert high > len(committed), f"no transaction markers: {high} offsets for {len(committed)} records"
     assert committed == [line(i) for i in range(total)], (
         f"{len(committed)} committed records; duplicates: "
         f"{[v for v, n in collections.Counter(committed).items() if n > 1][:5]}")
-    print(f"killed worker {killed.id}; topic has each of {total} lines exactly once (read_committed), "
-          f"sink file {dupes} duplicates")
+    print(f"killed worker {killed.id}; topic has each of {total} lines exactly once (read_committed, "
+          f"{high - len(committed)} offsets of markers and aborted records), sink file {dupes} duplicates")
