@@ -184,9 +184,9 @@ class Recorder:
             self.expected = {c["name"]: c for c in json.loads(self.path.read_text())["calls"]}
 
     def call(self, name, worker, method, path, body=None, volatile=()):
-        """A call whose exchange goes to the fixture. `volatile` names top-level
-        response fields that depend on timing or on which worker answers (kept,
-        not compared); "*" is the whole body."""
+        """A call whose exchange goes to the fixture. `volatile` names response
+        fields ("a/b" for nested ones, "*" for the whole body) that depend on
+        timing or on which worker answers: kept, not compared."""
         status, resp = rest(worker, method, path, body)
         entry = {"name": name, "method": method, "path": path,
                  "request": normalize(body, self.tmp), "status": status,
@@ -219,11 +219,21 @@ class Recorder:
             self.path.write_text(json.dumps({"calls": self.calls}, indent=2, sort_keys=False) + "\n")
 
 
-def _drop(body, keys):
-    if "*" in keys:
+def _drop(body, paths):
+    """The body without the fields at these paths ("a/0/b" is body["a"][0]["b"]; "*" is all of it)."""
+    if "*" in paths:
         return None
-    if isinstance(body, dict) and keys:
-        return {k: v for k, v in body.items() if k not in keys}
+    body = json.loads(json.dumps(body))
+    for path in paths:
+        *parents, last = path.split("/")
+        node = body
+        for p in parents:
+            if isinstance(node, list) and p.isdigit() and int(p) < len(node):
+                node = node[int(p)]
+            else:
+                node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
     return body
 
 
