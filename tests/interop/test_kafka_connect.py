@@ -235,6 +235,17 @@ def walk_running(rec, workers, src, sink):
     assert rec.call("unknown_task_restart", w, "POST", "/connectors/sink/tasks/7/restart")[0] == 404
 
 
+def alter_and_reset(rec, w, name, alter):
+    """PATCH a stopped connector's offsets, read them back, DELETE them, read none."""
+    path = f"/connectors/{name}/offsets"
+    assert rec.call(f"alter_{name}_offsets", w, "PATCH", path, alter)[0] == 200
+    code, body = rec.call(f"{name}_offsets_altered", w, "GET", path)
+    assert code == 200 and body == alter, body
+    assert rec.call(f"reset_{name}_offsets", w, "DELETE", path)[0] == 200
+    code, body = rec.call(f"{name}_offsets_reset", w, "GET", path)
+    assert code == 200 and body == {"offsets": []}, body
+
+
 def walk_offsets_and_delete(rec, w, src, total_bytes):
     """KIP-875 on stopped connectors: read, alter and reset offsets, then delete both."""
     for name in ("source", "sink"):
@@ -244,23 +255,12 @@ def walk_offsets_and_delete(rec, w, src, total_bytes):
         assert rec.call(f"{name}_status_stopped", w, "GET", f"/connectors/{name}/status")[0] == 200
     code, body = rec.call("source_offsets_final", w, "GET", "/connectors/source/offsets")
     assert code == 200 and body["offsets"] == [{"partition": {"filename": src}, "offset": {"position": total_bytes}}]
-    alter = {"offsets": [{"partition": {"filename": src}, "offset": {"position": 12}}]}
-    assert rec.call("alter_source_offsets", w, "PATCH", "/connectors/source/offsets", alter)[0] == 200
-    code, body = rec.call("source_offsets_altered", w, "GET", "/connectors/source/offsets")
-    assert code == 200 and body == alter, body
-    assert rec.call("reset_source_offsets", w, "DELETE", "/connectors/source/offsets")[0] == 200
-    code, body = rec.call("source_offsets_reset", w, "GET", "/connectors/source/offsets")
-    assert code == 200 and body == {"offsets": []}, body
+    alter_and_reset(rec, w, "source", {"offsets": [{"partition": {"filename": src}, "offset": {"position": 12}}]})
     # The sink's committed offset is the topic's end: past the line count by the source's duplicates.
     code, body = rec.call("sink_offsets_final", w, "GET", "/connectors/sink/offsets", volatile=["offsets"])
     assert code == 200 and body["offsets"][0]["offset"]["kafka_offset"] >= total_bytes // len(line(0) + "\n"), body
-    alter = {"offsets": [{"partition": {"kafka_topic": "lines", "kafka_partition": 0}, "offset": {"kafka_offset": 5}}]}
-    assert rec.call("alter_sink_offsets", w, "PATCH", "/connectors/sink/offsets", alter)[0] == 200
-    code, body = rec.call("sink_offsets_altered", w, "GET", "/connectors/sink/offsets")
-    assert code == 200 and body == alter, body
-    assert rec.call("reset_sink_offsets", w, "DELETE", "/connectors/sink/offsets")[0] == 200
-    code, body = rec.call("sink_offsets_reset", w, "GET", "/connectors/sink/offsets")
-    assert code == 200 and body == {"offsets": []}, body
+    alter_and_reset(rec, w, "sink", {"offsets": [{"partition": {"kafka_topic": "lines", "kafka_partition": 0},
+                                                  "offset": {"kafka_offset": 5}}]})
     for name in ("source", "sink"):
         assert rec.call(f"delete_{name}", w, "DELETE", f"/connectors/{name}")[0] == 204
     assert rec.call("deleted_info", w, "GET", "/connectors/source")[0] == 404
