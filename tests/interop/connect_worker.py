@@ -132,7 +132,17 @@ def _alive(pid):
 
 
 def rest(worker, method, path, body=None, timeout=60):
-    """One REST call; returns (status code, parsed JSON body or None)."""
+    """One REST call; returns (status code, parsed JSON body or None). A 409 that
+    Connect gives while its group rebalances is retried for up to a minute."""
+    deadline = time.time() + 60
+    while True:
+        status, resp = _request(worker, method, path, body, timeout)
+        if not _rebalancing(status, resp) or time.time() >= deadline:
+            return status, resp
+        time.sleep(0.5)
+
+
+def _request(worker, method, path, body, timeout):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(worker.url + path, data=data, method=method,
                                  headers={"Content-Type": "application/json", "Accept": "application/json"})
@@ -217,6 +227,14 @@ class Recorder:
         if RECORD:
             FIXTURES.mkdir(exist_ok=True)
             self.path.write_text(json.dumps({"calls": self.calls}, indent=2, sort_keys=False) + "\n")
+
+
+def _rebalancing(status, resp):
+    """Connect's 409 for a request that came during a rebalance or a config change
+    ("Cannot complete request momentarily ...", "... conflicting operation (e.g.
+    worker rebalance)"), not a conflict such as "already exists"."""
+    msg = str(resp.get("message", "")) if isinstance(resp, dict) else ""
+    return status == 409 and ("momentarily" in msg or "rebalance" in msg)
 
 
 def _drop(body, paths):

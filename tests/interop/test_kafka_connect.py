@@ -64,6 +64,13 @@ def cluster(make_broker, tmp_path, request):
             print("\n".join(lines[-40:]))
 
 
+def expect(code, result):
+    """The body of a REST answer that must have this status code."""
+    got, body = result
+    assert got == code, f"HTTP {got}, expected {code}: {body}"
+    return body
+
+
 def line(i):
     return f"line-{i:06d}"
 
@@ -150,26 +157,26 @@ def connect_group(broker, members):
 
 def walk_before_data(rec, w, src, sink):
     """The plugin and connector-creation calls, each checked for Kafka's status code."""
-    assert rec.call("root", w, "GET", "/")[0] == 200
-    assert rec.call("health", w, "GET", "/health")[0] == 200
+    expect(200, rec.call("root", w, "GET", "/"))
+    expect(200, rec.call("health", w, "GET", "/health"))
     code, plugins = rec.call("connector_plugins", w, "GET", "/connector-plugins")
     assert code == 200
     assert {p["class"] for p in plugins} >= {"org.apache.kafka.connect.file.FileStreamSourceConnector",
                                             "org.apache.kafka.connect.file.FileStreamSinkConnector"}
-    assert rec.call("connector_plugins_all", w, "GET", "/connector-plugins?connectorsOnly=false")[0] == 200
-    assert rec.call("plugin_config", w, "GET", "/connector-plugins/FileStreamSourceConnector/config")[0] == 200
+    expect(200, rec.call("connector_plugins_all", w, "GET", "/connector-plugins?connectorsOnly=false"))
+    expect(200, rec.call("plugin_config", w, "GET", "/connector-plugins/FileStreamSourceConnector/config"))
     no_topic = {"name": "bad", "connector.class": "FileStreamSource", "tasks.max": "1", "file": src}
     code, v = rec.call("validate_missing_topic", w, "PUT", "/connector-plugins/FileStreamSourceConnector/config/validate",
                        no_topic)
     assert code == 200 and v["error_count"] == 1, v
-    assert rec.call("create_invalid", w, "POST", "/connectors", {"name": "bad", "config": no_topic})[0] == 400
+    expect(400, rec.call("create_invalid", w, "POST", "/connectors", {"name": "bad", "config": no_topic}))
     code, body = rec.call("create_source", w, "POST", "/connectors", {"name": "source", "config": source_config(src)},
                           volatile=["tasks"])
     assert code == 201 and body["type"] == "source", body
     code, body = rec.call("create_sink", w, "POST", "/connectors", {"name": "sink", "config": sink_config(sink)},
                           volatile=["tasks"])
     assert code == 201 and body["type"] == "sink", body
-    assert rec.call("create_again", w, "POST", "/connectors", {"name": "source", "config": source_config(src)})[0] == 409
+    expect(409, rec.call("create_again", w, "POST", "/connectors", {"name": "source", "config": source_config(src)}))
     code, names = rec.call("list", w, "GET", "/connectors")
     assert code == 200 and sorted(names) == ["sink", "source"], names
 
@@ -178,22 +185,22 @@ def walk_running(rec, workers, src, sink):
     """Reads and lifecycle calls on running connectors: status, config, tasks, topics,
     offsets, reconfiguration, log levels, pause/resume, restarts."""
     w = workers[0]
-    assert rec.call("list_expanded", w, "GET", "/connectors?expand=status&expand=info")[0] == 200
+    expect(200, rec.call("list_expanded", w, "GET", "/connectors?expand=status&expand=info"))
     for name in ("source", "sink"):
-        assert rec.call(f"{name}_info", w, "GET", f"/connectors/{name}")[0] == 200
-        assert rec.call(f"{name}_config", w, "GET", f"/connectors/{name}/config")[0] == 200
-        assert rec.call(f"{name}_status", w, "GET", f"/connectors/{name}/status")[0] == 200
-        assert rec.call(f"{name}_tasks", w, "GET", f"/connectors/{name}/tasks")[0] == 200
-        assert rec.call(f"{name}_task_status", w, "GET", f"/connectors/{name}/tasks/0/status")[0] == 200
+        expect(200, rec.call(f"{name}_info", w, "GET", f"/connectors/{name}"))
+        expect(200, rec.call(f"{name}_config", w, "GET", f"/connectors/{name}/config"))
+        expect(200, rec.call(f"{name}_status", w, "GET", f"/connectors/{name}/status"))
+        expect(200, rec.call(f"{name}_tasks", w, "GET", f"/connectors/{name}/tasks"))
+        expect(200, rec.call(f"{name}_task_status", w, "GET", f"/connectors/{name}/tasks/0/status"))
         code, topics = rec.call(f"{name}_topics", w, "GET", f"/connectors/{name}/topics")
         assert code == 200 and topics == {name: {"topics": ["lines"]}}, topics
     size = os.path.getsize(src)
     wait_for("source offset committed", lambda: rest(w, "GET", "/connectors/source/offsets")[1]["offsets"] ==
              [{"partition": {"filename": src}, "offset": {"position": size}}])
-    assert rec.call("source_offsets", w, "GET", "/connectors/source/offsets")[0] == 200
+    expect(200, rec.call("source_offsets", w, "GET", "/connectors/source/offsets"))
     end = [{"partition": {"kafka_topic": "lines", "kafka_partition": 0}, "offset": {"kafka_offset": 200}}]
     wait_for("sink offset committed", lambda: rest(w, "GET", "/connectors/sink/offsets")[1]["offsets"] == end)
-    assert rec.call("sink_offsets", w, "GET", "/connectors/sink/offsets")[0] == 200
+    expect(200, rec.call("sink_offsets", w, "GET", "/connectors/sink/offsets"))
     code, body = rec.call("reconfigure_source", w, "PUT", "/connectors/source/config",
                           source_config(src, **{"batch.size": "500"}), volatile=["tasks"])
     assert code == 200 and body["config"]["batch.size"] == "500", body
@@ -209,39 +216,39 @@ def walk_running(rec, workers, src, sink):
                           volatile=["last_modified"])
     assert code == 200 and body["level"] == "DEBUG", body
     # Cluster-wide (KIP-976): written to the config topic, applied by every worker.
-    assert rec.call("set_logger_level_cluster", w, "PUT", "/admin/loggers/org.apache.kafka.connect.file?scope=cluster",
-                    {"level": "WARN"})[0] == 204
+    expect(204, rec.call("set_logger_level_cluster", w, "PUT", "/admin/loggers/org.apache.kafka.connect.file?scope=cluster",
+                    {"level": "WARN"}))
     for x in workers:
         wait_for(f"logger level WARN on {x.id}",
                  lambda: rest(x, "GET", "/admin/loggers/org.apache.kafka.connect.file")[1].get("level") == "WARN")
-    assert rec.call("create_with_put", w, "PUT", "/connectors/extra/config", sink_config(sink + ".extra"),
-                    volatile=["tasks"])[0] == 201
-    assert rec.call("delete_extra", w, "DELETE", "/connectors/extra")[0] == 204
+    expect(201, rec.call("create_with_put", w, "PUT", "/connectors/extra/config", sink_config(sink + ".extra"),
+                    volatile=["tasks"]))
+    expect(204, rec.call("delete_extra", w, "DELETE", "/connectors/extra"))
     wait_for("source running again", lambda: in_state(w, "source", "RUNNING"))
-    assert rec.call("pause_sink", w, "PUT", "/connectors/sink/pause")[0] == 202
+    expect(202, rec.call("pause_sink", w, "PUT", "/connectors/sink/pause"))
     wait_for("sink paused", lambda: in_state(w, "sink", "PAUSED"))
-    assert rec.call("sink_status_paused", w, "GET", "/connectors/sink/status")[0] == 200
-    assert rec.call("resume_sink", w, "PUT", "/connectors/sink/resume")[0] == 202
+    expect(200, rec.call("sink_status_paused", w, "GET", "/connectors/sink/status"))
+    expect(202, rec.call("resume_sink", w, "PUT", "/connectors/sink/resume"))
     wait_for("sink resumed", lambda: in_state(w, "sink", "RUNNING"))
-    assert rec.call("restart_sink", w, "POST", "/connectors/sink/restart")[0] == 204
+    expect(204, rec.call("restart_sink", w, "POST", "/connectors/sink/restart"))
     # A restarting connector's or task's version is known only while its instance is loaded.
     code, body = rec.call("restart_sink_and_tasks", w, "POST", "/connectors/sink/restart?includeTasks=true&onlyFailed=false",
                           volatile=["connector/version", "tasks/0/version"])
     assert code == 202 and body["connector"]["state"] == "RESTARTING", body
     wait_for("sink running after restart", lambda: in_state(w, "sink", "RUNNING"))
-    assert rec.call("restart_sink_task", w, "POST", "/connectors/sink/tasks/0/restart")[0] == 204
+    expect(204, rec.call("restart_sink_task", w, "POST", "/connectors/sink/tasks/0/restart"))
     wait_for("sink task running after restart", lambda: in_state(w, "sink", "RUNNING"))
-    assert rec.call("unknown_status", w, "GET", "/connectors/nope/status")[0] == 404
-    assert rec.call("unknown_task_restart", w, "POST", "/connectors/sink/tasks/7/restart")[0] == 404
+    expect(404, rec.call("unknown_status", w, "GET", "/connectors/nope/status"))
+    expect(404, rec.call("unknown_task_restart", w, "POST", "/connectors/sink/tasks/7/restart"))
 
 
 def alter_and_reset(rec, w, name, alter):
     """PATCH a stopped connector's offsets, read them back, DELETE them, read none."""
     path = f"/connectors/{name}/offsets"
-    assert rec.call(f"alter_{name}_offsets", w, "PATCH", path, alter)[0] == 200
+    expect(200, rec.call(f"alter_{name}_offsets", w, "PATCH", path, alter))
     code, body = rec.call(f"{name}_offsets_altered", w, "GET", path)
     assert code == 200 and body == alter, body
-    assert rec.call(f"reset_{name}_offsets", w, "DELETE", path)[0] == 200
+    expect(200, rec.call(f"reset_{name}_offsets", w, "DELETE", path))
     code, body = rec.call(f"{name}_offsets_reset", w, "GET", path)
     assert code == 200 and body == {"offsets": []}, body
 
@@ -249,10 +256,10 @@ def alter_and_reset(rec, w, name, alter):
 def walk_offsets_and_delete(rec, w, src, total_bytes):
     """KIP-875 on stopped connectors: read, alter and reset offsets, then delete both."""
     for name in ("source", "sink"):
-        assert rec.call(f"stop_{name}", w, "PUT", f"/connectors/{name}/stop")[0] == 204
+        expect(204, rec.call(f"stop_{name}", w, "PUT", f"/connectors/{name}/stop"))
         wait_for(f"{name} stopped", lambda: (status(w, name) or {}).get("connector", {}).get("state") == "STOPPED"
                  and status(w, name)["tasks"] == [])
-        assert rec.call(f"{name}_status_stopped", w, "GET", f"/connectors/{name}/status")[0] == 200
+        expect(200, rec.call(f"{name}_status_stopped", w, "GET", f"/connectors/{name}/status"))
     code, body = rec.call("source_offsets_final", w, "GET", "/connectors/source/offsets")
     assert code == 200 and body["offsets"] == [{"partition": {"filename": src}, "offset": {"position": total_bytes}}]
     alter_and_reset(rec, w, "source", {"offsets": [{"partition": {"filename": src}, "offset": {"position": 12}}]})
@@ -262,34 +269,38 @@ def walk_offsets_and_delete(rec, w, src, total_bytes):
     alter_and_reset(rec, w, "sink", {"offsets": [{"partition": {"kafka_topic": "lines", "kafka_partition": 0},
                                                   "offset": {"kafka_offset": 5}}]})
     for name in ("source", "sink"):
-        assert rec.call(f"delete_{name}", w, "DELETE", f"/connectors/{name}")[0] == 204
-    assert rec.call("deleted_info", w, "GET", "/connectors/source")[0] == 404
+        expect(204, rec.call(f"delete_{name}", w, "DELETE", f"/connectors/{name}"))
+    expect(404, rec.call("deleted_info", w, "GET", "/connectors/source"))
     code, names = rec.call("list_after_delete", w, "GET", "/connectors")
     assert code == 200 and names == [], names
 
 
 def kill_mid_stream(workers, src, sink, first, total):
-    """Appends lines first..total while SIGKILLing the worker that runs the source
-    task once the sink has caught up with some of them; returns (killed, survivor)."""
+    """Appends lines first..total in small paced batches and SIGKILLs the worker
+    that runs the source task once the sink has 300 of them, while the pipeline
+    still carries hundreds more; the second half is written after the kill.
+    Returns (killed, survivor)."""
     w = workers[0]
     owner = status(w, "source")["tasks"][0]["worker_id"]
     killed = next(x for x in workers if x.id == owner)
     survivor = next(x for x in workers if x is not killed)
-    done = threading.Event()
+    half = (first + total) // 2
+    after_kill = threading.Event()
 
     def writer():
         for start in range(first, total, 10):
+            if start >= half:
+                after_kill.wait(120)
             append(src, start, min(start + 10, total))
             time.sleep(0.02)
-        done.set()
 
     t = threading.Thread(target=writer)
     t.start()
     try:
         wait_for("sink past the first lines of the stream", lambda: len(read_lines(sink)) >= first + 300, timeout=60)
         killed.kill9()
-        assert not done.is_set(), "the writer finished before the kill: not mid-stream"
     finally:
+        after_kill.set()
         t.join()
     return killed, survivor
 
@@ -374,7 +385,7 @@ def test_exactly_once_source_survives_a_sigkilled_worker(cluster, tmp_path):
     code, body = rest(w, "POST", "/connectors", {"name": "source", "config": source_config(
         src, **{"exactly.once.support": "required", "transaction.boundary": "poll"})})
     assert code == 201, body
-    assert rest(w, "POST", "/connectors", {"name": "sink", "config": sink_config(sink)})[0] == 201
+    expect(201, rest(w, "POST", "/connectors", {"name": "sink", "config": sink_config(sink)}))
     wait_for("both connectors running", lambda: in_state(w, "source", "RUNNING") and in_state(w, "sink", "RUNNING"))
     append(src, 0, 200)
     wait_for("the first 200 lines in the sink", lambda: len(read_lines(sink)) >= 200)
@@ -407,7 +418,7 @@ def test_exactly_once_source_survives_a_sigkilled_worker(cluster, tmp_path):
 
     # Altering an exactly-once source's offsets fences its tasks' transactional producers
     # (Admin.fenceProducers) and writes the offsets in a transaction of the worker's own.
-    assert rest(survivor, "PUT", "/connectors/source/stop")[0] == 204
+    expect(204, rest(survivor, "PUT", "/connectors/source/stop"))
     wait_for("source stopped", lambda: (status(survivor, "source") or {}).get("connector", {}).get("state") == "STOPPED")
     offsets = [{"partition": {"filename": src}, "offset": {"position": total * len(line(0) + "\n")}}]
     assert rest(survivor, "GET", "/connectors/source/offsets") == (200, {"offsets": offsets})
