@@ -40,6 +40,10 @@ WORKER_SETS = [
     "consumer.heartbeat.interval.ms=1000",
     # Source offsets and sink consumer offsets committed each second, not each 10 s.
     "offset.flush.interval.ms=1000",
+    # The config topic's segments roll after half a second and any dirt makes it
+    # cleanable, so that the broker compacts it while the test runs.
+    "config.storage.segment.ms=500",
+    "config.storage.min.cleanable.dirty.ratio=0.01",
     # Topic configs Connect passes on to CreateTopics for its internal topics.
     "config.storage.max.message.bytes=2097152",
     "offset.storage.segment.bytes=10485760",

@@ -28,7 +28,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource
 from connect_worker import KAFKA, Recorder, Worker, rest, wait_for
 from kafka_wire import describe_group_v0, list_groups_v0
 
-FAST_GROUPS = ["group.initial.rebalance.delay.ms=0"]
+# The first rebalance at once; the log cleaner looks for work every half second, so
+# that Connect's config topic is compacted during the test.
+BROKER_SETS = ["group.initial.rebalance.delay.ms=0", "log.cleaner.backoff.ms=500"]
 INTERNAL = {"connect-configs": 1, "connect-offsets": 25, "connect-status": 5}
 # The topic configs WORKER_SETS ask Connect to create its internal topics with.
 ASKED = {"connect-configs": ("max.message.bytes", "2097152"), "connect-offsets": ("segment.bytes", "10485760"),
@@ -43,7 +45,7 @@ def connect_installed():
 @pytest.fixture
 def cluster(make_broker, tmp_path, request):
     """A broker and a function that starts two Connect workers on it."""
-    broker = make_broker(sets=FAST_GROUPS)
+    broker = make_broker(sets=BROKER_SETS)
     workers = []
 
     def start(*sets):
@@ -340,9 +342,17 @@ def test_file_pipeline_survives_a_sigkilled_worker(cluster, tmp_path):
     connect_group(broker, 1)
     print(f"killed worker {killed.id}; sink file has all {total} lines, {dupes} duplicates (at least once)")
 
-    # The killed worker comes back: the group rebalances cooperatively and hands it
-    # part of the load (Connect's incremental cooperative assignor, KIP-415).
+    # The broker's cleaner compacts the config topic: of the source's three configs
+    # (POST, PUT, PATCH) only the last is left. The killed worker comes back and
+    # reads the compacted topic to its end; the group rebalances cooperatively and
+    # hands it part of the load (Connect's incremental cooperative assignor, KIP-415).
+    wait_for("connect-configs compacted", lambda: collections.Counter(
+        k for k, _ in read_partition(broker, "connect-configs", "read_uncommitted")[0])[b"connector-source"] == 1)
     killed.spawn().wait()
+    # (A worker that has just started may answer 404 until it has caught up with the
+    # config offset of its first assignment.)
+    wait_for("the restarted worker has the source's last config", lambda: (lambda r: r[0] == 200 and r[1].get(
+        "batch.size") == "400")(rest(killed, "GET", "/connectors/source/config")), timeout=30)
     connect_group(broker, 2)
     wait_for("connectors and tasks spread over both workers", lambda: placements(survivor) == {killed.id, survivor.id})
     append(src, total, total + 100)
@@ -354,10 +364,10 @@ def test_file_pipeline_survives_a_sigkilled_worker(cluster, tmp_path):
         rec.mismatches())
 
 
-def read_committed(broker, topic):
-    """The values of the topic's committed records, in offset order, and the
-    partition's high watermark."""
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "eos-check", "isolation.level": "read_committed",
+def read_partition(broker, topic, isolation="read_committed"):
+    """(key, value) of each record of the topic's partition 0 that a consumer with
+    this isolation level reads, in offset order, and the partition's high watermark."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "connect-check", "isolation.level": isolation,
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
     c.assign([TopicPartition(topic, 0, 0)])
@@ -365,11 +375,17 @@ def read_committed(broker, topic):
     while time.time() < deadline:
         m = c.poll(1.0)
         if m is not None and not m.error():
-            out.append(json.loads(m.value())["payload"])
+            out.append((m.key(), m.value()))
         elif m is None and c.position([TopicPartition(topic, 0)])[0].offset >= high:
             break
     c.close()
     return out, high
+
+
+def read_committed(broker, topic):
+    """The lines of the topic's committed records, in offset order, and its high watermark."""
+    records, high = read_partition(broker, topic)
+    return [json.loads(v)["payload"] for _, v in records], high
 
 
 def test_exactly_once_source_survives_a_sigkilled_worker(cluster, tmp_path):
