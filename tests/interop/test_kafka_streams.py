@@ -1,0 +1,247 @@
+"""Kafka Streams applications (Apache Kafka's kafka-streams 4.4,
+tests/interop/kstreams) run unchanged against the broker, with
+processing.guarantee=exactly_once_v2: word count (two instances), a windowed
+count with suppress(untilWindowCloses) and a stream-table join. In each, an
+instance is SIGKILLed while records flow and started again on its state
+directory (same process id, so its transactional producer fences the dead
+one's and aborts its open transaction). The output, read with read_committed
+after the instances closed cleanly, must be exactly what the input implies,
+record by record: every state update once, nothing missing, nothing twice.
+
+What this needs from the broker: internal repartition and compacted changelog
+topics created by the Admin client, DeleteRecords on repartition topics,
+transactions over many partitions with sendOffsetsToTransaction, fetch
+isolation (read_committed stops at the last stable offset), the classic group
+protocol carrying the StreamsPartitionAssignor's subscription and assignment,
+and producer fencing through InitProducerId.
+"""
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import kstreams_app
+from kstreams_app import StreamsApp
+
+FAST_GROUPS = ["group.initial.rebalance.delay.ms=0"]
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    kstreams_app.build()
+
+
+@pytest.fixture
+def apps(request):
+    started = []
+
+    def start(*args):
+        app = StreamsApp(*args)
+        started.append(app)
+        return app
+
+    yield start
+    rep = getattr(request.node, "rep_call", None)
+    failed = rep is not None and rep.failed
+    for app in started:
+        if failed:  # CI keeps only the output: show what the instance logged
+            print(f"--- streams instance {app.cmd_args[:3]}, states {app.states}, log {app.err.name}")
+            print(app.stderr_tail(80))
+        app.close(keep_log=failed)
+
+
+def create(broker, *topics):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics]).values():
+        f.result(30)
+
+
+class Feeder(threading.Thread):
+    """Produces (key, value, timestamp) records a few at a time, so that the
+    applications are mid-transaction when an instance is killed."""
+
+    def __init__(self, broker, topic, records, chunk=5):
+        super().__init__(daemon=True)
+        self.producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True,
+                                  "linger.ms": 1})
+        self.topic, self.records, self.chunk = topic, records, chunk
+        self.error = None
+        self.start()
+
+    def run(self):
+        try:
+            for i, (key, value, ts) in enumerate(self.records):
+                self.producer.produce(self.topic, key=key, value=value, timestamp=ts or 0)
+                if i % self.chunk == self.chunk - 1:
+                    self.producer.poll(0)
+                    time.sleep(0.02)
+            if self.producer.flush(30) != 0:
+                self.error = "records left unsent"
+        except Exception as e:  # noqa: BLE001 -- reported by finish()
+            self.error = repr(e)
+
+    def finish(self):
+        self.join(120)
+        assert not self.is_alive() and self.error is None, self.error
+
+
+def produce(broker, topic, records):
+    Feeder(broker, topic, records, chunk=len(records) + 1).finish()
+
+
+def consumer(broker, isolation="read_committed", **conf):
+    return Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "kstreams-test-reader",
+                     "enable.auto.commit": False, "isolation.level": isolation, **conf})
+
+
+def wait_output(broker, topic, count, running, timeout=120):
+    """Waits until `count` records of `topic` are committed, watching that the
+    application instances stay alive meanwhile."""
+    c = consumer(broker)
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    seen = 0
+    deadline = time.time() + timeout
+    try:
+        while seen < count:
+            assert time.time() < deadline, f"{seen} of {count} records committed to {topic}"
+            for app in running:
+                app.check()
+            m = c.poll(0.2)
+            if m is not None and m.error() is None:
+                seen += 1
+    finally:
+        c.close()
+
+
+def read_all(broker, topic, isolation="read_committed", timeout=60):
+    """Every record of `topic` up to its end (the last stable offset for
+    read_committed), as (partition, key, value) in offset order per partition."""
+    c = consumer(broker, isolation, **{"enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    out, at_end = [], set()
+    deadline = time.time() + timeout
+    try:
+        while len(at_end) < PARTITIONS:
+            assert time.time() < deadline, f"{topic}: partitions {sorted(at_end)} reached their end, not all"
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error() is not None:
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                at_end.add(m.partition())
+                continue
+            at_end.discard(m.partition())
+            out.append((m.partition(), m.key().decode(), m.value().decode()))
+    finally:
+        c.close()
+    return out
+
+
+def committed_to_end(broker, group, topic):
+    """Whether `group` has committed offsets at the end of every partition of `topic`."""
+    c = consumer(broker, **{"group.id": group})
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        done = c.committed(tps, timeout=10)
+        return all(tp.offset == c.get_watermark_offsets(tp, timeout=10)[1] for tp in done)
+    finally:
+        c.close()
+
+
+def kill_and_restart(app, broker, topic):
+    """SIGKILLs the instance once the application's first output is committed
+    (records are still flowing), then starts it again on its state directory."""
+    wait_output(broker, topic, 1, [app])
+    app.kill9()
+    app.start()
+
+
+def test_word_count_two_instances_one_killed(make_broker, apps, tmp_path):
+    broker = make_broker(FAST_GROUPS)
+    app_id = "wordcount"
+    create(broker, f"{app_id}-text", f"{app_id}-counts")
+    rng = random.Random(26)
+    vocab = ["kafka", "strom", "stream", "table", "window", "join", "topic", "record", "offset", "epoch",
+             "fence", "commit", "abort", "marker", "leader", "replica", "segment", "index"]
+    lines = [" ".join(rng.choice(vocab).upper() if rng.random() < 0.1 else rng.choice(vocab)
+                      for _ in range(rng.randint(1, 6))) for _ in range(600)]
+    words = [w.lower() for line in lines for w in line.split()]
+
+    a = apps("wordcount", broker.bootstrap, app_id, str(tmp_path / "a"))
+    b = apps("wordcount", broker.bootstrap, app_id, str(tmp_path / "b"))
+    a.wait_state("RUNNING")
+    b.wait_state("RUNNING")
+    feeder = Feeder(broker, f"{app_id}-text", [(None, line, None) for line in lines])
+    kill_and_restart(a, broker, f"{app_id}-counts")
+    feeder.finish()
+    wait_output(broker, f"{app_id}-counts", len(words), [a, b])
+    a.stop()
+    b.stop()
+
+    updates = defaultdict(list)  # word -> its counts in output order
+    partition_of = {}
+    for p, word, count in read_all(broker, f"{app_id}-counts"):
+        assert partition_of.setdefault(word, p) == p, f"{word} in partitions {partition_of[word]} and {p}"
+        updates[word].append(int(count))
+    totals = Counter(words)
+    assert dict(updates) == {w: list(range(1, n + 1)) for w, n in totals.items()}
+
+
+def test_windowed_count_with_suppression_killed(make_broker, apps, tmp_path):
+    broker = make_broker(FAST_GROUPS)
+    app_id = "windowed"
+    create(broker, f"{app_id}-readings", f"{app_id}-windows")
+    rng = random.Random(27)
+    zones = ["north", "south", "east", "west", "up", "down"]
+    # Within the broker's accepted timestamp range (at most an hour ahead): an hour ago,
+    # on a 10 s window boundary, a record every 50 ms, increasing (none is late).
+    base = (int(time.time() * 1000) - 3_600_000) // 10_000 * 10_000
+    readings = [(rng.choice(zones), f"device-{rng.randrange(50)}", base + 50 * i) for i in range(1200)]
+    # One reading per zone a minute after the last closes every window of every task.
+    closing = [(zone, "device-closing", base + 120_000) for zone in zones]
+
+    app = apps("windowed", broker.bootstrap, app_id, str(tmp_path / "a"))
+    app.wait_state("RUNNING")
+    feeder = Feeder(broker, f"{app_id}-readings", readings)
+    kill_and_restart(app, broker, f"{app_id}-windows")
+    feeder.finish()
+    produce(broker, f"{app_id}-readings", closing)
+    expected = Counter(f"{zone}@{ts // 10_000 * 10_000}" for zone, _, ts in readings)
+    wait_output(broker, f"{app_id}-windows", len(expected), [app])
+    app.stop()
+
+    got = [(key, int(count)) for _, key, count in read_all(broker, f"{app_id}-windows")]
+    assert sorted(got) == sorted(expected.items())
+
+
+def test_stream_table_join_killed(make_broker, apps, tmp_path):
+    broker = make_broker(FAST_GROUPS)
+    app_id = "join"
+    create(broker, f"{app_id}-users", f"{app_id}-orders", f"{app_id}-enriched")
+    rng = random.Random(28)
+    regions = ["emea", "apac", "amer"]
+    users = {f"user-{i}": rng.choice(regions) for i in range(40)}
+    # Users 40..49 are not in the table: an inner join drops their orders.
+    orders = [(f"order-{i}", f"user-{rng.randrange(50)}") for i in range(800)]
+    produce(broker, f"{app_id}-users", [(u, r, None) for u, r in users.items()])
+
+    app = apps("join", broker.bootstrap, app_id, str(tmp_path / "a"))
+    app.wait_state("RUNNING")
+    deadline = time.time() + 60
+    while not committed_to_end(broker, app_id, f"{app_id}-users"):  # the table is loaded
+        assert time.time() < deadline, "the application did not read the whole table"
+        app.check()
+        time.sleep(0.2)
+    feeder = Feeder(broker, f"{app_id}-orders", [(o, f"{o}:{u}", None) for o, u in orders])
+    kill_and_restart(app, broker, f"{app_id}-enriched")
+    feeder.finish()
+    expected = sorted((u, f"{o}@{users[u]}") for o, u in orders if u in users)
+    wait_output(broker, f"{app_id}-enriched", len(expected), [app])
+    app.stop()
+
+    assert sorted((u, v) for _, u, v in read_all(broker, f"{app_id}-enriched")) == expected
