@@ -16,13 +16,14 @@ protocol carrying the StreamsPartitionAssignor's subscription and assignment,
 and producer fencing through InitProducerId.
 """
 import random
+import signal
 import threading
 import time
 from collections import Counter, defaultdict
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 import kstreams_app
 from kstreams_app import StreamsApp
@@ -63,12 +64,14 @@ def create(broker, *topics):
 
 class Feeder(threading.Thread):
     """Produces (key, value, timestamp) records a few at a time, so that the
-    applications are mid-transaction when an instance is killed."""
+    applications are mid-transaction when an instance is killed. Keys are
+    partitioned as the Java client does (murmur2): a stream-table join needs
+    its table partitioned as Streams partitions its repartition topic."""
 
     def __init__(self, broker, topic, records, chunk=5):
         super().__init__(daemon=True)
         self.producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True,
-                                  "linger.ms": 1})
+                                  "partitioner": "murmur2_random", "linger.ms": 1})
         self.topic, self.records, self.chunk = topic, records, chunk
         self.error = None
         self.start()
@@ -153,12 +156,49 @@ def committed_to_end(broker, group, topic):
         c.close()
 
 
-def kill_and_restart(app, broker, topic):
-    """SIGKILLs the instance once the application's first output is committed
-    (records are still flowing), then starts it again on its state directory."""
-    wait_output(broker, topic, 1, [app])
+def open_transaction(admin, topic):
+    """Whether some partition of `topic` holds records of a transaction not yet
+    decided: its last stable offset is below its high watermark."""
+    def ends(isolation):
+        tps = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(PARTITIONS)}
+        return {tp.partition: f.result(10).offset
+                for tp, f in admin.list_offsets(tps, isolation_level=isolation).items()}
+    stable, high = ends(IsolationLevel.READ_COMMITTED), ends(IsolationLevel.READ_UNCOMMITTED)
+    return any(stable[p] < high[p] for p in range(PARTITIONS))
+
+
+def kill_mid_transaction_and_restart(app, broker, topic, timeout=60):
+    """SIGKILLs the instance while a transaction of its holds output records in
+    `topic` (records still flowing in), then starts it again on its state
+    directory. To be sure that transaction stays open to the end, the instance
+    is frozen (SIGSTOP) first and the output checked again once a commit it may
+    have had in flight has settled; if there was one, it is thawed and watched
+    again."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    deadline = time.time() + timeout
+    while True:
+        assert time.time() < deadline, f"no open transaction with output in {topic} seen"
+        app.check()
+        if open_transaction(admin, topic):
+            app.proc.send_signal(signal.SIGSTOP)
+            time.sleep(1)  # an EndTxn sent just before the freeze completes meanwhile
+            if open_transaction(admin, topic):
+                break
+            app.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
     app.kill9()
     app.start()
+
+
+def read_both(broker, topic):
+    """The committed records of `topic`, after checking that the uncommitted
+    view holds each of them too plus some the killed instance's aborted
+    transaction wrote (which read_committed must skip)."""
+    committed = read_all(broker, topic)
+    everything = read_all(broker, topic, "read_uncommitted")
+    assert not Counter(committed) - Counter(everything)
+    assert len(everything) > len(committed), "the killed instance's transaction left no output behind"
+    return committed
 
 
 def test_word_count_two_instances_one_killed(make_broker, apps, tmp_path):
@@ -177,7 +217,7 @@ def test_word_count_two_instances_one_killed(make_broker, apps, tmp_path):
     a.wait_state("RUNNING")
     b.wait_state("RUNNING")
     feeder = Feeder(broker, f"{app_id}-text", [(None, line, None) for line in lines])
-    kill_and_restart(a, broker, f"{app_id}-counts")
+    kill_mid_transaction_and_restart(a, broker, f"{app_id}-counts")
     feeder.finish()
     wait_output(broker, f"{app_id}-counts", len(words), [a, b])
     a.stop()
@@ -185,7 +225,7 @@ def test_word_count_two_instances_one_killed(make_broker, apps, tmp_path):
 
     updates = defaultdict(list)  # word -> its counts in output order
     partition_of = {}
-    for p, word, count in read_all(broker, f"{app_id}-counts"):
+    for p, word, count in read_both(broker, f"{app_id}-counts"):
         assert partition_of.setdefault(word, p) == p, f"{word} in partitions {partition_of[word]} and {p}"
         updates[word].append(int(count))
     totals = Counter(words)
@@ -208,14 +248,14 @@ def test_windowed_count_with_suppression_killed(make_broker, apps, tmp_path):
     app = apps("windowed", broker.bootstrap, app_id, str(tmp_path / "a"))
     app.wait_state("RUNNING")
     feeder = Feeder(broker, f"{app_id}-readings", readings)
-    kill_and_restart(app, broker, f"{app_id}-windows")
+    kill_mid_transaction_and_restart(app, broker, f"{app_id}-windows")
     feeder.finish()
     produce(broker, f"{app_id}-readings", closing)
     expected = Counter(f"{zone}@{ts // 10_000 * 10_000}" for zone, _, ts in readings)
     wait_output(broker, f"{app_id}-windows", len(expected), [app])
     app.stop()
 
-    got = [(key, int(count)) for _, key, count in read_all(broker, f"{app_id}-windows")]
+    got = [(key, int(count)) for _, key, count in read_both(broker, f"{app_id}-windows")]
     assert sorted(got) == sorted(expected.items())
 
 
@@ -238,10 +278,10 @@ def test_stream_table_join_killed(make_broker, apps, tmp_path):
         app.check()
         time.sleep(0.2)
     feeder = Feeder(broker, f"{app_id}-orders", [(o, f"{o}:{u}", None) for o, u in orders])
-    kill_and_restart(app, broker, f"{app_id}-enriched")
+    kill_mid_transaction_and_restart(app, broker, f"{app_id}-enriched")
     feeder.finish()
     expected = sorted((u, f"{o}@{users[u]}") for o, u in orders if u in users)
     wait_output(broker, f"{app_id}-enriched", len(expected), [app])
     app.stop()
 
-    assert sorted((u, v) for _, u, v in read_all(broker, f"{app_id}-enriched")) == expected
+    assert sorted((u, v) for _, u, v in read_both(broker, f"{app_id}-enriched")) == expected
