@@ -15,6 +15,7 @@ isolation (read_committed stops at the last stable offset), the classic group
 protocol carrying the StreamsPartitionAssignor's subscription and assignment,
 and producer fencing through InitProducerId.
 """
+import os
 import random
 import signal
 import threading
@@ -49,11 +50,14 @@ def apps(request):
     yield start
     rep = getattr(request.node, "rep_call", None)
     failed = rep is not None and rep.failed
+    keep = failed or bool(os.environ.get("KSTREAMS_KEEP_LOGS"))
     for app in started:
         if failed:  # CI keeps only the output: show what the instance logged
             print(f"--- streams instance {app.cmd_args[:3]}, states {app.states}, log {app.err.name}")
             print(app.stderr_tail(80))
-        app.close(keep_log=failed)
+        if keep:
+            print(f"--- streams instance {app.cmd_args[:3]} log kept: {app.err.name}")
+        app.close(keep_log=keep)
 
 
 def create(broker, *topics):
