@@ -160,33 +160,40 @@ def committed_to_end(broker, group, topic):
         c.close()
 
 
-def open_transaction(admin, topic):
-    """Whether some partition of `topic` holds records of a transaction not yet
-    decided: its last stable offset is below its high watermark."""
+def undecided(admin, topic):
+    """The partitions of `topic` holding records of a transaction not yet
+    decided (last stable offset below the high watermark), with that offset."""
     def ends(isolation):
         tps = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(PARTITIONS)}
         return {tp.partition: f.result(10).offset
                 for tp, f in admin.list_offsets(tps, isolation_level=isolation).items()}
     stable, high = ends(IsolationLevel.READ_COMMITTED), ends(IsolationLevel.READ_UNCOMMITTED)
-    return any(stable[p] < high[p] for p in range(PARTITIONS))
+    return {p: stable[p] for p in range(PARTITIONS) if stable[p] < high[p]}
 
 
-def kill_mid_transaction_and_restart(app, broker, topic, timeout=60):
-    """SIGKILLs the instance while a transaction of its holds output records in
-    `topic` (records still flowing in), then starts it again on its state
-    directory. To be sure that transaction stays open to the end, the instance
-    is frozen (SIGSTOP) first and the output checked again once a commit it may
-    have had in flight has settled; if there was one, it is thawed and watched
-    again."""
+def kill_mid_transaction_and_restart(app, broker, topic, after=1, timeout=60):
+    """SIGKILLs the instance, once `after` output records are committed, while
+    a transaction of its holds output records in `topic` (records still
+    flowing in), then starts it again on its state directory.
+
+    To be sure whose transaction it is and that it stays open to the end, the
+    instance is frozen (SIGSTOP) and the output looked at twice, a second
+    apart: a partition whose last stable offset stays put below its high
+    watermark holds a transaction of the frozen instance (another instance's
+    commits every 200 ms move it on, and a commit already sent completes
+    meanwhile). If there is none, the instance is thawed and watched again."""
+    wait_output(broker, topic, after, [app])
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     deadline = time.time() + timeout
     while True:
         assert time.time() < deadline, f"no open transaction with output in {topic} seen"
         app.check()
-        if open_transaction(admin, topic):
+        if undecided(admin, topic):
             app.proc.send_signal(signal.SIGSTOP)
-            time.sleep(1)  # an EndTxn sent just before the freeze completes meanwhile
-            if open_transaction(admin, topic):
+            first = undecided(admin, topic)
+            time.sleep(1)
+            second = undecided(admin, topic)
+            if any(first.get(p) == stable for p, stable in second.items()):
                 break
             app.proc.send_signal(signal.SIGCONT)
         time.sleep(0.05)
@@ -205,23 +212,29 @@ def read_both(broker, topic):
     return committed
 
 
+# The changelogs roll a segment every half second and the broker's cleaner
+# looks every 200 ms, so the killed instance restores its counts from a
+# compacted changelog holding transaction markers and an aborted transaction.
+COMPACTING = ["topic.segment.ms=500", "topic.min.cleanable.dirty.ratio=0.01"]
+
+
 def test_word_count_two_instances_one_killed(make_broker, apps, tmp_path):
-    broker = make_broker(FAST_GROUPS)
+    broker = make_broker(FAST_GROUPS + ["log.cleaner.backoff.ms=200"])
     app_id = "wordcount"
     create(broker, f"{app_id}-text", f"{app_id}-counts")
     rng = random.Random(26)
     vocab = ["kafka", "strom", "stream", "table", "window", "join", "topic", "record", "offset", "epoch",
              "fence", "commit", "abort", "marker", "leader", "replica", "segment", "index"]
     lines = [" ".join(rng.choice(vocab).upper() if rng.random() < 0.1 else rng.choice(vocab)
-                      for _ in range(rng.randint(1, 6))) for _ in range(600)]
+                      for _ in range(rng.randint(1, 6))) for _ in range(1200)]
     words = [w.lower() for line in lines for w in line.split()]
 
-    a = apps("wordcount", broker.bootstrap, app_id, str(tmp_path / "a"))
-    b = apps("wordcount", broker.bootstrap, app_id, str(tmp_path / "b"))
+    a = apps("wordcount", broker.bootstrap, app_id, str(tmp_path / "a"), *COMPACTING)
+    b = apps("wordcount", broker.bootstrap, app_id, str(tmp_path / "b"), *COMPACTING)
     a.wait_state("RUNNING")
     b.wait_state("RUNNING")
     feeder = Feeder(broker, f"{app_id}-text", [(None, line, None) for line in lines])
-    kill_mid_transaction_and_restart(a, broker, f"{app_id}-counts")
+    kill_mid_transaction_and_restart(a, broker, f"{app_id}-counts", after=len(words) // 2)
     feeder.finish()
     wait_output(broker, f"{app_id}-counts", len(words), [a, b])
     a.stop()
