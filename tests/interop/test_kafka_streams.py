@@ -71,22 +71,30 @@ def create(broker, *topics):
 
 class Feeder(threading.Thread):
     """Produces (key, value, timestamp) records a few at a time, so that the
-    applications are mid-transaction when an instance is killed. Keys are
-    partitioned as the Java client does (murmur2): a stream-table join needs
-    its table partitioned as Streams partitions its repartition topic."""
+    applications are mid-transaction when an instance is killed. The last
+    `held` records wait for `trickle()` (after all the others went out, so
+    each partition's timestamps keep increasing), which keeps records flowing
+    however long the kill waits, and for `finish()`. Keys are partitioned as
+    the Java client does (murmur2): a stream-table join needs its table
+    partitioned as Streams partitions its repartition topic."""
 
-    def __init__(self, broker, topic, records, chunk=5):
+    def __init__(self, broker, topic, records, chunk=5, held=0):
         super().__init__(daemon=True)
         self.producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True,
                                   "partitioner": "murmur2_random", "linger.ms": 1})
-        self.topic, self.records, self.chunk = topic, records, chunk
+        self.topic, self.chunk = topic, chunk
+        cut = len(records) - held
+        self.records, self.held = records[:cut], list(records[cut:])
         self.error = None
         self.start()
 
+    def _send(self, key, value, ts):
+        self.producer.produce(self.topic, key=key, value=value, timestamp=ts or 0)
+
     def run(self):
         try:
-            for i, (key, value, ts) in enumerate(self.records):
-                self.producer.produce(self.topic, key=key, value=value, timestamp=ts or 0)
+            for i, record in enumerate(self.records):
+                self._send(*record)
                 if i % self.chunk == self.chunk - 1:
                     self.producer.poll(0)
                     time.sleep(0.02)
@@ -95,9 +103,22 @@ class Feeder(threading.Thread):
         except Exception as e:  # noqa: BLE001 -- reported by finish()
             self.error = repr(e)
 
+    def trickle(self):
+        """Sends the next few held records once the others are out."""
+        if self.is_alive() or not self.held:
+            return
+        for record in self.held[:self.chunk]:
+            self._send(*record)
+        del self.held[:self.chunk]
+        self.producer.poll(0)
+
     def finish(self):
         self.join(120)
         assert not self.is_alive() and self.error is None, self.error
+        for record in self.held:
+            self._send(*record)
+        self.held = []
+        assert self.producer.flush(30) == 0, "records left unsent"
 
 
 def produce(broker, topic, records):
@@ -187,7 +208,7 @@ def assert_purged(broker, topic):
     assert any(low > 0 for low in lows), f"{topic} low watermarks {lows}"
 
 
-def kill_mid_transaction_and_restart(app, broker, topic, after=1, timeout=60):
+def kill_mid_transaction_and_restart(app, broker, topic, feeder, after=1, timeout=60):
     """SIGKILLs the instance, once `after` output records are committed, while
     a transaction of its holds output records in `topic` (records still
     flowing in), then starts it again on its state directory.
@@ -197,7 +218,8 @@ def kill_mid_transaction_and_restart(app, broker, topic, after=1, timeout=60):
     apart: a partition whose last stable offset stays put below its high
     watermark holds a transaction of the frozen instance (another instance's
     commits every 200 ms move it on, and a commit already sent completes
-    meanwhile). If there is none, the instance is thawed and watched again."""
+    meanwhile). If there is none, the instance is thawed and watched again,
+    with more of the feeder's held records sent."""
     wait_output(broker, topic, after, [app])
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     deadline = time.time() + timeout
@@ -212,6 +234,7 @@ def kill_mid_transaction_and_restart(app, broker, topic, after=1, timeout=60):
             if any(first.get(p) == stable for p, stable in second.items()):
                 break
             app.proc.send_signal(signal.SIGCONT)
+        feeder.trickle()
         time.sleep(0.05)
     app.kill9()
     app.start()
@@ -265,8 +288,8 @@ def test_word_count_two_instances_one_killed(make_broker, apps, tmp_path):
     b = apps("wordcount", broker.bootstrap, app_id, str(tmp_path / "b"), *COMPACTING)
     a.wait_state("RUNNING")
     b.wait_state("RUNNING")
-    feeder = Feeder(broker, f"{app_id}-text", [(None, line, None) for line in lines])
-    kill_mid_transaction_and_restart(a, broker, f"{app_id}-counts", after=len(words) // 2)
+    feeder = Feeder(broker, f"{app_id}-text", [(None, line, None) for line in lines], held=len(lines) // 4)
+    kill_mid_transaction_and_restart(a, broker, f"{app_id}-counts", feeder, after=len(words) // 3)
     feeder.finish()
     wait_output(broker, f"{app_id}-counts", len(words), [a, b])
     a.stop()
@@ -305,8 +328,8 @@ def test_windowed_count_with_suppression_killed(make_broker, apps, tmp_path):
 
     app = apps("windowed", broker.bootstrap, app_id, str(tmp_path / "a"))
     app.wait_state("RUNNING")
-    feeder = Feeder(broker, f"{app_id}-readings", readings)
-    kill_mid_transaction_and_restart(app, broker, f"{app_id}-windows")
+    feeder = Feeder(broker, f"{app_id}-readings", readings, held=len(readings) // 4)
+    kill_mid_transaction_and_restart(app, broker, f"{app_id}-windows", feeder)
     feeder.finish()
     produce(broker, f"{app_id}-readings", closing)
     expected = Counter(f"{zone}@{ts // 10_000 * 10_000}" for zone, _, ts in readings)
@@ -335,8 +358,8 @@ def test_stream_table_join_killed(make_broker, apps, tmp_path):
         assert time.time() < deadline, "the application did not read the whole table"
         app.check()
         time.sleep(0.2)
-    feeder = Feeder(broker, f"{app_id}-orders", [(o, f"{o}:{u}", None) for o, u in orders])
-    kill_mid_transaction_and_restart(app, broker, f"{app_id}-enriched")
+    feeder = Feeder(broker, f"{app_id}-orders", [(o, f"{o}:{u}", None) for o, u in orders], held=len(orders) // 4)
+    kill_mid_transaction_and_restart(app, broker, f"{app_id}-enriched", feeder)
     feeder.finish()
     expected = sorted((u, f"{o}@{users[u]}") for o, u in orders if u in users)
     wait_output(broker, f"{app_id}-enriched", len(expected), [app])
