@@ -168,9 +168,15 @@ pub async fn serve(
     let mut released = true;
     loop {
         // Wait for bytes first: unlike a frame read, this wait can be
-        // interrupted by the timer without losing anything.
+        // interrupted by the timer without losing anything. A peek, not
+        // `readable()`: the frame reads take exactly the bytes they need, so
+        // the socket's readiness outlives the data, and `readable()` would
+        // return at once on a drained socket; the frame timeout would then
+        // close a connection that is only idle (every 30 s, not after
+        // `connections.max.idle.ms`). A peek that finds nothing clears it.
+        let mut first = [0u8; 1];
         tokio::select! {
-            r = rd.readable() => {
+            r = rd.peek(&mut first) => {
                 if r.is_err() {
                     break;
                 }

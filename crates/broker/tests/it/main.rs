@@ -6,6 +6,7 @@ mod client;
 mod groups;
 mod hostile_admin;
 mod idempotence;
+mod idle;
 mod poison;
 mod produce_fetch;
 mod topics;
