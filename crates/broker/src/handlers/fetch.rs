@@ -128,22 +128,21 @@ fn gather(
     let mut first = true;
     for w in wants {
         let part = if w.key.0.is_empty() {
-            None
+            Err(ResponseError::UnknownTopicId)
         } else {
             broker
-                .topics
-                .get(&w.key.0)
-                .and_then(|t| t.partition(w.key.1))
+                .replicas
+                .leader_of(&w.key.0, w.key.1)
+                .map(|led| led.log)
+                .map_err(|e| e.code())
         };
-        let Some(p) = part else {
-            let e = if w.key.0.is_empty() {
-                ResponseError::UnknownTopicId
-            } else {
-                ResponseError::UnknownTopicOrPartition
-            };
-            out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
-            error = true;
-            continue;
+        let p = match part {
+            Ok(p) => p,
+            Err(e) => {
+                out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
+                error = true;
+                continue;
+            }
         };
         let hw = p.log.log_end_offset();
         let lso = p.log.log_start_offset();
