@@ -27,6 +27,7 @@ pub mod replica;
 pub mod server;
 pub mod topics;
 pub mod txn;
+pub mod waiters;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(c.get("num.partitions"), "4");
         assert_eq!(c.get("log.retention.ms"), "7");
         assert_eq!(c.get("log.segment.bytes"), "1048576");
-        assert_eq!(c.listen_addr(), "127.0.0.1:9092");
+        assert_eq!(c.get("listeners"), "PLAINTEXT://127.0.0.1:9092");
     }
 
     #[test]

@@ -259,7 +259,6 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
     let (superseded, topic_repeats) = superseded(&req);
     let mut entry = 0usize;
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
-    let mut appended = false;
     for td in req.topic_data {
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {
@@ -313,7 +312,6 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
             };
             match outcome {
                 Ok(Appended::Written(info)) => {
-                    appended = true;
                     r = r
                         .with_base_offset(info.base_offset)
                         .with_log_append_time_ms(info.log_append_time);
@@ -351,9 +349,6 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                     .with_partition_responses(parts),
             ),
         }
-    }
-    if appended {
-        broker.topics.notify_append();
     }
     ProduceResponse::default().with_responses(responses)
 }

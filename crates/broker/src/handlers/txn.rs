@@ -228,7 +228,6 @@ pub fn write_txn_markers(broker: &Broker, req: WriteTxnMarkersRequest) -> WriteT
                 .with_topics(topics)
         })
         .collect();
-    broker.topics.notify_append();
     WriteTxnMarkersResponse::default().with_markers(markers)
 }
 

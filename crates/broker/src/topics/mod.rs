@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::{self, BrokerConfig, ConfigError};
@@ -168,15 +167,12 @@ pub struct Topics {
     /// Serializes admin changes and metadata-file writes; never held by
     /// readers (Metadata, Produce, Fetch use `image` and `by_name` alone).
     admin: Mutex<()>,
-    /// Bumped after every append so waiting fetches re-check.
-    appended: watch::Sender<u64>,
 }
 
 impl Topics {
     /// Loads the topics recorded in `dir` and opens their logs.
     pub fn open(dir: &Path, broker: Arc<BrokerConfig>) -> Result<Topics, TopicError> {
         std::fs::create_dir_all(dir)?;
-        let (appended, _) = watch::channel(0);
         let node = NodeId(broker.node_id());
         let records = json_file::read(&dir.join(json_file::FILE), node)?;
         let (image, _) = MetadataImage::default().apply(1, &records)?;
@@ -188,7 +184,6 @@ impl Topics {
             by_name: RwLock::new(HashMap::new()),
             collisions: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
-            appended,
         };
         let mut map = HashMap::new();
         let mut collisions = HashMap::new();
@@ -286,16 +281,6 @@ impl Topics {
                 p.log.set_config(lc.clone());
             }
         }
-    }
-
-    /// Tells waiting fetches that data arrived.
-    pub fn notify_append(&self) {
-        self.appended.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    /// A receiver that changes after every append.
-    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
     }
 
     /// Every partition of every topic.
