@@ -1,0 +1,163 @@
+//! Helpers shared by the quorum integration tests.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use strom_quorum::{ProposeError, Quorum, QuorumConfig, StateMachine};
+
+/// What a test state machine saw: the applied entries and how many snapshots it restored.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub entries: Vec<(u64, Vec<u8>)>,
+    pub restores: usize,
+}
+
+/// A state machine keeping every entry, shared with the test through `seen`.
+#[derive(Clone, Default)]
+pub struct TestSm {
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+impl TestSm {
+    pub fn entries(&self) -> Vec<(u64, Vec<u8>)> {
+        self.seen.lock().unwrap().entries.clone()
+    }
+    pub fn len(&self) -> usize {
+        self.seen.lock().unwrap().entries.len()
+    }
+    pub fn restores(&self) -> usize {
+        self.seen.lock().unwrap().restores
+    }
+}
+
+impl StateMachine for TestSm {
+    fn apply(&mut self, index: u64, entry: &[u8]) {
+        let mut s = self.seen.lock().unwrap();
+        if let Some((last, _)) = s.entries.last() {
+            assert!(index > *last, "entry {index} applied after {last}");
+        }
+        s.entries.push((index, entry.to_vec()));
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let s = self.seen.lock().unwrap();
+        let mut out = Vec::new();
+        for (i, e) in &s.entries {
+            out.extend_from_slice(&i.to_le_bytes());
+            out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    fn restore(&mut self, mut snap: &[u8]) -> Result<(), String> {
+        let mut entries = Vec::new();
+        while !snap.is_empty() {
+            if snap.len() < 12 {
+                return Err("short snapshot".into());
+            }
+            let index = u64::from_le_bytes(snap[..8].try_into().unwrap());
+            let len = u32::from_le_bytes(snap[8..12].try_into().unwrap()) as usize;
+            if snap.len() < 12 + len {
+                return Err("short snapshot entry".into());
+            }
+            entries.push((index, snap[12..12 + len].to_vec()));
+            snap = &snap[12 + len..];
+        }
+        let mut s = self.seen.lock().unwrap();
+        s.entries = entries;
+        s.restores += 1;
+        Ok(())
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// `n` loopback addresses with ports free right now.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// Test timings: fast elections, heartbeats well inside them.
+pub fn config(
+    node_id: u64,
+    voters: &BTreeMap<u64, SocketAddr>,
+    listen: SocketAddr,
+    dir: &Path,
+) -> QuorumConfig {
+    let mut c = QuorumConfig::new(
+        node_id,
+        voters.clone(),
+        listen,
+        dir.join(format!("node-{node_id}")),
+    );
+    c.election_timeout_ms = (400, 800);
+    c.heartbeat_interval_ms = 100;
+    c
+}
+
+/// Voters 1..=n on free ports.
+pub fn voters(n: usize) -> BTreeMap<u64, SocketAddr> {
+    free_addrs(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (i as u64 + 1, a))
+        .collect()
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every node agrees on one leader, returns it.
+pub async fn agreed_leader(nodes: &[&Quorum]) -> u64 {
+    let mut leader = None;
+    wait_until(
+        "a leader all nodes agree on",
+        Duration::from_secs(15),
+        || {
+            let first = nodes[0].leader();
+            leader = first;
+            first.is_some() && nodes.iter().all(|n| n.leader() == first)
+        },
+    )
+    .await;
+    leader.unwrap()
+}
+
+/// Proposes on whichever node leads, retrying through elections.
+pub async fn propose_anywhere(nodes: &[&Quorum], entry: Vec<u8>) -> u64 {
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no leader took the proposal"
+        );
+        let leader = nodes.iter().find_map(|n| n.leader());
+        if let Some(node) = leader.and_then(|l| nodes.iter().find(|n| n.node_id() == l)) {
+            match node.propose(entry.clone()).await {
+                Ok(i) => return i,
+                Err(ProposeError::NotLeader { .. }) => {}
+                Err(e) => panic!("propose: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
