@@ -265,7 +265,7 @@ impl Quorum {
 
     /// The current leader, if known.
     pub fn leader(&self) -> Option<u64> {
-        *self.leader_rx.borrow()
+        self.raft.metrics().borrow().current_leader
     }
 
     /// A receiver that sees every leader change.
