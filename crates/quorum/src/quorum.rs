@@ -187,6 +187,9 @@ impl Quorum {
                 Err(e) => return Err(QuorumError::Raft(e.to_string())),
             }
         }
+        if !pristine {
+            warn_if_voters_changed(&raft, &cfg);
+        }
         if !cfg.is_voter() {
             tasks.push(tokio::spawn(join_as_observer(raft.clone(), cfg.clone())));
         }
@@ -342,6 +345,26 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, Node>>) -> ProposeError {
             ProposeError::Other(c.to_string())
         }
         RaftError::Fatal(f) => ProposeError::Stopped(f.to_string()),
+    }
+}
+
+/// The stored membership wins over `controller.quorum.voters` once the quorum exists; say so
+/// when they differ.
+fn warn_if_voters_changed(raft: &Raft, cfg: &QuorumConfig) {
+    let stored: Vec<u64> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    let configured: Vec<u64> = cfg.voters.keys().copied().collect();
+    if !stored.is_empty() && stored != configured {
+        tracing::warn!(
+            ?stored,
+            ?configured,
+            "controller.quorum.voters differs from the stored quorum membership; the stored one is used"
+        );
     }
 }
 

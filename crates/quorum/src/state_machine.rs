@@ -132,11 +132,12 @@ fn save_snapshot(path: &Path, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<
 
 async fn blocking<T: Send + 'static>(
     verb: ErrorVerb,
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, io::Error> + Send + 'static,
 ) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| sm_err(verb, io::Error::other(e.to_string())))?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| sm_err(verb, e)),
+        Err(e) => Err(sm_err(verb, io::Error::other(e.to_string()))),
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SmStore {
@@ -158,9 +159,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
                 };
                 (user.snapshot(), meta)
             };
-            let data = save_snapshot(&inner.path, &meta, data).map_err(|e| {
-                StorageError::from_io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e.into())
-            })?;
+            let data = save_snapshot(&inner.path, &meta, data)?;
             tracing::info!(last_applied = ?meta.last_log_id, bytes = data.len(), "built a metadata snapshot");
             Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
         })
@@ -219,13 +218,13 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let data = snapshot.into_inner();
         blocking(ErrorVerb::Write, move || {
             let mut user = lock(&inner.user);
-            user.restore(&data).map_err(|e| sm_err(ErrorVerb::Write, io::Error::other(format!("restore: {e}"))))?;
+            user.restore(&data).map_err(|e| io::Error::other(format!("restore: {e}")))?;
             {
                 let mut applied = lock(&inner.applied);
                 applied.last_applied = meta.last_log_id;
                 applied.membership = meta.last_membership.clone();
             }
-            save_snapshot(&inner.path, &meta, data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            save_snapshot(&inner.path, &meta, data)?;
             tracing::info!(last_applied = ?meta.last_log_id, "installed a metadata snapshot from the leader");
             Ok(())
         })
@@ -235,14 +234,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let path = self.inner.path.clone();
         blocking(ErrorVerb::Read, move || {
-            let Some(bytes) =
-                disk::read_single(&path, MAX_SNAPSHOT).map_err(|e| sm_err(ErrorVerb::Read, e))?
-            else {
+            let Some(bytes) = disk::read_single(&path, MAX_SNAPSHOT)? else {
                 return Ok(None);
             };
-            let file: SnapshotFile = postcard::from_bytes(&bytes).map_err(|e| {
-                sm_err(ErrorVerb::Read, DiskError::corrupt(&path, 0, e.to_string()))
-            })?;
+            let file: SnapshotFile = postcard::from_bytes(&bytes)
+                .map_err(|e| io::Error::from(DiskError::corrupt(&path, 0, e.to_string())))?;
             Ok(Some(Snapshot {
                 meta: file.meta,
                 snapshot: Box::new(Cursor::new(file.data)),

@@ -163,6 +163,7 @@ async fn leader_failover_and_restarted_node_catches_up_from_its_log() {
     }
     let pos = nodes.iter().position(|(q, _)| q.node_id() == old).unwrap();
     let (old_q, old_sm) = nodes.remove(pos);
+    let mut leader_changes = nodes[0].0.subscribe_leader();
     assert_eq!(old_sm.len(), 20);
     old_q.shutdown().await;
 
@@ -179,6 +180,14 @@ async fn leader_failover_and_restarted_node_catches_up_from_its_log() {
         },
     )
     .await;
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        leader_changes.wait_for(|l| *l == new),
+    )
+    .await
+    .expect("subscribe_leader saw the new leader")
+    .map(|l| *l);
+    assert_eq!(seen.ok(), Some(new));
     for i in 0..20 {
         propose_anywhere(&rest, format!("after-{i}").into_bytes()).await;
     }
