@@ -86,7 +86,7 @@ fn config() -> Result<QuorumConfig, String> {
         .or(voters.get(&id).copied())
         .ok_or("--listen is required for an observer")?;
     let mut cfg = QuorumConfig::new(id, voters, listen, dir.ok_or("--dir is required")?);
-    cfg.election_timeout_ms = (400, 800);
+    cfg.election_timeout_ms = (1000, 2000);
     cfg.heartbeat_interval_ms = 100;
     if let Some(n) = every {
         cfg.snapshot_every = n;

@@ -336,6 +336,16 @@ impl Quorum {
     }
 }
 
+impl Drop for Quorum {
+    /// Dropping without [`Quorum::shutdown`] stops the listener and the helper tasks; openraft's
+    /// own task ends once its last handle is gone.
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 fn write_error(e: RaftError<u64, ClientWriteError<u64, Node>>) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {

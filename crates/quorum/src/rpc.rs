@@ -104,9 +104,12 @@ pub(crate) enum Response {
     Join(Result<(), crate::quorum::JoinRefused>),
 }
 
-/// Accepts peer connections on `listener` and serves them until the task is aborted.
+/// Accepts peer connections on `listener` and serves them until the task is aborted, which
+/// also ends every connection it accepted (they live in its `JoinSet`).
 pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -117,7 +120,7 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
         };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             if let Err(e) = serve_conn(stream, raft).await {
                 tracing::debug!(%peer, error = %e, "quorum peer connection closed");
             }

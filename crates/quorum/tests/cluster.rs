@@ -197,7 +197,13 @@ async fn leader_failover_and_restarted_node_catches_up_from_its_log() {
     let cfg = config(old, &voters, voters[&old], dir.path());
     let sm = TestSm::default();
     let back = Quorum::start(cfg, sm.clone()).await.expect("restart");
-    let reference = nodes[0].1.clone();
+    // The new leader applied all 40 before its last propose returned.
+    let reference = nodes
+        .iter()
+        .find(|(q, _)| Some(q.node_id()) == new)
+        .unwrap()
+        .1
+        .clone();
     wait_until(
         "the restarted node caught up",
         Duration::from_secs(10),
@@ -305,7 +311,9 @@ async fn observer_receives_everything_without_voting() {
         || obs_sm.len() == 60,
     )
     .await;
-    assert_eq!(obs_sm.entries(), nodes[0].1.entries());
+    // The leader applied every entry before its propose returned.
+    let leader_sm = &nodes.iter().find(|(q, _)| q.node_id() == leader).unwrap().1;
+    assert_eq!(obs_sm.entries(), leader_sm.entries());
     assert_eq!(observer.leader(), Some(leader));
     assert_eq!(
         observer.propose(b"no".to_vec()).await,

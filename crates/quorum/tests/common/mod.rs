@@ -90,7 +90,8 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
     ls.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
-/// Test timings: fast elections, heartbeats well inside them.
+/// Test timings: 1–2 s elections (loaded CI machines must not see spurious ones), 100 ms
+/// heartbeats.
 pub fn config(
     node_id: u64,
     voters: &BTreeMap<u64, SocketAddr>,
@@ -103,7 +104,7 @@ pub fn config(
         listen,
         dir.join(format!("node-{node_id}")),
     );
-    c.election_timeout_ms = (400, 800);
+    c.election_timeout_ms = (1000, 2000);
     c.heartbeat_interval_ms = 100;
     c
 }
