@@ -14,43 +14,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
-use strom_quorum::{ProposeError, Quorum, QuorumConfig, StateMachine};
+use strom_quorum::{ProposeError, Quorum, QuorumConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Keeps every applied entry; the snapshot is the entries, each length-prefixed.
-#[derive(Clone, Default)]
-struct Entries(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl StateMachine for Entries {
-    fn apply(&mut self, _index: u64, entry: &[u8]) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(entry.to_vec());
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for e in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            out.extend_from_slice(&(e.len() as u32).to_le_bytes());
-            out.extend_from_slice(e);
-        }
-        out
-    }
-    fn restore(&mut self, mut snap: &[u8]) -> Result<(), String> {
-        let mut entries = Vec::new();
-        while !snap.is_empty() {
-            let (len, rest) = snap.split_at_checked(4).ok_or("short snapshot")?;
-            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            let (e, rest) = rest.split_at_checked(len).ok_or("short snapshot entry")?;
-            entries.push(e.to_vec());
-            snap = rest;
-        }
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = entries;
-        Ok(())
-    }
-}
+mod recording_sm;
+use recording_sm::RecordingSm;
 
 fn parse_voters(s: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
     s.split(',')
@@ -107,7 +76,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let sm = Entries::default();
+    let sm = RecordingSm::default();
     let quorum = match Quorum::start(cfg, sm.clone()).await {
         Ok(q) => q,
         Err(e) => {
@@ -129,10 +98,10 @@ async fn main() {
             },
             "leader" => format!("leader {}", id_or_dash(quorum.leader())),
             "applied" => {
-                let entries = sm.0.lock().unwrap_or_else(|p| p.into_inner());
+                let entries = sm.entries();
                 let crc = entries
                     .iter()
-                    .fold(0u32, |c, e| crc32c::crc32c_append(c, e));
+                    .fold(0u32, |c, (_, e)| crc32c::crc32c_append(c, e));
                 format!("applied {} {crc:08x}", entries.len())
             }
             "describe" => format!("{:?}", quorum.describe()),

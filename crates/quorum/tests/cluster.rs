@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -9,16 +11,16 @@ use strom_quorum::{ProposeError, Quorum};
 use tokio::task::JoinSet;
 
 async fn start_all(
-    voters: &std::collections::BTreeMap<u64, std::net::SocketAddr>,
+    voters: &BTreeMap<u64, SocketAddr>,
     dir: &std::path::Path,
     every: u64,
-) -> Vec<(Quorum, TestSm)> {
+) -> Vec<(Quorum, RecordingSm)> {
     let mut set = JoinSet::new();
     for (&id, &addr) in voters {
         let mut cfg = config(id, voters, addr, dir);
         cfg.snapshot_every = every;
         set.spawn(async move {
-            let sm = TestSm::default();
+            let sm = RecordingSm::default();
             (Quorum::start(cfg, sm.clone()).await.expect("start"), sm)
         });
     }
@@ -27,14 +29,75 @@ async fn start_all(
     nodes
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_voters_replicate_in_order_and_followers_redirect() {
+struct Cluster {
+    dir: tempfile::TempDir,
+    voters: BTreeMap<u64, SocketAddr>,
+    nodes: Vec<(Quorum, RecordingSm)>,
+    leader: u64,
+}
+
+/// Three voters on loopback, started together, with an agreed leader.
+async fn cluster(snapshot_every: u64) -> Cluster {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let voters = voters(3);
-    let nodes = start_all(&voters, dir.path(), 10_000).await;
+    let nodes = start_all(&voters, dir.path(), snapshot_every).await;
     let refs: Vec<&Quorum> = nodes.iter().map(|(q, _)| q).collect();
     let leader = agreed_leader(&refs).await;
+    Cluster {
+        dir,
+        voters,
+        nodes,
+        leader,
+    }
+}
+
+fn sm_of(nodes: &[(Quorum, RecordingSm)], id: u64) -> RecordingSm {
+    nodes
+        .iter()
+        .find(|(q, _)| q.node_id() == id)
+        .expect("node is running")
+        .1
+        .clone()
+}
+
+async fn shutdown_all(nodes: impl IntoIterator<Item = Quorum>) {
+    for q in nodes {
+        q.shutdown().await;
+    }
+}
+
+/// Restarts node `id` on its directory with a fresh state machine and waits until it has
+/// applied exactly what `reference` has.
+async fn restart_and_catch_up(
+    id: u64,
+    voters: &BTreeMap<u64, SocketAddr>,
+    dir: &std::path::Path,
+    every: u64,
+    reference: &RecordingSm,
+) -> (Quorum, RecordingSm) {
+    let mut cfg = config(id, voters, voters[&id], dir);
+    cfg.snapshot_every = every;
+    let sm = RecordingSm::default();
+    let q = Quorum::start(cfg, sm.clone()).await.expect("restart");
+    let want = reference.entries();
+    wait_until(
+        "the restarted node caught up",
+        Duration::from_secs(15),
+        || sm.entries() == want,
+    )
+    .await;
+    (q, sm)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_replicate_in_order_and_followers_redirect() {
+    let Cluster {
+        dir: _dir,
+        nodes,
+        leader,
+        ..
+    } = cluster(10_000).await;
     let (lq, _) = nodes.iter().find(|(q, _)| q.node_id() == leader).unwrap();
 
     // 1000 entries, 50 in flight at a time, so the leader batches them.
@@ -115,9 +178,7 @@ async fn three_voters_replicate_in_order_and_followers_redirect() {
     assert!(d.observers.is_empty());
     assert!(d.voters.iter().all(|v| v.last_fetch_timestamp_ms.is_some()));
 
-    for (q, _) in nodes {
-        q.shutdown().await;
-    }
+    shutdown_all(nodes.into_iter().map(|(q, _)| q)).await;
 }
 
 /// Awaits all futures concurrently on this task.
@@ -152,12 +213,13 @@ async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_failover_and_restarted_node_catches_up_from_its_log() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let voters = voters(3);
-    let mut nodes = start_all(&voters, dir.path(), 10_000).await;
+    let Cluster {
+        dir,
+        voters,
+        mut nodes,
+        leader: old,
+    } = cluster(10_000).await;
     let refs: Vec<&Quorum> = nodes.iter().map(|(q, _)| q).collect();
-    let old = agreed_leader(&refs).await;
     for i in 0..20 {
         propose_anywhere(&refs, format!("before-{i}").into_bytes()).await;
     }
@@ -193,40 +255,23 @@ async fn leader_failover_and_restarted_node_catches_up_from_its_log() {
     }
 
     // The old leader comes back with a fresh in-memory state machine: it replays its own log
-    // and fetches what it missed.
-    let cfg = config(old, &voters, voters[&old], dir.path());
-    let sm = TestSm::default();
-    let back = Quorum::start(cfg, sm.clone()).await.expect("restart");
-    // The new leader applied all 40 before its last propose returned.
-    let reference = nodes
-        .iter()
-        .find(|(q, _)| Some(q.node_id()) == new)
-        .unwrap()
-        .1
-        .clone();
-    wait_until(
-        "the restarted node caught up",
-        Duration::from_secs(10),
-        || sm.len() == 40,
-    )
-    .await;
-    assert_eq!(sm.entries(), reference.entries());
+    // and fetches what it missed (the new leader applied all 40 before its proposes returned).
+    let leader_sm = &sm_of(&nodes, new.unwrap());
+    let (back, sm) = restart_and_catch_up(old, &voters, dir.path(), 10_000, leader_sm).await;
     assert_eq!(sm.restores(), 0, "caught up from the log, not a snapshot");
     assert_eq!(back.leader(), new);
-    back.shutdown().await;
-    for (q, _) in nodes {
-        q.shutdown().await;
-    }
+    shutdown_all(nodes.into_iter().map(|(q, _)| q).chain([back])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_node_catches_up_from_a_snapshot_after_compaction() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let voters = voters(3);
-    let mut nodes = start_all(&voters, dir.path(), 40).await;
+    let Cluster {
+        dir,
+        voters,
+        mut nodes,
+        leader,
+    } = cluster(40).await;
     let refs: Vec<&Quorum> = nodes.iter().map(|(q, _)| q).collect();
-    let leader = agreed_leader(&refs).await;
     for i in 0..5 {
         propose_anywhere(&refs, format!("early-{i}").into_bytes()).await;
     }
@@ -258,47 +303,27 @@ async fn lagging_node_catches_up_from_a_snapshot_after_compaction() {
         "the leader took a snapshot"
     );
 
-    let sm = TestSm::default();
-    let back = Quorum::start(
-        config(lag_id, &voters, voters[&lag_id], dir.path()),
-        sm.clone(),
-    )
-    .await
-    .unwrap();
-    let reference = nodes
-        .iter()
-        .find(|(q, _)| q.node_id() == leader)
-        .unwrap()
-        .1
-        .clone();
-    wait_until(
-        "the lagging node caught up",
-        Duration::from_secs(15),
-        || sm.len() == 155,
-    )
-    .await;
+    let leader_sm = &sm_of(&nodes, leader);
+    let (back, sm) = restart_and_catch_up(lag_id, &voters, dir.path(), 40, leader_sm).await;
     assert!(sm.restores() >= 1, "it installed the leader's snapshot");
-    assert_eq!(sm.entries(), reference.entries());
-    back.shutdown().await;
-    for (q, _) in nodes {
-        q.shutdown().await;
-    }
+    shutdown_all(nodes.into_iter().map(|(q, _)| q).chain([back])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observer_receives_everything_without_voting() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let voters = voters(3);
-    let nodes = start_all(&voters, dir.path(), 10_000).await;
+    let Cluster {
+        dir,
+        voters,
+        nodes,
+        leader,
+    } = cluster(10_000).await;
     let refs: Vec<&Quorum> = nodes.iter().map(|(q, _)| q).collect();
-    let leader = agreed_leader(&refs).await;
     for i in 0..30 {
         propose_anywhere(&refs, format!("pre-{i}").into_bytes()).await;
     }
 
     let obs_addr = free_addrs(1)[0];
-    let obs_sm = TestSm::default();
+    let obs_sm = RecordingSm::default();
     let observer = Quorum::start(config(4, &voters, obs_addr, dir.path()), obs_sm.clone())
         .await
         .unwrap();
@@ -312,7 +337,7 @@ async fn observer_receives_everything_without_voting() {
     )
     .await;
     // The leader applied every entry before its propose returned.
-    let leader_sm = &nodes.iter().find(|(q, _)| q.node_id() == leader).unwrap().1;
+    let leader_sm = sm_of(&nodes, leader);
     assert_eq!(obs_sm.entries(), leader_sm.entries());
     assert_eq!(observer.leader(), Some(leader));
     assert_eq!(
@@ -334,8 +359,5 @@ async fn observer_receives_everything_without_voting() {
         matches!(follower.add_observer(5, obs_addr).await, Err(ProposeError::NotLeader { leader: Some(l) }) if l == leader)
     );
 
-    observer.shutdown().await;
-    for (q, _) in nodes {
-        q.shutdown().await;
-    }
+    shutdown_all(nodes.into_iter().map(|(q, _)| q).chain([observer])).await;
 }

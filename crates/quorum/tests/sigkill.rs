@@ -63,6 +63,14 @@ impl Proc {
     }
 }
 
+impl Drop for Proc {
+    /// A failed test must not leave nodes running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn example_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_quorum-node"))
 }
@@ -136,8 +144,9 @@ fn sigkilled_leader_is_replaced_and_catches_up_after_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(back.leader(), Some(new));
+    // Every node still answers; dropping a Proc kills it.
     for (_, mut p) in procs.into_iter().chain([(leader, back)]) {
-        drop(p.stdin);
-        let _ = p.child.wait();
+        writeln!(p.stdin, "describe").unwrap();
+        assert!(p.read().starts_with("QuorumDescription"));
     }
 }

@@ -18,7 +18,7 @@ fn single(dir: &std::path::Path) -> QuorumConfig {
 async fn single_voter_commits_at_once_and_keeps_state_across_restarts() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let sm = TestSm::default();
+    let sm = RecordingSm::default();
     let q = Quorum::start(single(dir.path()), sm.clone()).await.unwrap();
     assert_eq!(q.leader(), Some(1));
     let first = q
@@ -36,7 +36,7 @@ async fn single_voter_commits_at_once_and_keeps_state_across_restarts() {
     assert_eq!(d.high_watermark, before[9].0 + 1);
     q.shutdown().await;
 
-    let sm2 = TestSm::default();
+    let sm2 = RecordingSm::default();
     let q = Quorum::start(single(dir.path()), sm2.clone())
         .await
         .unwrap();
@@ -53,7 +53,7 @@ async fn single_voter_restores_from_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = single(dir.path());
     cfg.snapshot_every = 20;
-    let sm = TestSm::default();
+    let sm = RecordingSm::default();
     let q = Quorum::start(cfg.clone(), sm.clone()).await.unwrap();
     for i in 0..70 {
         q.propose(format!("s{i}").into_bytes()).await.unwrap();
@@ -62,7 +62,7 @@ async fn single_voter_restores_from_its_snapshot() {
     q.shutdown().await;
     assert!(cfg.dir.join("snapshot").exists());
 
-    let sm2 = TestSm::default();
+    let sm2 = RecordingSm::default();
     let q = Quorum::start(cfg, sm2.clone()).await.unwrap();
     assert_eq!(sm2.restores(), 1);
     assert_eq!(sm2.entries(), before);
@@ -75,7 +75,7 @@ async fn torn_tail_is_cut_and_damage_is_reported() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let cfg = single(dir.path());
-    let sm = TestSm::default();
+    let sm = RecordingSm::default();
     let q = Quorum::start(cfg.clone(), sm.clone()).await.unwrap();
     for i in 0..5 {
         q.propose(format!("t{i}").into_bytes()).await.unwrap();
@@ -91,7 +91,7 @@ async fn torn_tail_is_cut_and_damage_is_reported() {
     f.write_all(&[0xab; 14]).unwrap();
     drop(f);
 
-    let sm2 = TestSm::default();
+    let sm2 = RecordingSm::default();
     let q = Quorum::start(cfg.clone(), sm2.clone())
         .await
         .expect("a torn tail is recovered");
@@ -104,7 +104,7 @@ async fn torn_tail_is_cut_and_damage_is_reported() {
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&log, &bytes).unwrap();
-    match Quorum::start(cfg, TestSm::default()).await {
+    match Quorum::start(cfg, RecordingSm::default()).await {
         Err(QuorumError::Disk(DiskError::Corrupt { offset, .. })) => assert_eq!(offset, 0),
         other => panic!("expected a damaged-file error, got {other:?}"),
     }

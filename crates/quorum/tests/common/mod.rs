@@ -4,76 +4,14 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strom_quorum::{ProposeError, Quorum, QuorumConfig, StateMachine};
+use strom_quorum::{ProposeError, Quorum, QuorumConfig};
 
-/// What a test state machine saw: the applied entries and how many snapshots it restored.
-#[derive(Debug, Default)]
-pub struct Seen {
-    pub entries: Vec<(u64, Vec<u8>)>,
-    pub restores: usize,
-}
-
-/// A state machine keeping every entry, shared with the test through `seen`.
-#[derive(Clone, Default)]
-pub struct TestSm {
-    pub seen: Arc<Mutex<Seen>>,
-}
-
-impl TestSm {
-    pub fn entries(&self) -> Vec<(u64, Vec<u8>)> {
-        self.seen.lock().unwrap().entries.clone()
-    }
-    pub fn len(&self) -> usize {
-        self.seen.lock().unwrap().entries.len()
-    }
-    pub fn restores(&self) -> usize {
-        self.seen.lock().unwrap().restores
-    }
-}
-
-impl StateMachine for TestSm {
-    fn apply(&mut self, index: u64, entry: &[u8]) {
-        let mut s = self.seen.lock().unwrap();
-        if let Some((last, _)) = s.entries.last() {
-            assert!(index > *last, "entry {index} applied after {last}");
-        }
-        s.entries.push((index, entry.to_vec()));
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        let s = self.seen.lock().unwrap();
-        let mut out = Vec::new();
-        for (i, e) in &s.entries {
-            out.extend_from_slice(&i.to_le_bytes());
-            out.extend_from_slice(&(e.len() as u32).to_le_bytes());
-            out.extend_from_slice(e);
-        }
-        out
-    }
-
-    fn restore(&mut self, mut snap: &[u8]) -> Result<(), String> {
-        let mut entries = Vec::new();
-        while !snap.is_empty() {
-            if snap.len() < 12 {
-                return Err("short snapshot".into());
-            }
-            let index = u64::from_le_bytes(snap[..8].try_into().unwrap());
-            let len = u32::from_le_bytes(snap[8..12].try_into().unwrap()) as usize;
-            if snap.len() < 12 + len {
-                return Err("short snapshot entry".into());
-            }
-            entries.push((index, snap[12..12 + len].to_vec()));
-            snap = &snap[12 + len..];
-        }
-        let mut s = self.seen.lock().unwrap();
-        s.entries = entries;
-        s.restores += 1;
-        Ok(())
-    }
-}
+#[path = "../../examples/recording_sm.rs"]
+mod recording_sm;
+#[allow(unused_imports)] // sigkill.rs uses only the port helper
+pub use recording_sm::RecordingSm;
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
