@@ -25,6 +25,12 @@ pub enum DiskError {
         /// The underlying error.
         source: io::Error,
     },
+    /// Another process (or another node in this one) has the directory open.
+    #[error("{path} is locked by another quorum node")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// A file is damaged somewhere other than a torn tail: its checksum or framing is wrong.
     #[error("{path} is damaged at byte {offset}: {reason}")]
     Corrupt {
@@ -134,6 +140,30 @@ pub(crate) fn write_atomic(path: &Path, payload: &[u8]) -> Result<(), DiskError>
     drop(file);
     fs::rename(&tmp, path).map_err(|e| DiskError::io("rename", path, e))?;
     sync_dir(path)
+}
+
+/// Takes an exclusive `flock` on `dir/lock`, held until the returned file is closed, so two
+/// nodes never share a directory.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, DiskError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| DiskError::io("open", &path, e))?;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Err(DiskError::Locked { path });
+        }
+        return Err(DiskError::io("flock", &path, e));
+    }
+    Ok(file)
 }
 
 /// Fsyncs the directory holding `path`, making a create or rename in it durable.

@@ -49,6 +49,7 @@
 //! - After `snapshot_every` entries the state machine's [`StateMachine::snapshot`] is stored and
 //!   the log before it (less one more interval kept for lagging followers) is dropped. A
 //!   follower missing those entries gets the snapshot and [`StateMachine::restore`]s it.
+//! - One node per directory: `dir/lock` is `flock`ed while the node runs.
 //! - State machine calls run on tokio's blocking pool, never on a runtime worker.
 //!
 //! See `docs/QUORUM.md` for the files on disk, the RPC framing and the `DescribeQuorum` mapping.

@@ -86,6 +86,8 @@ struct LogFile {
 
 #[derive(Debug)]
 struct Shared {
+    /// The directory lock, released when the last handle to the store is gone.
+    _lock: File,
     dir: PathBuf,
     mem: Mutex<Mem>,
     file: Mutex<LogFile>,
@@ -128,6 +130,7 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting a torn tail off the log file.
     pub(crate) fn open(dir: &Path, progress: Arc<Progress>) -> Result<LogStore, DiskError> {
         fs::create_dir_all(dir).map_err(|e| DiskError::io("create dir", dir, e))?;
+        let lock = disk::lock_dir(dir)?;
         let meta_path = dir.join("meta");
         let meta = match disk::read_single(&meta_path, 4096)? {
             Some(bytes) => postcard::from_bytes::<Meta>(&bytes)
@@ -152,6 +155,7 @@ impl LogStore {
             "opened quorum log"
         );
         let shared = Shared {
+            _lock: lock,
             dir: dir.to_path_buf(),
             mem: Mutex::new(Mem {
                 entries,
@@ -624,14 +628,18 @@ mod tests {
         write_log(dir.path(), 0..6);
         let mut s = open(dir.path()).unwrap();
         s.truncate(entry(4).log_id).await.unwrap();
-        assert_eq!(indexes(&open(dir.path()).unwrap()), vec![0, 1, 2, 3]);
+        drop(s);
+        let mut s = open(dir.path()).unwrap();
+        assert_eq!(indexes(&s), vec![0, 1, 2, 3]);
         s.purge(entry(1).log_id).await.unwrap();
+        drop(s);
         let mut again = open(dir.path()).unwrap();
         assert_eq!(indexes(&again), vec![2, 3]);
         let state = again.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(1));
         assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
         assert_eq!(again.limited_get_log_entries(0, 10).await.unwrap().len(), 2);
+        drop(again);
 
         // A purge point in `meta` but an old file (crash before the rewrite): the prefix is
         // skipped.
@@ -643,7 +651,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn vote_and_committed_are_kept() {
+    async fn vote_and_committed_are_kept_and_the_directory_is_locked() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = open(dir.path()).unwrap();
         assert!(s.is_pristine());
@@ -652,6 +660,8 @@ mod tests {
         s.save_committed(Some(LogId::new(LeaderId::new(3, 2), 17)))
             .await
             .unwrap();
+        assert!(matches!(open(dir.path()), Err(DiskError::Locked { .. })));
+        drop(s);
         let mut again = open(dir.path()).unwrap();
         assert!(!again.is_pristine());
         assert_eq!(again.read_vote().await.unwrap(), Some(vote));
@@ -659,6 +669,7 @@ mod tests {
             again.read_committed().await.unwrap().map(|c| c.index),
             Some(17)
         );
+        drop(again);
         // A damaged committed file only loses the hint.
         fs::write(dir.path().join("committed"), b"garbage").unwrap();
         assert_eq!(

@@ -30,6 +30,10 @@ async fn single_voter_commits_at_once_and_keeps_state_across_restarts() {
     }
     let before = sm.entries();
     assert_eq!(before.len(), 10);
+    match Quorum::start(single(dir.path()), RecordingSm::default()).await {
+        Err(QuorumError::Disk(DiskError::Locked { .. })) => {}
+        other => panic!("a second node on the same directory must fail, got {other:?}"),
+    }
     assert_eq!(before[0], (first, b"e0".to_vec()));
     let d = q.describe();
     assert_eq!(d.leader_id, Some(1));
