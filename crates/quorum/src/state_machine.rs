@@ -14,7 +14,9 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshot
 use serde::{Deserialize, Serialize};
 
 use crate::disk::{self, DiskError};
-use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    Entry, LogId, Payload, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// Largest snapshot file read back from disk.
 const MAX_SNAPSHOT: usize = 1 << 30;
@@ -39,20 +41,7 @@ pub trait StateMachine: Send + 'static {
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
     meta: SnapshotMeta,
-    #[serde(with = "serde_bytes_vec")]
-    data: Vec<u8>,
-}
-
-mod serde_bytes_vec {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        crate::types::Payload::deserialize(d).map(|p| p.0)
-    }
+    data: Payload,
 }
 
 struct Applied {
@@ -102,9 +91,9 @@ impl SmStore {
         if let Some(bytes) = disk::read_single(&path, MAX_SNAPSHOT)? {
             let file: SnapshotFile = postcard::from_bytes(&bytes)
                 .map_err(|e| DiskError::corrupt(&path, 0, format!("undecodable snapshot: {e}")))?;
-            user.restore(&file.data)
+            user.restore(&file.data.0)
                 .map_err(crate::QuorumError::Restore)?;
-            tracing::info!(last_applied = ?file.meta.last_log_id, bytes = file.data.len(), "restored the metadata snapshot");
+            tracing::info!(last_applied = ?file.meta.last_log_id, bytes = file.data.0.len(), "restored the metadata snapshot");
             applied.last_applied = file.meta.last_log_id;
             applied.membership = file.meta.last_membership;
         }
@@ -122,12 +111,12 @@ impl SmStore {
 fn save_snapshot(path: &Path, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<u8>, DiskError> {
     let file = SnapshotFile {
         meta: meta.clone(),
-        data,
+        data: Payload(data),
     };
     let bytes = postcard::to_allocvec(&file)
         .map_err(|e| DiskError::io("encode", path, io::Error::other(e)))?;
     disk::write_atomic(path, &bytes)?;
-    Ok(file.data)
+    Ok(file.data.0)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -241,7 +230,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                 .map_err(|e| io::Error::from(DiskError::corrupt(&path, 0, e.to_string())))?;
             Ok(Some(Snapshot {
                 meta: file.meta,
-                snapshot: Box::new(Cursor::new(file.data)),
+                snapshot: Box::new(Cursor::new(file.data.0)),
             }))
         })
         .await
