@@ -207,23 +207,29 @@ impl Topics {
                 }
             }
         }
-        let image = match self.commit(&batch) {
-            Ok((image, _)) => image,
-            Err(e) => {
-                drop(created);
-                Self::undo_layout(&made);
-                return Err(e);
-            }
-        };
+        // Hosted first: the replica manager serves a partition only once
+        // the image has it too, so nothing is served before the commit.
         {
             let mut by_name = self.by_name.write();
-            let mut collisions = self.collisions.write();
             for (_, t) in &created {
-                collisions.insert(names::collision_key(&t.name), t.name.clone());
                 by_name.insert(t.name.clone(), t.clone());
             }
         }
-        self.publish(image);
+        if let Err(e) = self.commit(&batch) {
+            {
+                let mut by_name = self.by_name.write();
+                for (_, t) in &created {
+                    by_name.remove(&t.name);
+                }
+            }
+            drop(created);
+            Self::undo_layout(&made);
+            return Err(e);
+        }
+        let mut collisions = self.collisions.write();
+        for (_, t) in &created {
+            collisions.insert(names::collision_key(&t.name), t.name.clone());
+        }
         Ok(created)
     }
 
@@ -235,8 +241,7 @@ impl Topics {
             .topic(name)
             .map(|t| t.id)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let (image, _) = self.commit(&vec![MetadataRecord::RemoveTopic { id }])?;
-        self.publish(image);
+        self.commit(&vec![MetadataRecord::RemoveTopic { id }])?;
         let t = self.by_name.write().remove(name);
         self.collisions.write().remove(&names::collision_key(name));
         for p in t.iter().flat_map(|t| t.partitions.read().clone()) {
@@ -338,18 +343,21 @@ impl Topics {
                 }
             }
         }
-        let image = match self.commit(&batch) {
-            Ok((image, _)) => image,
-            Err(e) => {
-                drop(laid);
-                Self::undo_layout(&made);
-                return Err(e);
-            }
-        };
+        // Logs first, as for new topics: served once the image has them.
+        let before: Vec<usize> = accepted
+            .iter()
+            .map(|(_, t, ..)| t.partition_count())
+            .collect();
         for ((_, t, ..), parts) in accepted.iter().zip(laid) {
             t.partitions.write().extend(parts);
         }
-        self.publish(image);
+        if let Err(e) = self.commit(&batch) {
+            for ((_, t, ..), n) in accepted.iter().zip(before) {
+                t.partitions.write().truncate(n);
+            }
+            Self::undo_layout(&made);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -412,8 +420,9 @@ impl Topics {
                 value: Some(v.clone()),
             });
         let batch: RecordBatch = removed.chain(set).collect();
-        let (image, _) = self.commit(&batch)?;
-        self.publish(image);
+        if !batch.is_empty() {
+            self.commit(&batch)?;
+        }
         let lc = config::log_config(&self.broker, &configs);
         // The cleaner and retention read each log's config at every pass.
         for p in t.partitions.read().iter() {

@@ -1,6 +1,5 @@
-//! `topics.json`: the single node's record of its topics, written from the
-//! [`MetadataImage`] after every administrative change and read back into
-//! metadata records at start-up (so it is the image's snapshot on disk).
+//! `topics.json`: where versions before the metadata log recorded a single
+//! node's topics. Read once, into metadata records, by [`migrate`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +9,7 @@ use uuid::Uuid;
 
 use super::TopicError;
 use crate::metadata::records::{ConfigResource, PartitionRecord};
-use crate::metadata::{LeaderEpoch, MetadataImage, MetadataRecord, NodeId, RecordBatch};
+use crate::metadata::{LeaderEpoch, MetadataRecord, MetadataStore, NodeId, RecordBatch};
 use crate::names;
 
 /// The file's name in the data directory.
@@ -120,24 +119,52 @@ pub(super) fn config_records(
         })
 }
 
-/// Writes the image's topics to `path`, atomically and durably.
-pub(super) fn write(path: &Path, image: &MetadataImage) -> Result<(), TopicError> {
-    let entries: Vec<TopicEntry> = image
-        .topics()
-        .into_iter()
-        .map(|t| TopicEntry {
-            name: t.name.to_string(),
-            id: t.id,
-            partitions: t.partitions.len() as i32,
-            configs: t.configs.clone(),
-        })
-        .collect();
-    let bytes = serde_json::to_vec_pretty(&entries).map_err(|e| TopicError::Write {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
-    crate::durable::write_atomically(path, &bytes).map_err(|source| TopicError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+/// Most records one migration step commits (the controller's bound on one operation).
+const MIGRATE_STEP: usize = super::MAX_RECORDS_PER_USER_OP;
+
+/// Moves the topics of a `topics.json` written by an earlier version into
+/// the metadata log, then renames the file `topics.json.migrated`. Each step
+/// commits what the log does not have yet (topics, partitions, config
+/// overrides), so a migration cut short by a crash resumes where it stopped.
+pub(super) fn migrate(dir: &Path, node: NodeId, store: &MetadataStore) -> Result<(), TopicError> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let records = read(&path, node)?;
+    let image = store.image();
+    let mut missing: RecordBatch = Vec::new();
+    let mut ids = std::collections::HashMap::new();
+    for r in records {
+        let needed = match &r {
+            MetadataRecord::Topic { name, id } => {
+                ids.insert(*id, name.clone());
+                image.topic(name).is_none()
+            }
+            MetadataRecord::Partition(p) => ids.get(&p.topic_id).is_some_and(|name| {
+                image
+                    .topic(name)
+                    .is_none_or(|t| t.partition(p.partition).is_none())
+            }),
+            MetadataRecord::Config {
+                resource: ConfigResource::Topic(name),
+                name: key,
+                value,
+            } => image
+                .topic(name)
+                .is_none_or(|t| t.configs.get(key) != value.as_ref()),
+            _ => false,
+        };
+        if needed {
+            missing.push(r);
+        }
+    }
+    let total = missing.len();
+    for step in missing.chunks(MIGRATE_STEP) {
+        store.commit(step)?;
+    }
+    let done = dir.join(format!("{FILE}.migrated"));
+    std::fs::rename(&path, &done)?;
+    tracing::info!(records = total, from = %path.display(), kept_as = %done.display(), "moved topics.json into the metadata log");
+    Ok(())
 }

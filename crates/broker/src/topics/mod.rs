@@ -24,7 +24,9 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::config::{self, BrokerConfig, ConfigError};
-use crate::metadata::{ImageChanges, ImageError, MetadataImage, NodeId, RecordBatch};
+use crate::metadata::{
+    ImageError, MetadataError, MetadataImage, MetadataStore, NodeId, RecordBatch,
+};
 use crate::names;
 
 mod admin;
@@ -84,6 +86,9 @@ pub enum TopicError {
     /// A metadata change does not fit the image (a bug, or a damaged file).
     #[error("metadata: {0}")]
     Metadata(#[from] ImageError),
+    /// The metadata log refused or failed a change.
+    #[error(transparent)]
+    MetadataLog(#[from] MetadataError),
     /// Other I/O in the data directory.
     #[error("data directory I/O failed: {0}")]
     Io(#[from] std::io::Error),
@@ -157,8 +162,8 @@ pub struct Topics {
     broker: Arc<BrokerConfig>,
     /// This node: the replica and leader of every partition on one node.
     node: NodeId,
-    /// The source of truth; replaced whole, never changed in place.
-    image: RwLock<Arc<MetadataImage>>,
+    /// The metadata log and the image built from it: the source of truth.
+    store: MetadataStore,
     /// The logs hosted here, by topic name.
     by_name: RwLock<HashMap<String, Arc<Topic>>>,
     /// Collision key ('.' and '_' alike) to topic name, so a new name is
@@ -170,17 +175,19 @@ pub struct Topics {
 }
 
 impl Topics {
-    /// Loads the topics recorded in `dir` and opens their logs.
+    /// Opens the metadata log in `dir` (migrating a `topics.json` left by an
+    /// earlier version on the first start) and the logs of its topics.
     pub fn open(dir: &Path, broker: Arc<BrokerConfig>) -> Result<Topics, TopicError> {
         std::fs::create_dir_all(dir)?;
         let node = NodeId(broker.node_id());
-        let records = json_file::read(&dir.join(json_file::FILE), node)?;
-        let (image, _) = MetadataImage::default().apply(1, &records)?;
+        let store = MetadataStore::open_single(dir, node)?;
+        json_file::migrate(dir, node, &store)?;
+        let image = store.image();
         let topics = Topics {
             dir: dir.to_path_buf(),
             broker,
             node,
-            image: RwLock::new(Arc::new(image.clone())),
+            store,
             by_name: RwLock::new(HashMap::new()),
             collisions: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
@@ -206,7 +213,7 @@ impl Topics {
             collisions.insert(names::collision_key(&t.name), t.name.to_string());
             map.insert(t.name.to_string(), topic);
         }
-        tracing::info!(topics = map.len(), dir = %dir.display(), "loaded topics");
+        tracing::info!(topics = map.len(), metadata_offset = image.offset, dir = %dir.display(), "loaded topics");
         *topics.by_name.write() = map;
         *topics.collisions.write() = collisions;
         Ok(topics)
@@ -218,22 +225,22 @@ impl Topics {
 
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().clone()
+        self.store.image()
     }
 
-    /// Applies `batch` to the image and records the result durably; the
-    /// caller publishes it with [`Topics::publish`] once the logs it needs
-    /// are in place. Nothing changes when either step fails. Call under `admin`.
-    fn commit(&self, batch: &RecordBatch) -> Result<(MetadataImage, ImageChanges), TopicError> {
+    /// Checks `batch` against the image, then commits it to the metadata
+    /// log; when this returns `Ok` the image shows it. Nothing changes when
+    /// either step fails. Call under `admin`.
+    fn commit(&self, batch: &RecordBatch) -> Result<(), TopicError> {
         let current = self.image();
-        let (next, changes) = current.apply(current.offset + 1, batch)?;
-        json_file::write(&self.dir.join(json_file::FILE), &next)?;
-        Ok((next, changes))
+        current.apply(current.offset + 1, batch)?;
+        self.store.commit(batch)?;
+        Ok(())
     }
 
-    /// Makes a committed image the one every reader sees.
-    fn publish(&self, image: MetadataImage) {
-        *self.image.write() = Arc::new(image);
+    /// What Kafka's DescribeQuorum reports of the metadata quorum.
+    pub fn quorum(&self) -> Option<strom_quorum::QuorumDescription> {
+        self.store.describe()
     }
 
     /// The broker configuration.
@@ -291,7 +298,7 @@ impl Topics {
             .collect()
     }
 
-    /// Closes every log cleanly (flush and clean-shutdown marker).
+    /// Closes every log cleanly (flush and clean-shutdown marker), then the metadata log.
     pub fn close_all(&self) {
         for p in self.all_partitions() {
             // Before the log's clean marker: a clean log with no snapshot means no producer state.
@@ -302,5 +309,6 @@ impl Topics {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
             }
         }
+        self.store.close();
     }
 }

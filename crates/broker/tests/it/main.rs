@@ -6,6 +6,7 @@ mod client;
 mod groups;
 mod hostile_admin;
 mod idempotence;
+mod metadata_log;
 mod poison;
 mod produce_fetch;
 mod topics;
