@@ -118,17 +118,25 @@ def test_damaged_start_up_files_say_what_is_wrong(make_broker):
     admin.create_topics([NewTopic("kept", 1, 1)])["kept"].result(30)
     del admin
     b.stop()
-    topics = os.path.join(b.data_dir, "topics.json")
-    good = open(topics, "rb").read()
+    metadata = os.path.join(b.data_dir, "__cluster_metadata-0", "log")
+    good = open(metadata, "rb").read()
+    bad = bytearray(good)
+    bad[len(good) // 2] ^= 0xFF
+    open(metadata, "wb").write(bad)
+    log = start_fails(b)
+    assert "metadata log cannot start" in log and "is damaged at byte" in log, log
+    open(metadata, "wb").write(good)
 
+    # A topics.json from an earlier version is migrated; a damaged one is refused with a reason.
+    topics = os.path.join(b.data_dir, "topics.json")
     open(topics, "wb").close()
     log = start_fails(b)
     assert "topics.json is empty" in log and "restore topics.json from a backup" in log, log
     assert "cannot write" not in log
-    open(topics, "wb").write(good[: len(good) // 2])
+    open(topics, "wb").write(b'[{"name": "kept", "id"')
     log = start_fails(b)
     assert "topics.json is damaged" in log, log
-    open(topics, "wb").write(good)
+    os.remove(topics)
 
     block = os.path.join(b.data_dir, "producer-id-block")
     for junk in (b"", b"garbage\n"):

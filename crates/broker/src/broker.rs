@@ -7,6 +7,8 @@ use crate::cleaner::LogCleaner;
 use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::handlers::fetch::FetchSessions;
+use crate::metadata::NodeId;
+use crate::replica::ReplicaManager;
 use crate::topics::{TopicError, Topics};
 use crate::txn::{TxnConfig, TxnCoordinator};
 
@@ -17,6 +19,8 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     /// Topics and their logs.
     pub topics: Arc<Topics>,
+    /// The partitions this node leads or follows: every handler's way to a log.
+    pub replicas: ReplicaManager,
     /// Cluster id, generated on first start and kept in `meta.properties`.
     pub cluster_id: String,
     /// This node's id.
@@ -74,7 +78,9 @@ impl Broker {
         let txns = TxnCoordinator::open(topics.clone(), &dir, txn_config)?;
         txns.recover(&groups);
         let cleaner = LogCleaner::start(topics.clone());
+        let replicas = ReplicaManager::new(NodeId(config.node_id()), topics.clone());
         Ok(Broker {
+            replicas,
             cleaner,
             groups,
             txns,

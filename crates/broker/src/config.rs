@@ -158,6 +158,7 @@ const fn choice(mut d: ConfigDef, choices: &'static [&'static str]) -> ConfigDef
 }
 
 mod broker_docs;
+pub mod cluster;
 pub mod dynamic;
 mod topic_defs;
 mod validate;
@@ -177,6 +178,21 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("node.id", Int, "1", 0),
     def("listeners", STR, "PLAINTEXT://127.0.0.1:9092", 0),
     def("advertised.listeners", STR, "", 0),
+    def("process.roles", List, "broker,controller", 0),
+    def("controller.quorum.voters", List, "", 0),
+    def("controller.listener.names", STR, "", 0),
+    def(
+        "listener.security.protocol.map",
+        STR,
+        cluster::DEFAULT_PROTOCOL_MAP,
+        0,
+    ),
+    def("inter.broker.listener.name", STR, "", 0),
+    def("broker.rack", STR, "", 0),
+    def("broker.heartbeat.interval.ms", Int, "2000", 1),
+    def("broker.session.timeout.ms", Int, "9000", 1),
+    def("controller.quorum.election.timeout.ms", Int, "1000", 1),
+    def("controller.quorum.fetch.timeout.ms", Int, "2000", 1),
     def("log.dirs", STR, "./strom-data", 0),
     def("auto.create.topics.enable", Boolean, "true", 0),
     def("num.partitions", Int, "1", 1),
@@ -506,17 +522,6 @@ impl BrokerConfig {
         )
     }
 
-    /// `host:port` to bind, from `listeners`.
-    pub fn listen_addr(&self) -> String {
-        strip_scheme(&self.get("listeners"))
-    }
-
-    /// `host:port` to advertise: `advertised.listeners`, or the bound address.
-    pub fn advertised_addr(&self) -> Option<String> {
-        let a = self.get("advertised.listeners");
-        (!a.is_empty()).then(|| strip_scheme(&a))
-    }
-
     /// Every broker config with its effective value and whether it was set.
     pub fn all(&self) -> Vec<(&'static ConfigDef, String, bool)> {
         BROKER_CONFIGS
@@ -524,14 +529,6 @@ impl BrokerConfig {
             .map(|d| (d, self.get(d.name), self.is_set(d.name)))
             .collect()
     }
-}
-
-fn strip_scheme(listener: &str) -> String {
-    let first = listener.split(',').next().unwrap_or("").trim();
-    first
-        .split_once("://")
-        .map_or(first, |(_, rest)| rest)
-        .to_string()
 }
 
 /// How a broker config may change at runtime. `listeners` is per-broker

@@ -19,12 +19,15 @@ mod dispatch;
 mod durable;
 pub mod group;
 pub mod handlers;
+pub mod metadata;
 pub mod names;
 pub mod net;
 pub mod partition;
+pub mod replica;
 pub mod server;
 pub mod topics;
 pub mod txn;
+pub mod waiters;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -15,6 +15,7 @@ use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
 use thiserror::Error;
 
 use crate::txn::producer_state::{AbortedTxn, Marker, ProducerState, SequenceError, Verdict};
+use crate::waiters::Waiters;
 
 /// Why an append did not happen.
 #[derive(Debug, Error)]
@@ -54,6 +55,8 @@ pub struct Partition {
     pub log: Arc<Log>,
     /// Idempotent producers and transactions.
     pub producers: Mutex<ProducerState>,
+    /// Fetches waiting for this partition to grow.
+    pub waiters: Waiters,
 }
 
 /// Broker time in milliseconds.
@@ -91,11 +94,20 @@ impl Partition {
             index,
             log: Arc::new(log),
             producers: Mutex::new(state),
+            waiters: Waiters::default(),
         })
     }
 
     /// Appends validated batches (blocking under `flush.messages=1`).
     pub fn append(&self, buf: &[u8]) -> Result<Appended, AppendError> {
+        let appended = self.append_inner(buf);
+        if matches!(appended, Ok(Appended::Written(_))) {
+            self.waiters.wake();
+        }
+        appended
+    }
+
+    fn append_inner(&self, buf: &[u8]) -> Result<Appended, AppendError> {
         let first = BatchHeader::parse(buf).map_err(StorageError::InvalidBatch)?;
         if first.producer_id < 0 {
             return Ok(Appended::Written(self.log.append(buf)?));
@@ -139,6 +151,7 @@ impl Partition {
             self.producers.lock().apply(&h, None, now);
             Ok::<(), std::convert::Infallible>(())
         })?;
+        self.waiters.wake();
         Ok(outcome.unwrap_or_else(|never| match never {}))
     }
 
@@ -169,6 +182,7 @@ impl Partition {
             Ok::<(), std::convert::Infallible>(())
         })?;
         let info = outcome.unwrap_or_else(|never| match never {});
+        self.waiters.wake();
         Ok(info.base_offset)
     }
 

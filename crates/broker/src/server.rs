@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
+use crate::config::cluster::ClusterLayout;
 use crate::config::BrokerConfig;
 use crate::net::fd::{self, SpareFd};
 use crate::net::limits::{LimitsError, NetLimits};
@@ -30,9 +31,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The advertised address is not HOST:PORT.
-    #[error("invalid advertised listener '{0}': expected HOST:PORT")]
-    Advertised(String),
+    /// The cluster configs (roles, voters, listeners) are unusable.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     /// The network limits in the config are unusable.
     #[error("{0}")]
     Limits(#[from] LimitsError),
@@ -61,17 +62,17 @@ impl ServerHandle {
     }
 }
 
-fn split_host_port(s: &str) -> Option<(String, i32)> {
-    let (h, p) = s.rsplit_once(':')?;
-    Some((
-        h.trim_start_matches('[').trim_end_matches(']').to_string(),
-        p.parse().ok()?,
-    ))
-}
-
 /// Binds the listener, opens the data directory and starts serving.
 pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
-    let addr = config.listen_addr();
+    let layout = ClusterLayout::from_config(&config)?;
+    if !layout.single_node() {
+        return Err(ServerError::Config(crate::config::ConfigError::Refused(
+            "controller.quorum.voters is set, but this build runs one node only: multi-node clusters are not available yet (docs/OPERATIONS.md)".into(),
+        )));
+    }
+    // The first broker listener serves clients (one listener for now).
+    let bound = &layout.broker_listeners[0];
+    let addr = bound.address();
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -82,9 +83,12 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
         addr: addr.clone(),
         source,
     })?;
-    let advertised = match config.advertised_addr() {
-        Some(a) => split_host_port(&a).ok_or(ServerError::Advertised(a))?,
-        None => (local.ip().to_string(), local.port() as i32),
+    // Advertised as configured, or as bound (the real port when it was 0).
+    let advertised = match layout.advertised.iter().find(|l| l.name == bound.name) {
+        Some(a) if config.is_set("advertised.listeners") && !a.host.is_empty() => {
+            (a.host.clone(), i32::from(a.port))
+        }
+        _ => (local.ip().to_string(), i32::from(local.port())),
     };
     let limits = NetLimits::from_config(&config, fd::nofile_limit())?;
     let retention_every = Duration::from_millis(

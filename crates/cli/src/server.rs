@@ -118,7 +118,8 @@ pub fn run(args: ServerArgs) -> Result<()> {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -182,7 +183,7 @@ mod tests {
         assert_eq!(c.get("num.partitions"), "4");
         assert_eq!(c.get("log.retention.ms"), "7");
         assert_eq!(c.get("log.segment.bytes"), "1048576");
-        assert_eq!(c.listen_addr(), "127.0.0.1:9092");
+        assert_eq!(c.get("listeners"), "PLAINTEXT://127.0.0.1:9092");
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn defaults_and_overrides_resolve_like_kafka() {
     assert_eq!(log_config(&b, &t).retention_ms, 5);
     let d = topic_def("segment.bytes").expect("known");
     assert_eq!(topic_value(&b, &t, d).1, ConfigSource::Default);
-    assert_eq!(b.listen_addr(), "127.0.0.1:9092");
+    assert_eq!(b.get("listeners"), "PLAINTEXT://127.0.0.1:9092");
 }
 
 #[test]

@@ -148,7 +148,7 @@ fn alter_topic(
     let current = if replace {
         BTreeMap::new()
     } else {
-        t.configs.read().clone()
+        broker.topics.configs_of(&t.name)
     };
     let b = broker.topics.broker();
     let next = edit(

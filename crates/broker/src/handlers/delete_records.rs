@@ -15,14 +15,14 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topics.get(&t.name.0);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
-                    let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let part = match broker.replicas.leader_of(&t.name.0, p.partition_index) {
+                        Ok(led) => led.log,
+                        Err(e) => return r.with_error_code(e.code().code()),
                     };
                     let offset = if p.offset == -1 { part.log.log_end_offset() } else { p.offset };
                     match part.log.delete_records_before(offset) {

@@ -137,7 +137,7 @@ fn describe_topic(
     let Some(t) = broker.topics.get(name) else {
         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
     };
-    let overrides = t.configs.read().clone();
+    let overrides = broker.topics.configs_of(&t.name);
     let b = broker.topics.broker();
     let configs = config::TOPIC_CONFIGS
         .iter()

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use parking_lot::Mutex;
 use strom_storage::StorageError;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::s;
@@ -120,6 +122,7 @@ fn gather(
     max_bytes: i32,
     incremental: bool,
     read_committed: bool,
+    waiter: &Arc<Notify>,
 ) -> (Vec<(Key, Uuid, PartitionData)>, usize, bool) {
     let mut out = Vec::new();
     let mut budget = max_bytes.max(0) as usize;
@@ -128,22 +131,25 @@ fn gather(
     let mut first = true;
     for w in wants {
         let part = if w.key.0.is_empty() {
-            None
+            Err(ResponseError::UnknownTopicId)
         } else {
             broker
-                .topics
-                .get(&w.key.0)
-                .and_then(|t| t.partition(w.key.1))
+                .replicas
+                .leader_of(&w.key.0, w.key.1)
+                .map(|led| led.log)
+                .map_err(|e| e.code())
         };
-        let Some(p) = part else {
-            let e = if w.key.0.is_empty() {
-                ResponseError::UnknownTopicId
-            } else {
-                ResponseError::UnknownTopicOrPartition
-            };
-            out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
-            error = true;
-            continue;
+        let p = match part {
+            Ok(p) => {
+                // Before reading: an append after the read wakes this fetch.
+                p.waiters.register(waiter);
+                p
+            }
+            Err(e) => {
+                out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
+                error = true;
+                continue;
+            }
         };
         let hw = p.log.log_end_offset();
         let lso = p.log.log_start_offset();
@@ -331,9 +337,8 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
 
     // Long poll: re-gather after each append until min_bytes or the deadline.
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let mut rx = broker.topics.subscribe_appends();
     let (parts, _) = loop {
-        rx.borrow_and_update();
+        let waiter = Arc::new(Notify::new());
         let (parts, total, error) = gather(
             broker,
             version,
@@ -341,12 +346,13 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
             max_bytes,
             incremental,
             req.isolation_level == 1,
+            &waiter,
         );
         if error || total >= req.min_bytes.max(0) as usize || Instant::now() >= deadline {
             break (parts, total);
         }
         tokio::select! {
-            changed = rx.changed() => { if changed.is_err() { break (parts, total); } }
+            _ = waiter.notified() => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     };

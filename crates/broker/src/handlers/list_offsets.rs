@@ -11,7 +11,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::Broker;
-use crate::topics::Topic;
+use crate::metadata::LeaderEpoch;
 
 /// Latest offset (the high watermark).
 pub const LATEST: i64 = -1;
@@ -28,8 +28,8 @@ pub const EARLIEST_LOCAL: i64 = -4;
 /// more than once is answered INVALID_REQUEST without being looked up: the
 /// response never outgrows the distinct partitions asked for.
 pub fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
-    // leader_epoch exists from v4.
-    let epoch = if version >= 4 { 0 } else { -1 };
+    // leader_epoch and current_leader_epoch exist from v4.
+    let with_epoch = version >= 4;
     // read_committed (v2+) reads "latest" as the last stable offset.
     let read_committed = version >= 2 && req.isolation_level == 1;
     let mut named: HashMap<(&str, i32), usize> = HashMap::new();
@@ -45,7 +45,6 @@ pub fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOff
     let mut answered = HashSet::new();
     for t in &req.topics {
         let name = t.name.0.as_str();
-        let topic = broker.topics.get(name);
         let slot = *by_topic.entry(name).or_insert_with(|| {
             out.push(ListOffsetsTopicResponse::default().with_name(t.name.clone()));
             out.len() - 1
@@ -58,7 +57,7 @@ pub fn handle(broker: &Broker, version: i16, req: ListOffsetsRequest) -> ListOff
             let r = if named[&key] > 1 {
                 unknown(p.partition_index).with_error_code(ResponseError::InvalidRequest.code())
             } else {
-                lookup(topic.as_deref(), name, p, read_committed, epoch)
+                lookup(broker, name, p, read_committed, with_epoch)
             };
             out[slot].partitions.push(r);
         }
@@ -75,15 +74,21 @@ fn unknown(index: i32) -> ListOffsetsPartitionResponse {
 
 /// One partition's answer.
 fn lookup(
-    topic: Option<&Topic>,
+    broker: &Broker,
     name: &str,
     p: &ListOffsetsPartition,
     read_committed: bool,
-    epoch: i32,
+    with_epoch: bool,
 ) -> ListOffsetsPartitionResponse {
     let r = unknown(p.partition_index);
-    let Some(part) = topic.and_then(|t| t.partition(p.partition_index)) else {
-        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    let asked = if with_epoch {
+        LeaderEpoch(p.current_leader_epoch)
+    } else {
+        LeaderEpoch::UNKNOWN
+    };
+    let (part, epoch) = match broker.replicas.leader_at(name, p.partition_index, asked) {
+        Ok(led) => (led.log, if with_epoch { led.epoch.0 } else { -1 }),
+        Err(e) => return r.with_error_code(e.code().code()),
     };
     let log = &part.log;
     let found = match p.timestamp {

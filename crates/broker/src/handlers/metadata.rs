@@ -2,7 +2,6 @@
 //! `auto.create.topics.enable` is on and the client allows it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -12,34 +11,37 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use super::s;
 use crate::broker::Broker;
-use crate::topics::{NewTopic, Topic, TopicError};
+use crate::metadata::{NodeId, TopicImage};
+use crate::topics::{NewTopic, TopicError};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPS_OMITTED: i32 = i32::MIN;
 
-pub(crate) fn topic_entry(broker: &Broker, version: i16, t: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id);
+/// A topic's entry as the image places it: leader, epoch, replicas and ISR
+/// of each partition.
+pub(crate) fn topic_entry(version: i16, t: &TopicImage) -> MetadataResponseTopic {
+    let nodes = |v: &[NodeId]| v.iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
     let partitions = t
         .partitions
-        .read()
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(p.leader.0))
+                .with_leader_epoch(if version >= 7 { p.leader_epoch.0 } else { -1 })
+                .with_replica_nodes(nodes(&p.replicas))
+                .with_isr_nodes(nodes(&p.isr))
         })
         .collect();
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(s(t.name.clone()))))
+        .with_name(Some(TopicName(s(t.name.to_string()))))
         .with_topic_id(if version >= 10 {
             t.id
         } else {
             uuid::Uuid::nil()
         })
-        .with_is_internal(version >= 1 && t.name == crate::group::store::OFFSETS_TOPIC)
+        .with_is_internal(version >= 1 && &*t.name == crate::group::store::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPS_OMITTED)
 }
@@ -74,11 +76,12 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
     };
     let auto_create = topics.broker().get_bool("auto.create.topics.enable")
         && (version < 4 || req.allow_auto_topic_creation);
+    let image = topics.image();
     let entries = if all {
-        topics
-            .all()
-            .iter()
-            .map(|t| topic_entry(broker, version, t))
+        image
+            .topics()
+            .into_iter()
+            .map(|t| topic_entry(version, t))
             .collect()
     } else {
         let mut slots = Vec::new();
@@ -93,8 +96,8 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
                     if !names_seen.insert(name.clone()) {
                         continue;
                     }
-                    match topics.get(&name) {
-                        Some(t) => Slot::Done(topic_entry(broker, version, &t)),
+                    match image.topic(&name) {
+                        Some(t) => Slot::Done(topic_entry(version, t)),
                         None if crate::names::validate_topic_name(&name).is_err() => {
                             Slot::Done(error_entry(
                                 Some(name),
@@ -121,8 +124,8 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
                     if !ids_seen.insert(rt.topic_id) {
                         continue;
                     }
-                    Slot::Done(match topics.get_by_id(rt.topic_id) {
-                        Some(t) => topic_entry(broker, version, &t),
+                    Slot::Done(match image.topic_by_id(rt.topic_id) {
+                        Some(t) => topic_entry(version, t),
                         None => error_entry(None, rt.topic_id, ResponseError::UnknownTopicId),
                     })
                 }
@@ -130,21 +133,22 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
             slots.push(slot);
         }
         let created = auto_create_all(broker, &to_create).await;
+        let image = topics.image();
         slots
             .into_iter()
             .map(|slot| match slot {
                 Slot::Done(e) => e,
                 Slot::Create(i) => {
                     let name = to_create[i].name.clone();
-                    match &created[i] {
-                        Ok(t) => topic_entry(broker, version, t),
-                        Err(e) => {
-                            // Created meanwhile by another request: answer with it.
-                            match topics.get(&name) {
-                                Some(t) => topic_entry(broker, version, &t),
-                                None => error_entry(Some(name), uuid::Uuid::nil(), *e),
-                            }
-                        }
+                    // Created now, or meanwhile by another request: answer with it.
+                    match (&created[i], image.topic(&name)) {
+                        (_, Some(t)) => topic_entry(version, t),
+                        (Err(e), None) => error_entry(Some(name), uuid::Uuid::nil(), *e),
+                        (Ok(()), None) => error_entry(
+                            Some(name),
+                            uuid::Uuid::nil(),
+                            ResponseError::LeaderNotAvailable,
+                        ),
                     }
                 }
             })
@@ -164,10 +168,7 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
 
 /// Auto-creates `wanted` in one batch on the blocking pool; each gets its
 /// topic or the error code to answer with.
-async fn auto_create_all(
-    broker: &Broker,
-    wanted: &[NewTopic],
-) -> Vec<Result<Arc<Topic>, ResponseError>> {
+async fn auto_create_all(broker: &Broker, wanted: &[NewTopic]) -> Vec<Result<(), ResponseError>> {
     if wanted.is_empty() {
         return Vec::new();
     }
@@ -180,7 +181,7 @@ async fn auto_create_all(
             .into_iter()
             .zip(wanted)
             .map(|(r, w)| match r {
-                Ok(Some(t)) => Ok(t),
+                Ok(Some(_)) => Ok(()),
                 Ok(None) => Err(ResponseError::UnknownTopicOrPartition),
                 Err(TopicError::InvalidName(_)) => Err(ResponseError::InvalidTopicException),
                 Err(TopicError::AlreadyExists(_)) => Err(ResponseError::LeaderNotAvailable),

@@ -94,10 +94,12 @@ fn refusal(e: ValidationError, problems: &[RecordProblem], tp: &str) -> Refusal 
 
 /// What the topic allows, read once per partition under one lock.
 fn policy(broker: &Broker, topic: &Topic) -> ValidationPolicy {
-    let overrides = topic.configs.read();
+    let image = broker.topics.image();
+    let none = std::collections::BTreeMap::new();
+    let overrides = image.topic(&topic.name).map_or(&none, |t| &t.configs);
     let get = |name: &str| {
         crate::config::topic_def(name)
-            .map(|d| crate::config::topic_value(broker.topics.broker(), &overrides, d).0)
+            .map(|d| crate::config::topic_value(broker.topics.broker(), overrides, d).0)
             .unwrap_or_default()
     };
     let num = |name: &str, default: i64| get(name).trim().parse::<i64>().unwrap_or(default);
@@ -116,7 +118,10 @@ fn policy(broker: &Broker, topic: &Topic) -> ValidationPolicy {
 /// The topic's `min.insync.replicas`.
 fn min_insync(broker: &Broker, topic: &Topic) -> i64 {
     crate::config::topic_def("min.insync.replicas")
-        .map(|d| crate::config::topic_value(broker.topics.broker(), &topic.configs.read(), d).0)
+        .map(|d| {
+            let overrides = broker.topics.configs_of(&topic.name);
+            crate::config::topic_value(broker.topics.broker(), &overrides, d).0
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
 }
@@ -254,9 +259,7 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
     let (superseded, topic_repeats) = superseded(&req);
     let mut entry = 0usize;
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
-    let mut appended = false;
     for td in req.topic_data {
-        let topic = broker.topics.get(&td.name.0);
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {
             entry += 1;
@@ -267,20 +270,18 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                 .with_index(pd.index)
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1);
-            let part = topic
-                .as_ref()
-                .and_then(|t| t.partition(pd.index).map(|p| (t, p)));
-            let part_ref = part.clone();
+            let part = broker
+                .replicas
+                .leader_of(&td.name.0, pd.index)
+                .map(|led| (led.topic, led.log));
+            let part_ref = part.as_ref().ok().cloned();
             let outcome: Result<_, Refusal> = match (acks_ok, part) {
                 (false, _) => Err(Refusal::new(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks must be -1, 0 or 1, not {}", req.acks),
                 )),
-                (true, None) => Err(Refusal::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    "This server does not host this topic-partition.",
-                )),
-                (true, Some((_, p)))
+                (true, Err(e)) => Err(Refusal::new(e.code(), e.to_string())),
+                (true, Ok((_, p)))
                     if p.topic == crate::group::store::OFFSETS_TOPIC
                         || p.topic == crate::txn::log::TXN_TOPIC =>
                 {
@@ -289,17 +290,17 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                         format!("Cannot append to internal topic {}", p.topic),
                     ))
                 }
-                (true, Some((t, p))) if req.acks == -1 && min_insync(broker, t) > 1 => {
+                (true, Ok((t, p))) if req.acks == -1 && min_insync(broker, &t) > 1 => {
                     // One node: the ISR is this broker alone, as in Kafka with replication factor 1.
                     Err(Refusal::new(
                         ResponseError::NotEnoughReplicas,
-                        format!("The size of the current ISR : 1 is insufficient to satisfy the min.isr requirement of {} for partition {}-{}, live replica(s) broker.id are : [{}]", min_insync(broker, t), p.topic, p.index, broker.node_id),
+                        format!("The size of the current ISR : 1 is insufficient to satisfy the min.isr requirement of {} for partition {}-{}, live replica(s) broker.id are : [{}]", min_insync(broker, &t), p.topic, p.index, broker.node_id),
                     ))
                 }
-                (true, Some((t, p))) => {
+                (true, Ok((t, p))) => {
                     let records = pd.records.unwrap_or_default();
                     let tp = format!("{}-{}", p.topic, p.index);
-                    match validate(&records, version, &policy(broker, t), &tp)
+                    match validate(&records, version, &policy(broker, &t), &tp)
                         .and_then(|()| verify_transaction(broker, &p, &records))
                     {
                         Err(e) => Err(e),
@@ -311,7 +312,6 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
             };
             match outcome {
                 Ok(Appended::Written(info)) => {
-                    appended = true;
                     r = r
                         .with_base_offset(info.base_offset)
                         .with_log_append_time_ms(info.log_append_time);
@@ -349,9 +349,6 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                     .with_partition_responses(parts),
             ),
         }
-    }
-    if appended {
-        broker.topics.notify_append();
     }
     ProduceResponse::default().with_responses(responses)
 }

@@ -203,9 +203,9 @@ pub fn write_txn_markers(broker: &Broker, req: WriteTxnMarkersRequest) -> WriteT
                         .partition_indexes
                         .iter()
                         .map(|&i| {
-                            let code = match broker.topics.get(&t.name.0).and_then(|tp| tp.partition(i)) {
-                                None => ResponseError::UnknownTopicOrPartition.code(),
-                                Some(p) => match write_marker(&broker.groups, &p, m.producer_id.0, m.producer_epoch, marker) {
+                            let code = match broker.replicas.leader_of(&t.name.0, i).map(|led| led.log) {
+                                Err(e) => e.code().code(),
+                                Ok(p) => match write_marker(&broker.groups, &p, m.producer_id.0, m.producer_epoch, marker) {
                                     Ok(_) => 0,
                                     Err(e) => {
                                         tracing::error!(topic = %p.topic, partition = i, error = %e, "cannot write marker");
@@ -228,7 +228,6 @@ pub fn write_txn_markers(broker: &Broker, req: WriteTxnMarkersRequest) -> WriteT
                 .with_topics(topics)
         })
         .collect();
-    broker.topics.notify_append();
     WriteTxnMarkersResponse::default().with_markers(markers)
 }
 
@@ -322,15 +321,15 @@ pub fn describe_producers(
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topics.get(&t.name.0);
             let partitions = t
                 .partition_indexes
                 .iter()
                 .map(|&i| {
                     let r = describe_producers_response::PartitionResponse::default()
                         .with_partition_index(i);
-                    let Some(p) = topic.as_ref().and_then(|tp| tp.partition(i)) else {
-                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let p = match broker.replicas.leader_of(&t.name.0, i) {
+                        Ok(led) => led.log,
+                        Err(e) => return r.with_error_code(e.code().code()),
                     };
                     let state = p.producers.lock();
                     let mut active: Vec<_> = state

@@ -512,7 +512,6 @@ impl TxnCoordinator {
                 ResponseError::CoordinatorNotAvailable
             })?;
         }
-        self.topics.notify_append();
         let mut rec = m.rec.clone();
         rec.state = if commit {
             TxnState::CompleteCommit

@@ -64,6 +64,7 @@ fn partition_dirs(dir: &std::path::Path, topic: &str) -> Vec<String> {
     std::fs::read_dir(dir)
         .expect("data dir")
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| {
             n.strip_prefix(&prefix)
@@ -163,9 +164,11 @@ async fn failed_creation_leaves_nothing_behind() {
         client::create_topic(&mut c, "kept", 1).await.topics[0].error_code,
         0
     );
-    // topics.json cannot be replaced while a directory sits on its temp file.
-    let tmp = dir.path().join("topics.json.tmp");
-    std::fs::create_dir(&tmp).expect("block the temp file");
+    // A dangling symlink where a partition's directory goes: laying it out fails.
+    let blocker = dir.path().join("y-1");
+    std::os::unix::fs::symlink(dir.path().join("nowhere/at/all"), &blocker).expect("block y-1");
+    let blocker2 = dir.path().join("kept-3");
+    std::os::unix::fs::symlink(dir.path().join("nowhere/at/all"), &blocker2).expect("block kept-3");
     let r = create_many(
         &mut c,
         vec![creatable("x", 3), creatable("y", 2), creatable("kept", 1)],
@@ -198,7 +201,9 @@ async fn failed_creation_leaves_nothing_behind() {
         vec!["kept-0".to_string()]
     );
 
-    std::fs::remove_dir(&tmp).expect("unblock");
+    // (Undoing a layout may have removed them already.)
+    let _ = std::fs::remove_file(&blocker);
+    let _ = std::fs::remove_file(&blocker2);
     let r = create_many(&mut c, vec![creatable("x", 3)], false).await;
     assert_eq!(r.topics[0].error_code, 0);
     assert_eq!(grow(&mut c, &[("kept", 5)]).await.results[0].error_code, 0);
@@ -360,18 +365,30 @@ async fn damaged_metadata_files_stop_the_broker_with_a_reason() {
         0
     );
     server.shutdown().await;
-    let topics = dir.path().join("topics.json");
-    let good = std::fs::read(&topics).expect("topics.json");
 
+    // A damaged metadata log (not a torn tail: a flipped byte inside).
+    let log = dir.path().join("__cluster_metadata-0").join("log");
+    let good = std::fs::read(&log).expect("metadata log");
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0xff;
+    std::fs::write(&log, &bad).expect("damage");
+    let e = start_err(dir.path()).await;
+    assert!(e.contains("metadata log cannot start"), "{e}");
+    assert!(e.contains("is damaged at byte"), "{e}");
+    std::fs::write(&log, &good).expect("restore");
+
+    // A topics.json left by an earlier version is moved into the log; a
+    // damaged one stops the broker with a reason.
+    let topics = dir.path().join("topics.json");
     std::fs::write(&topics, b"").expect("empty");
     let e = start_err(dir.path()).await;
     assert!(e.contains("topics.json is empty"), "{e}");
     assert!(e.contains("restore topics.json from a backup"), "{e}");
     assert!(!e.contains("cannot write"), "{e}");
-    std::fs::write(&topics, &good[..good.len() / 2]).expect("torn");
+    std::fs::write(&topics, b"[{\"name\": \"t\", \"id\"").expect("torn");
     let e = start_err(dir.path()).await;
     assert!(e.contains("topics.json is damaged"), "{e}");
-    std::fs::write(&topics, &good).expect("restore");
+    std::fs::remove_file(&topics).expect("remove");
 
     let block = dir.path().join("producer-id-block");
     for junk in [&b""[..], b"\x00\x00", b"12 apples"] {

@@ -7,6 +7,7 @@ mod groups;
 mod hostile_admin;
 mod idempotence;
 mod idle;
+mod metadata_log;
 mod poison;
 mod produce_fetch;
 mod topics;

@@ -1,0 +1,433 @@
+//! Topic administration: create, grow, delete and reconfigure topics, each
+//! change a batch of metadata records committed to the image.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use uuid::Uuid;
+
+use super::json_file::{config_records, partition_record, topic_records};
+use super::{
+    NewTopic, Partition, Topic, TopicError, Topics, EXCESSIVE_BATCH, MAX_RECORDS_PER_USER_OP,
+};
+use crate::config;
+use crate::metadata::records::ConfigResource;
+use crate::metadata::{MetadataRecord, RecordBatch};
+use crate::names;
+
+impl Topics {
+    /// Lays out new partitions `from..to` of `name` on disk, returning them
+    /// and the directories made. A directory left by an earlier topic of the
+    /// same name that no metadata lists (a stray) is moved aside first, so a
+    /// new partition never starts with someone else's data.
+    fn lay_out(
+        &self,
+        name: &str,
+        from: i32,
+        to: i32,
+        lc: &strom_storage::LogConfig,
+        made: &mut Vec<PathBuf>,
+    ) -> Result<Vec<Arc<Partition>>, TopicError> {
+        let mut parts = Vec::with_capacity((to - from).max(0) as usize);
+        for i in from..to {
+            let dir = self.partition_dir(name, i);
+            if dir.exists() {
+                let stray = self
+                    .dir
+                    .join(format!("{name}-{i}.{}-stray", Uuid::new_v4().simple()));
+                tracing::warn!(dir = %dir.display(), moved_to = %stray.display(), "a directory no topic owns is in the way of a new partition; moving it aside");
+                std::fs::rename(&dir, &stray)?;
+            }
+            made.push(dir.clone());
+            parts.push(Arc::new(Partition::open(name, i, &dir, lc.clone())?));
+        }
+        Ok(parts)
+    }
+
+    /// Removes directories laid out by a creation that failed.
+    fn undo_layout(made: &[PathBuf]) {
+        for dir in made {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot remove the directory of a partition whose creation failed");
+                }
+            }
+        }
+    }
+
+    /// Checks a would-be topic (name, partitions, configs) without creating it.
+    pub fn validate_new(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        names::validate_topic_name(name).map_err(TopicError::InvalidName)?;
+        if self.by_name.read().contains_key(name) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        if let Some(other) = self.collisions.read().get(&names::collision_key(name)) {
+            return Err(TopicError::InvalidName(format!(
+                "Topic '{name}' collides with existing topic: {other}"
+            )));
+        }
+        if partitions <= 0 {
+            return Err(TopicError::InvalidPartitions(
+                "Number of partitions must be larger than 0.".into(),
+            ));
+        }
+        if partitions > 100_000 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "Number of partitions {partitions} is too large."
+            )));
+        }
+        config::validate_topic_configs(&self.broker, configs)?;
+        Ok(())
+    }
+
+    /// Creates a topic with `partitions` partitions and config overrides.
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let new = NewTopic {
+            name: name.to_string(),
+            partitions,
+            configs,
+        };
+        match self.create_all(vec![new], false)?.pop() {
+            Some(Ok(Some(t))) => Ok(t),
+            Some(Err(e)) => Err(e),
+            Some(Ok(None)) | None => Err(TopicError::Unknown(name.to_string())),
+        }
+    }
+
+    /// Creates several topics in one step (CreateTopics). Each is checked
+    /// again under the admin lock (another request may have taken a name
+    /// meanwhile) and gets its own result: the topic (`None` with
+    /// `validate_only`) or why not. The ones that pass are created together
+    /// or not at all: when the disk or `topics.json` fails, each gets
+    /// [`TopicError::NotCreated`] and nothing they laid out is left behind.
+    /// `Err` refuses the whole request ([`EXCESSIVE_BATCH`]), as Kafka's
+    /// controller does, with `validate_only` too.
+    ///
+    /// Blocking (directories, files and an fsync): call it off the async
+    /// runtime's worker threads.
+    #[allow(clippy::type_complexity)]
+    pub fn create_all(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<Option<Arc<Topic>>, TopicError>>, TopicError> {
+        let _g = self.admin.lock();
+        let mut results: Vec<Result<Option<Arc<Topic>>, TopicError>> =
+            Vec::with_capacity(topics.len());
+        let mut accepted: Vec<(usize, NewTopic)> = Vec::new();
+        let mut keys = HashMap::new();
+        let mut records = 0usize;
+        for (i, t) in topics.into_iter().enumerate() {
+            let checked = self
+                .validate_new(&t.name, t.partitions, &t.configs)
+                .and_then(|()| match keys.get(&names::collision_key(&t.name)) {
+                    Some(other) => Err(TopicError::InvalidName(format!(
+                        "Topic '{}' collides with existing topic: {other}",
+                        t.name
+                    ))),
+                    None => Ok(()),
+                });
+            match checked {
+                Err(e) => results.push(Err(e)),
+                Ok(()) => {
+                    // Stored as Kafka reports them (trimmed, normalised).
+                    let mut t = t;
+                    t.configs = config::validate_topic_configs(&self.broker, &t.configs)?;
+                    records += t.records();
+                    if records > MAX_RECORDS_PER_USER_OP {
+                        return Err(TopicError::PolicyViolation(EXCESSIVE_BATCH.into()));
+                    }
+                    keys.insert(names::collision_key(&t.name), t.name.clone());
+                    results.push(Ok(None));
+                    accepted.push((i, t));
+                }
+            }
+        }
+        if validate_only || accepted.is_empty() {
+            return Ok(results);
+        }
+        match self.create_accepted(&accepted) {
+            Ok(created) => {
+                for (i, t) in created {
+                    tracing::info!(topic = %t.name, partitions = t.partition_count(), "created topic");
+                    results[i] = Ok(Some(t));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, topics = accepted.len(), "creating topics failed; none of them was created");
+                let msg = e.to_string();
+                for (i, _) in &accepted {
+                    results[*i] = Err(TopicError::NotCreated(msg.clone()));
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Lays out, records and publishes checked topics; undoes it all on failure.
+    fn create_accepted(
+        &self,
+        accepted: &[(usize, NewTopic)],
+    ) -> Result<Vec<(usize, Arc<Topic>)>, TopicError> {
+        let mut made = Vec::new();
+        let mut created = Vec::with_capacity(accepted.len());
+        let mut batch: RecordBatch = Vec::new();
+        for (i, t) in accepted {
+            let lc = config::log_config(&self.broker, &t.configs);
+            match self.lay_out(&t.name, 0, t.partitions, &lc, &mut made) {
+                Ok(parts) => {
+                    let id = Uuid::new_v4();
+                    batch.extend(topic_records(&t.name, id, 0..t.partitions, self.node));
+                    batch.extend(config_records(&t.name, t.configs.clone()));
+                    created.push((
+                        *i,
+                        Arc::new(Topic {
+                            name: t.name.clone(),
+                            id,
+                            partitions: RwLock::new(parts),
+                        }),
+                    ))
+                }
+                Err(e) => {
+                    drop(created);
+                    Self::undo_layout(&made);
+                    return Err(e);
+                }
+            }
+        }
+        // Hosted first: the replica manager serves a partition only once
+        // the image has it too, so nothing is served before the commit.
+        {
+            let mut by_name = self.by_name.write();
+            for (_, t) in &created {
+                by_name.insert(t.name.clone(), t.clone());
+            }
+        }
+        if let Err(e) = self.commit(&batch) {
+            {
+                let mut by_name = self.by_name.write();
+                for (_, t) in &created {
+                    by_name.remove(&t.name);
+                }
+            }
+            drop(created);
+            Self::undo_layout(&made);
+            return Err(e);
+        }
+        let mut collisions = self.collisions.write();
+        for (_, t) in &created {
+            collisions.insert(names::collision_key(&t.name), t.name.clone());
+        }
+        Ok(created)
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete(&self, name: &str) -> Result<(), TopicError> {
+        let _g = self.admin.lock();
+        let id = self
+            .image()
+            .topic(name)
+            .map(|t| t.id)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        self.commit(&vec![MetadataRecord::RemoveTopic { id }])?;
+        let t = self.by_name.write().remove(name);
+        self.collisions.write().remove(&names::collision_key(name));
+        for p in t.iter().flat_map(|t| t.partitions.read().clone()) {
+            // Rename first so a same-named topic can be created at once.
+            let dir = p.log.dir().to_path_buf();
+            let doomed = self
+                .dir
+                .join(format!("{}-{}.{}-delete", name, p.index, id.simple()));
+            if std::fs::rename(&dir, &doomed).is_ok() {
+                let _ = std::fs::remove_dir_all(&doomed);
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions (see [`Topics::grow_all`]).
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        match self
+            .grow_all(vec![(name.to_string(), count)], validate_only)?
+            .pop()
+        {
+            Some(r) => r,
+            None => Err(TopicError::Unknown(name.to_string())),
+        }
+    }
+
+    /// Grows topics to new partition counts in one step (CreatePartitions).
+    /// Each `(topic, count)` gets its own result; the ones that pass are
+    /// grown together or not at all: when the disk or `topics.json` fails,
+    /// each gets [`TopicError::NotCreated`], keeps its old count, and no new
+    /// partition directory is left behind. `Err` refuses the whole request
+    /// when it would add more than [`MAX_RECORDS_PER_USER_OP`] partitions
+    /// ([`EXCESSIVE_BATCH`]), with `validate_only` too.
+    ///
+    /// Blocking: call it off the async runtime's worker threads.
+    #[allow(clippy::type_complexity)]
+    pub fn grow_all(
+        &self,
+        wants: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), TopicError>>, TopicError> {
+        let _g = self.admin.lock();
+        let mut results = Vec::with_capacity(wants.len());
+        let mut accepted: Vec<(usize, Arc<Topic>, i32, i32)> = Vec::new();
+        let mut added = 0usize;
+        for (i, (name, count)) in wants.into_iter().enumerate() {
+            match self.check_new_partitions(&name, count) {
+                Err(e) => results.push(Err(e)),
+                Ok(t) => {
+                    let current = t.partition_count() as i32;
+                    added += (count - current) as usize;
+                    if added > MAX_RECORDS_PER_USER_OP {
+                        return Err(TopicError::PolicyViolation(EXCESSIVE_BATCH.into()));
+                    }
+                    results.push(Ok(()));
+                    accepted.push((i, t, current, count));
+                }
+            }
+        }
+        if validate_only || accepted.is_empty() {
+            return Ok(results);
+        }
+        if let Err(e) = self.grow_accepted(&accepted) {
+            tracing::error!(error = %e, topics = accepted.len(), "adding partitions failed; every topic keeps its partition count");
+            let msg = e.to_string();
+            for (i, ..) in &accepted {
+                results[*i] = Err(TopicError::NotCreated(msg.clone()));
+            }
+            return Ok(results);
+        }
+        for (_, t, from, to) in &accepted {
+            tracing::info!(topic = %t.name, from, to, "added partitions");
+        }
+        Ok(results)
+    }
+
+    /// Lays out, records and publishes new partitions; undoes it all on failure.
+    fn grow_accepted(&self, accepted: &[(usize, Arc<Topic>, i32, i32)]) -> Result<(), TopicError> {
+        let mut made = Vec::new();
+        let mut laid = Vec::with_capacity(accepted.len());
+        let mut batch: RecordBatch = Vec::new();
+        for (_, t, from, to) in accepted {
+            let lc = config::log_config(&self.broker, &self.configs_of(&t.name));
+            match self.lay_out(&t.name, *from, *to, &lc, &mut made) {
+                Ok(parts) => {
+                    batch.extend((*from..*to).map(|p| partition_record(t.id, p, self.node)));
+                    laid.push(parts);
+                }
+                Err(e) => {
+                    drop(laid);
+                    Self::undo_layout(&made);
+                    return Err(e);
+                }
+            }
+        }
+        // Logs first, as for new topics: served once the image has them.
+        let before: Vec<usize> = accepted
+            .iter()
+            .map(|(_, t, ..)| t.partition_count())
+            .collect();
+        for ((_, t, ..), parts) in accepted.iter().zip(laid) {
+            t.partitions.write().extend(parts);
+        }
+        if let Err(e) = self.commit(&batch) {
+            for ((_, t, ..), n) in accepted.iter().zip(before) {
+                t.partitions.write().truncate(n);
+            }
+            Self::undo_layout(&made);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Checks that `name` exists and may grow to `count` partitions
+    /// (Kafka's controller messages).
+    fn check_new_partitions(&self, name: &str, count: i32) -> Result<Arc<Topic>, TopicError> {
+        let t = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let current = t.partition_count() as i32;
+        if count == current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "Topic already has {current} partition(s)."
+            )));
+        }
+        if count < current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "The topic {name} currently has {current} partition(s); {count} would not be an increase."
+            )));
+        }
+        if count > 100_000 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "Number of partitions {count} is too large."
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Replaces a topic's config overrides (validated) and applies them to its logs.
+    pub fn set_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _g = self.admin.lock();
+        let t = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let configs = config::validate_topic_configs(&self.broker, &configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        let current = self.configs_of(name);
+        let resource = || ConfigResource::Topic(name.to_string());
+        let removed = current
+            .keys()
+            .filter(|k| !configs.contains_key(*k))
+            .map(|k| MetadataRecord::Config {
+                resource: resource(),
+                name: k.clone(),
+                value: None,
+            });
+        let set = configs
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(*v))
+            .map(|(k, v)| MetadataRecord::Config {
+                resource: resource(),
+                name: k.clone(),
+                value: Some(v.clone()),
+            });
+        let batch: RecordBatch = removed.chain(set).collect();
+        if !batch.is_empty() {
+            self.commit(&batch)?;
+        }
+        let lc = config::log_config(&self.broker, &configs);
+        // The cleaner and retention read each log's config at every pass.
+        for p in t.partitions.read().iter() {
+            p.log.set_config(lc.clone());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,314 @@
+//! The topics this broker holds: names, ids, configs and the partition logs.
+//!
+//! What topics exist, with their ids, partitions, placement and config
+//! overrides, is the [`MetadataImage`]: every administrative change is a
+//! batch of metadata records applied to it. The image is kept on disk as
+//! `<data dir>/topics.json`, rewritten atomically (temp file, fsync, rename)
+//! once per administrative request; partition logs live in
+//! `<data dir>/<topic>-<partition>/`, as in Kafka. [`Topic`] holds the logs
+//! this node hosts.
+//!
+//! Creation is all-or-nothing per request: the partitions of every topic in
+//! it are laid out on disk first, then the topics become visible and
+//! `topics.json` is written once; a failure anywhere removes what was laid
+//! out and changes nothing. Like Kafka's controller, one request may not
+//! create more than [`MAX_PARTITIONS_PER_REQUEST`] partitions nor write more
+//! than [`MAX_RECORDS_PER_USER_OP`] metadata records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::config::{self, BrokerConfig, ConfigError};
+use crate::metadata::{
+    ImageError, MetadataError, MetadataImage, MetadataStore, NodeId, RecordBatch,
+};
+use crate::names;
+
+mod admin;
+mod json_file;
+
+/// Errors of topic administration, each mapping to one Kafka error code.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// TOPIC_ALREADY_EXISTS.
+    #[error("Topic '{0}' already exists.")]
+    AlreadyExists(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("This server does not host this topic-partition.")]
+    Unknown(String),
+    /// INVALID_TOPIC_EXCEPTION.
+    #[error("{0}")]
+    InvalidName(String),
+    /// INVALID_PARTITIONS.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// INVALID_CONFIG.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// KAFKA_STORAGE_ERROR: the topic passed its checks but creating the
+    /// request's topics failed (the reason), so none was created.
+    #[error("{0}")]
+    NotCreated(String),
+    /// POLICY_VIOLATION: the request is larger than one operation may be.
+    #[error("{0}")]
+    PolicyViolation(String),
+    /// KAFKA_STORAGE_ERROR.
+    #[error("storage error: {0}")]
+    Storage(#[from] strom_storage::StorageError),
+    /// KAFKA_STORAGE_ERROR: `topics.json` could not be replaced.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The metadata file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file the broker reads at start-up is empty, damaged or unreadable.
+    #[error("{} {problem}. {remedy}", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// How to recover.
+        remedy: &'static str,
+    },
+    /// Producer id allocation could not start (`producer-id-block`).
+    #[error(transparent)]
+    ProducerIds(#[from] crate::txn::producer_ids::ProducerIdsError),
+    /// A metadata change does not fit the image (a bug, or a damaged file).
+    #[error("metadata: {0}")]
+    Metadata(#[from] ImageError),
+    /// The metadata log refused or failed a change.
+    #[error(transparent)]
+    MetadataLog(#[from] MetadataError),
+    /// Other I/O in the data directory.
+    #[error("data directory I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Most metadata records one administrative operation may write: Kafka's
+/// controller refuses a user operation past this
+/// (`QuorumController.MAX_RECORDS_PER_USER_OP`). A new topic writes one
+/// record, one per partition and one per config override; a new partition one.
+pub const MAX_RECORDS_PER_USER_OP: usize = 10_000;
+
+/// Most partitions one CreateTopics request may ask for, counted before any
+/// other check (Kafka's `ReplicationControlManager.MAX_PARTITIONS_PER_BATCH`).
+pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
+
+/// Kafka's message for a CreateTopics over [`MAX_PARTITIONS_PER_REQUEST`].
+pub const EXCESSIVE_PARTITIONS: &str = "Excessively large number of partitions per request.";
+
+/// Kafka's message for an operation over [`MAX_RECORDS_PER_USER_OP`].
+pub const EXCESSIVE_BATCH: &str = "Unable to perform excessively large batch operation.";
+
+/// A topic to create (see [`Topics::create_all`]).
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    /// Name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Config overrides (Kafka names).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    /// Metadata records Kafka's controller would write for it.
+    pub fn records(&self) -> usize {
+        1 + self.partitions.max(0) as usize + self.configs.len()
+    }
+}
+
+pub use crate::partition::Partition;
+
+/// A topic and its partitions.
+#[derive(Debug)]
+pub struct Topic {
+    /// Name.
+    pub name: String,
+    /// Topic id (KIP-516).
+    pub id: Uuid,
+    /// The logs of its partitions, by index.
+    pub partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    /// A partition by index.
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.read().get(i).cloned())
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> usize {
+        self.partitions.read().len()
+    }
+}
+
+/// The registry of topics.
+#[derive(Debug)]
+pub struct Topics {
+    dir: PathBuf,
+    broker: Arc<BrokerConfig>,
+    /// This node: the replica and leader of every partition on one node.
+    node: NodeId,
+    /// The metadata log and the image built from it: the source of truth.
+    store: MetadataStore,
+    /// The logs hosted here, by topic name.
+    by_name: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Collision key ('.' and '_' alike) to topic name, so a new name is
+    /// checked in constant time. Changed only under `admin`.
+    collisions: RwLock<HashMap<String, String>>,
+    /// Serializes admin changes and metadata-file writes; never held by
+    /// readers (Metadata, Produce, Fetch use `image` and `by_name` alone).
+    admin: Mutex<()>,
+}
+
+impl Topics {
+    /// Opens the metadata log in `dir` (migrating a `topics.json` left by an
+    /// earlier version on the first start) and the logs of its topics.
+    pub fn open(dir: &Path, broker: Arc<BrokerConfig>) -> Result<Topics, TopicError> {
+        std::fs::create_dir_all(dir)?;
+        let node = NodeId(broker.node_id());
+        let store = MetadataStore::open_single(dir, node)?;
+        json_file::migrate(dir, node, &store)?;
+        let image = store.image();
+        let topics = Topics {
+            dir: dir.to_path_buf(),
+            broker,
+            node,
+            store,
+            by_name: RwLock::new(HashMap::new()),
+            collisions: RwLock::new(HashMap::new()),
+            admin: Mutex::new(()),
+        };
+        let mut map = HashMap::new();
+        let mut collisions = HashMap::new();
+        for t in image.topics() {
+            let lc = config::log_config(&topics.broker, &t.configs);
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for i in 0..t.partitions.len() as i32 {
+                parts.push(Arc::new(Partition::open(
+                    &t.name,
+                    i,
+                    &topics.partition_dir(&t.name, i),
+                    lc.clone(),
+                )?));
+            }
+            let topic = Arc::new(Topic {
+                name: t.name.to_string(),
+                id: t.id,
+                partitions: RwLock::new(parts),
+            });
+            collisions.insert(names::collision_key(&t.name), t.name.to_string());
+            map.insert(t.name.to_string(), topic);
+        }
+        tracing::info!(topics = map.len(), metadata_offset = image.offset, dir = %dir.display(), "loaded topics");
+        *topics.by_name.write() = map;
+        *topics.collisions.write() = collisions;
+        Ok(topics)
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.dir.join(format!("{topic}-{index}"))
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.store.image()
+    }
+
+    /// Checks `batch` against the image, then commits it to the metadata
+    /// log; when this returns `Ok` the image shows it. Nothing changes when
+    /// either step fails. Call under `admin`.
+    fn commit(&self, batch: &RecordBatch) -> Result<(), TopicError> {
+        let current = self.image();
+        current.apply(current.offset + 1, batch)?;
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// What Kafka's DescribeQuorum reports of the metadata quorum.
+    pub fn quorum(&self) -> Option<strom_quorum::QuorumDescription> {
+        self.store.describe()
+    }
+
+    /// The broker configuration.
+    pub fn broker(&self) -> &BrokerConfig {
+        &self.broker
+    }
+
+    /// A topic by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.by_name.read().get(name).cloned()
+    }
+
+    /// A topic by id.
+    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        let image = self.image();
+        image.topic_by_id(id).and_then(|t| self.get(&t.name))
+    }
+
+    /// A topic's config overrides (Kafka names); empty for an unknown topic.
+    pub fn configs_of(&self, name: &str) -> BTreeMap<String, String> {
+        self.image()
+            .topic(name)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default()
+    }
+
+    /// All topics, sorted by name.
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.by_name.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Rebuilds every log's config from the broker's current values and the
+    /// topic's overrides, after a dynamic broker config changed.
+    pub fn refresh_log_configs(&self) {
+        let _g = self.admin.lock();
+        let image = self.image();
+        for t in self.all() {
+            let Some(ti) = image.topic(&t.name) else {
+                continue;
+            };
+            let lc = config::log_config(&self.broker, &ti.configs);
+            for p in t.partitions.read().iter() {
+                p.log.set_config(lc.clone());
+            }
+        }
+    }
+
+    /// Every partition of every topic.
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.all()
+            .iter()
+            .flat_map(|t| t.partitions.read().clone())
+            .collect()
+    }
+
+    /// Closes every log cleanly (flush and clean-shutdown marker), then the metadata log.
+    pub fn close_all(&self) {
+        for p in self.all_partitions() {
+            // Before the log's clean marker: a clean log with no snapshot means no producer state.
+            if let Err(e) = p.save_producer_state(true) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "saving producer state failed");
+            }
+            if let Err(e) = p.log.close() {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
+            }
+        }
+        self.store.close();
+    }
+}
