@@ -5,14 +5,14 @@ use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
 };
 
-use super::s;
+use super::{authorized, s};
 use crate::broker::Broker;
 
 /// Handles DescribeCluster.
-pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
+pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let (host, port) = &broker.advertised;
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.cluster_id.clone()))
@@ -21,7 +21,10 @@ pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
             .with_broker_id(BrokerId(broker.node_id))
             .with_host(s(host.clone()))
             .with_port(*port)])
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(authorized::if_asked(
+            req.include_cluster_authorized_operations,
+            authorized::CLUSTER,
+        ))
 }
 
 fn disk_space(path: &std::path::Path) -> (i64, i64) {
