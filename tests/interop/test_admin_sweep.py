@@ -21,7 +21,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    NewPartitions, NewTopic, OffsetSpec, ResourcePatternType, ResourceType)
 
 import admin_wire as wire
-from yardstick import settle, strom_gap
+from yardstick import kafka_differs, settle, strom_gap
 
 FAST = ["group.initial.rebalance.delay.ms=0"]
 # Kafka's authorized-operation bit sets with no authorizer: every operation of the resource type.
@@ -268,9 +268,11 @@ def test_confluent_admin_sweep(make_broker):
 
     # Group offsets through the admin API.
     group = "sweep-admin"
-    r = a.alter_consumer_group_offsets([
-        ConsumerGroupTopicPartitions(group, [TopicPartition("sweep", 1, 3), TopicPartition("sweep", 2, 1)])])
-    assert all(t.error is None for t in r[group].result(30).topic_partitions)
+    # Kafka answers COORDINATOR_NOT_AVAILABLE until __consumer_offsets exists; Strom has it from the start.
+    altered = settle(lambda: a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        group, [TopicPartition("sweep", 1, 3), TopicPartition("sweep", 2, 1)])])[group].result(30).topic_partitions,
+        lambda tps: all(t.error is None for t in tps), timeout=30)
+    assert [t.error for t in altered] == [None, None], altered
     got = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(30)
     assert sorted((t.partition, t.offset) for t in got.topic_partitions) == [(1, 3), (2, 1)]
     listed = a.list_consumer_groups(states={ConsumerGroupState.EMPTY}).result(30)
@@ -349,14 +351,14 @@ def kafka_python_admin(broker):
 
 
 def retry_coordinator(f, timeout=30):
-    """kafka-python does not retry COORDINATOR_NOT_AVAILABLE (Kafka's answer until
-    __consumer_offsets exists); Strom has it from the start."""
-    from kafka.errors import CoordinatorNotAvailableError
+    """kafka-python does not retry COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR (Kafka's
+    answers until __consumer_offsets or __transaction_state exists); Strom has them from the start."""
+    from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
     deadline = time.time() + timeout
     while True:
         try:
             return f()
-        except CoordinatorNotAvailableError:
+        except (CoordinatorNotAvailableError, NotCoordinatorError):
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
@@ -383,8 +385,6 @@ def test_kafka_python_admin_sweep(make_broker):
     cfg = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "kp-sweep")])
     assert cfg
     a.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "kp-sweep", configs={"retention.ms": "3600000"})])
-    dirs = a.describe_log_dirs()
-    assert dirs
     if kafka.__version__.startswith("2."):
         from kafka.structs import TopicPartition as KpTp
         low = a.delete_records({KpTp("kp-sweep", 0): 1})
@@ -430,6 +430,20 @@ def test_kafka_python_admin_sweep(make_broker):
     else:
         assert a.delete_groups(["kp-g", "kp-none"]) == {"kp-g": "OK", "kp-none": "GroupIdNotFoundError"}
     a.delete_topics(["kp-sweep"])
+    a.close()
+
+
+@kafka_differs("Kafka 4.x dropped DescribeLogDirs v0 (KIP-896), the only version kafka-python 2.3.3 sends; "
+               "Strom serves v0 as the byte-identical v1")
+def test_kafka_python_describe_log_dirs(make_broker):
+    from kafka.admin import NewTopic as KpNewTopic
+    b = make_broker()
+    a = kafka_python_admin(b)
+    a.create_topics([KpNewTopic("kp-dirs", 2, 1)])
+    produce(b, "kp-dirs", 2, 2)
+    dirs = settle(a.describe_log_dirs, lambda d: "kp-dirs" in str(d))
+    text = str(dirs)
+    assert "kp-dirs" in text and b.data_dir.rstrip("/").split("/")[-1] in text
     a.close()
 
 

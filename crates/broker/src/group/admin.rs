@@ -5,9 +5,9 @@ use crate::net::log::Escaped;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
+use super::consumer_describe::DescribeError;
 use super::state::GroupState;
 use super::store::Entry;
-use super::consumer_describe::DescribeError;
 use super::{code, state_name, GroupCoordinator};
 
 /// A group as DescribeGroups reports it.

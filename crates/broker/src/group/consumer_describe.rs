@@ -141,17 +141,17 @@ mod tests {
     use super::super::ConsumerHeartbeat;
     use super::*;
 
-    fn join(c: &GroupCoordinator, group: &str, member: &str) -> i32 {
+    fn heartbeat(c: &GroupCoordinator, member: &str, epoch: i32, owned: Vec<Tp>) -> i32 {
         let r = c.consumer_heartbeat(ConsumerHeartbeat {
-            group: group.into(),
+            group: "g".into(),
             member_id: member.into(),
-            member_epoch: 0,
+            member_epoch: epoch,
             instance_id: None,
             client_id: "cli".into(),
             host: "/127.0.0.1".into(),
             subscribed: Some(vec!["t".into()]),
             assignor: Some("range".into()),
-            owned: Some(Vec::new()),
+            owned: Some(owned),
         });
         assert_eq!(r.error, 0);
         r.member_epoch
@@ -165,9 +165,12 @@ mod tests {
             c.describe_consumer_group("g").unwrap_err(),
             DescribeError::NotFound("g".into())
         );
-        assert_eq!(join(&c, "g", "a"), 1);
+        assert_eq!(heartbeat(&c, "a", 0, Vec::new()), 1);
         let d = c.describe_consumer_group("g").expect("consumer group");
-        assert_eq!((d.state, d.group_epoch, d.assignment_epoch), ("Stable", 1, 1));
+        assert_eq!(
+            (d.state, d.group_epoch, d.assignment_epoch),
+            ("Stable", 1, 1)
+        );
         assert_eq!(d.assignor, "range");
         let a = &d.members[0];
         assert_eq!((a.member_id.as_str(), a.member_epoch), ("a", 1));
@@ -175,9 +178,11 @@ mod tests {
         assert_eq!(a.assignment, a.target_assignment);
         assert_eq!(a.assignment[0].name, "t");
         assert_eq!(a.assignment[0].partitions, vec![0, 1]);
-        // "b" joins: "a" still holds both partitions, so "b" holds nothing
-        // yet although its target is one of them.
-        join(&c, "g", "b");
+        // "a" reports holding both partitions; "b" joins: it holds nothing
+        // until "a" releases partition 1, its target.
+        let t = c.topics.get("t").expect("topic").id;
+        heartbeat(&c, "a", 1, vec![(t, 0), (t, 1)]);
+        heartbeat(&c, "b", 0, Vec::new());
         let d = c.describe_consumer_group("g").expect("consumer group");
         assert_eq!((d.state, d.group_epoch), ("Reconciling", 2));
         let b = d.members.iter().find(|m| m.member_id == "b").expect("b");

@@ -47,7 +47,10 @@ fn partition(broker: &Broker, index: i32) -> DescribeTopicPartitionsResponsePart
         .with_last_known_elr(Some(Vec::new()))
 }
 
-fn topic_entry(t: &Topic, partitions: Vec<DescribeTopicPartitionsResponsePartition>) -> DescribeTopicPartitionsResponseTopic {
+fn topic_entry(
+    t: &Topic,
+    partitions: Vec<DescribeTopicPartitionsResponsePartition>,
+) -> DescribeTopicPartitionsResponseTopic {
     DescribeTopicPartitionsResponseTopic::default()
         .with_name(Some(TopicName(s(t.name.clone()))))
         .with_topic_id(t.id)
@@ -62,7 +65,10 @@ fn topic_entry(t: &Topic, partitions: Vec<DescribeTopicPartitionsResponsePartiti
 /// partitions, with a cursor to the first partition left out. Unknown
 /// topics are answered UNKNOWN_TOPIC_OR_PARTITION (INVALID_TOPIC_EXCEPTION
 /// for names Kafka would refuse) unless all topics were asked for.
-pub fn handle(broker: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+pub fn handle(
+    broker: &Broker,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
     let asked: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
     let all = asked.is_empty();
     let cursor = req
@@ -119,9 +125,7 @@ pub fn handle(broker: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeT
         };
         let count = t.partition_count();
         let end = count.min(start.saturating_add(remaining));
-        let partitions: Vec<_> = (start..end)
-            .map(|i| partition(broker, i as i32))
-            .collect();
+        let partitions: Vec<_> = (start..end).map(|i| partition(broker, i as i32)).collect();
         remaining -= partitions.len();
         resp.topics.push(topic_entry(&t, partitions));
         if end < count {

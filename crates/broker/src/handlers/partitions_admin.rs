@@ -37,7 +37,9 @@ enum PartitionAdminError {
     NoReassignmentInProgress,
     #[error("The manual partition assignment includes an empty replica list.")]
     EmptyReplicas,
-    #[error("The manual partition assignment includes broker {0}, but no such broker is registered.")]
+    #[error(
+        "The manual partition assignment includes broker {0}, but no such broker is registered."
+    )]
     UnknownBroker(i32),
     #[error("The manual partition assignment includes the broker {0} more than once.")]
     DuplicateBroker(i32),
@@ -47,7 +49,9 @@ impl PartitionAdminError {
     fn code(&self) -> i16 {
         use PartitionAdminError::*;
         match self {
-            ElectNoTopic(_) | ElectNoPartition(..) | ReassignNoTopic(_)
+            ElectNoTopic(_)
+            | ElectNoPartition(..)
+            | ReassignNoTopic(_)
             | ReassignNoPartition(..) => ResponseError::UnknownTopicOrPartition,
             ElectionNotNeeded => ResponseError::ElectionNotNeeded,
             NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
@@ -90,7 +94,11 @@ fn result(partition: i32, e: &PartitionAdminError) -> PartitionResult {
 /// ElectLeaders (v0 is always a preferred election). With no partitions
 /// named, every topic is listed and, as in Kafka, partitions that need no
 /// election are left out; named partitions each get their answer.
-pub fn elect_leaders(broker: &Broker, version: i16, req: ElectLeadersRequest) -> ElectLeadersResponse {
+pub fn elect_leaders(
+    broker: &Broker,
+    version: i16,
+    req: ElectLeadersRequest,
+) -> ElectLeadersResponse {
     if version >= 1 && !valid_election_type(req.election_type) {
         // Kafka refuses the request: the error on the request and each partition.
         let e = ResponseError::InvalidRequest.code();
@@ -103,7 +111,11 @@ pub fn elect_leaders(broker: &Broker, version: i16, req: ElectLeadersRequest) ->
                     .with_partition_result(
                         t.partitions
                             .iter()
-                            .map(|p| PartitionResult::default().with_partition_id(*p).with_error_code(e))
+                            .map(|p| {
+                                PartitionResult::default()
+                                    .with_partition_id(*p)
+                                    .with_error_code(e)
+                            })
                             .collect(),
                     )
                     .with_topic(t.topic)
@@ -115,7 +127,8 @@ pub fn elect_leaders(broker: &Broker, version: i16, req: ElectLeadersRequest) ->
     }
     let results = match req.topic_partitions {
         None => {
-            let mut names: Vec<String> = broker.topics.all().iter().map(|t| t.name.clone()).collect();
+            let mut names: Vec<String> =
+                broker.topics.all().iter().map(|t| t.name.clone()).collect();
             names.sort();
             names
                 .into_iter()
@@ -167,7 +180,10 @@ fn reassign_one(
     let n = partition_count(broker, topic)
         .ok_or_else(|| PartitionAdminError::ReassignNoTopic(topic.to_string()))?;
     if partition < 0 || partition >= n {
-        return Err(PartitionAdminError::ReassignNoPartition(topic.to_string(), partition));
+        return Err(PartitionAdminError::ReassignNoPartition(
+            topic.to_string(),
+            partition,
+        ));
     }
     match replicas {
         // Cancelling: nothing is ever in progress.
@@ -191,8 +207,10 @@ pub fn alter_reassignments(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let r = ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
-                    match reassign_one(broker, &t.name.0, p.partition_index, p.replicas.as_deref()) {
+                    let r = ReassignablePartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    match reassign_one(broker, &t.name.0, p.partition_index, p.replicas.as_deref())
+                    {
                         Ok(()) => r,
                         Err(e) => r
                             .with_error_code(e.code())
