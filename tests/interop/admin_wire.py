@@ -222,3 +222,13 @@ def describe_acls_any(bootstrap):
     r.i32()
     err, msg = r.i16(), r.cstr()
     return err, msg, r.uvarint() - 1
+
+
+def describe_cluster(bootstrap, endpoint_type=1, include_ops=False):
+    """DescribeCluster v1: (error code, error message, endpoint type, controller id)."""
+    body = (b"\x01" if include_ops else b"\x00") + struct.pack(">b", endpoint_type) + b"\x00"
+    r = call(bootstrap, 60, 1, body)
+    r.i32()
+    err, msg, endpoint = r.i16(), r.cstr(), r.i8()
+    r.cstr()
+    return err, msg, endpoint, r.i32()

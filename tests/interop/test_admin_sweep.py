@@ -231,6 +231,11 @@ def test_confluent_admin_sweep(make_broker):
         AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.CLUSTER_ACTION,
         AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE}
     assert a.describe_cluster().result(30).authorized_operations is None
+    # This node is a broker endpoint: Kafka's errors for controllers and unknown endpoint types.
+    assert wire.describe_cluster(b.bootstrap, 1)[:3] == (0, None, 1)
+    assert wire.describe_cluster(b.bootstrap, 2) == (114, "The request was sent to an endpoint of type BROKER, "
+                                                          "but we wanted an endpoint of type CONTROLLER", 1, -1)
+    assert wire.describe_cluster(b.bootstrap, 3) == (115, "Unsupported endpoint type 3", 1, -1)
 
     # ListOffsets with every spec, then DeleteRecords moves the earliest offset.
     tp = lambda p: TopicPartition("sweep", p)  # noqa: E731
@@ -477,6 +482,13 @@ def test_kafka_python3_admin_sweep(make_broker):
     assert a.alter_partition_reassignments({tp0: [node + 6]}) == {tp0: InvalidReplicationAssignmentError}
     assert a.alter_partition_reassignments({tp0: None}) == {tp0: NoReassignmentInProgressError}
     assert a.list_partition_reassignments() == {}
+    # One log dir: a replica is in it already; other paths do not exist.
+    from kafka.structs import TopicPartitionReplica
+    [log_dir] = a.describe_log_dirs()[0]["log_dirs"]
+    here, missing = TopicPartitionReplica("kp3", 0, node), TopicPartitionReplica("kp3-none", 0, node)
+    assert a.alter_replica_log_dirs({here: log_dir["log_dir"]}) == {here: kafka.errors.NoError}
+    assert a.alter_replica_log_dirs({missing: log_dir["log_dir"]}) == {missing: kafka.errors.UnknownTopicOrPartitionError}
+    assert a.alter_replica_log_dirs({here: "/kp3-no-such-dir"}) == {here: kafka.errors.LogDirNotFoundError}
     # Offsets and records.
     assert a.list_partition_offsets({tp0: -1})[tp0].offset == 4
     assert a.delete_records({tp0: 1})[tp0]["low_watermark"] == 1

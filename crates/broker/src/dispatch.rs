@@ -146,7 +146,7 @@ pub async fn dispatch(
         ApiKey::DescribeCluster => encode(
             &frame,
             v,
-            &cluster::describe_cluster(broker, decode_body(&frame)?),
+            &cluster::describe_cluster(broker, v, decode_body(&frame)?),
         ),
         ApiKey::DescribeTopicPartitions => encode(
             &frame,
@@ -173,6 +173,11 @@ pub async fn dispatch(
         }
         ApiKey::CreateAcls => encode(&frame, v, &acls::create(decode_body(&frame)?)),
         ApiKey::DeleteAcls => encode(&frame, v, &acls::delete(decode_body(&frame)?)),
+        ApiKey::AlterReplicaLogDirs => encode(
+            &frame,
+            v,
+            &cluster::alter_replica_log_dirs(broker, decode_body(&frame)?),
+        ),
         ApiKey::DescribeLogDirs => {
             let cv = versions::codec_version(ApiKey::DescribeLogDirs, v);
             let req = decode_body_as(&frame, cv)?;
