@@ -11,7 +11,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from java_client import JavaClient
-from yardstick import strom_gap
 
 FAST_GROUPS = ["group.initial.rebalance.delay.ms=0", "group.consumer.heartbeat.interval.ms=500"]
 
@@ -138,12 +137,6 @@ def test_consumer_group(java, make_broker, protocol, assignor):
         assert described == ["described", "Classic", assignor]
 
 
-NO_CONSUMER_GROUP_DESCRIBE = strom_gap(
-    "ConsumerGroupDescribe (API key 69) is not implemented, so Admin.describeConsumerGroups falls back to "
-    "DescribeGroups and reports a KIP-848 group as type Classic with no server-side assignor")
-
-
-@NO_CONSUMER_GROUP_DESCRIBE
 @pytest.mark.parametrize("assignor", ["uniform", "range"])
 def test_kip848_group_described(java, make_broker, assignor):
     broker = make_broker(FAST_GROUPS)

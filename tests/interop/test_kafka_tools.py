@@ -72,6 +72,8 @@ def test_topics_create_describe_alter_delete(broker):
     rows = describe_rows(out)
     assert [r["Partition"] for r in rows] == ["0", "1", "2"]
     assert all(r["Leader"] == r["Replicas"] == r["Isr"] for r in rows), rows
+    # DescribeTopicPartitions: no eligible leader replicas on one node ("N/A" without the API).
+    assert all(r["Elr"] == r["LastKnownElr"] == "" for r in rows), rows
     topics(broker, "--alter", "--topic", "ops", "--partitions", 5)
     wait_for("5 partitions", lambda: len(describe_rows(topics(broker, "--describe", "--topic", "ops")[0])) == 5)
     _, err = topics(broker, "--alter", "--topic", "ops", "--partitions", 2, ok=False)

@@ -250,6 +250,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("max.connections.per.ip.overrides", STR, "", 0),
     def("queued.max.request.bytes", Long, "-1", -1),
     def("fetch.max.bytes", Int, "57671680", 1024),
+    def("max.request.partition.size.limit", Int, "2000", 1),
     def("group.max.size", Int, "2147483647", 1),
     def("log.message.timestamp.before.max.ms", Long, LONG_MAX, 0),
     def("log.message.timestamp.after.max.ms", Long, "3600000", 0),

@@ -143,10 +143,41 @@ pub async fn dispatch(
             v,
             &delete_records::handle(broker, decode_body(&frame)?),
         ),
-        ApiKey::DescribeCluster => {
-            let _req: DescribeClusterRequest = decode_body(&frame)?;
-            encode(&frame, v, &cluster::describe_cluster(broker))
+        ApiKey::DescribeCluster => encode(
+            &frame,
+            v,
+            &cluster::describe_cluster(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::DescribeTopicPartitions => encode(
+            &frame,
+            v,
+            &describe_topic_partitions::handle(broker, decode_body(&frame)?),
+        ),
+        ApiKey::ElectLeaders => encode(
+            &frame,
+            v,
+            &partitions_admin::elect_leaders(broker, v, decode_body(&frame)?),
+        ),
+        ApiKey::AlterPartitionReassignments => encode(
+            &frame,
+            v,
+            &partitions_admin::alter_reassignments(broker, decode_body(&frame)?),
+        ),
+        ApiKey::ListPartitionReassignments => {
+            let _req: ListPartitionReassignmentsRequest = decode_body(&frame)?;
+            encode(&frame, v, &partitions_admin::list_reassignments())
         }
+        ApiKey::DescribeAcls => {
+            let _req: DescribeAclsRequest = decode_body(&frame)?;
+            encode(&frame, v, &acls::describe())
+        }
+        ApiKey::CreateAcls => encode(&frame, v, &acls::create(decode_body(&frame)?)),
+        ApiKey::DeleteAcls => encode(&frame, v, &acls::delete(decode_body(&frame)?)),
+        ApiKey::AlterReplicaLogDirs => encode(
+            &frame,
+            v,
+            &cluster::alter_replica_log_dirs(broker, decode_body(&frame)?),
+        ),
         ApiKey::DescribeLogDirs => {
             let cv = versions::codec_version(ApiKey::DescribeLogDirs, v);
             let req = decode_body_as(&frame, cv)?;
@@ -210,6 +241,11 @@ pub async fn dispatch(
                 &groups::consumer_heartbeat(broker, &client, peer, decode_body(&frame)?),
             )
         }
+        ApiKey::ConsumerGroupDescribe => encode(
+            &frame,
+            v,
+            &consumer_group_describe::handle(broker, decode_body(&frame)?),
+        ),
         ApiKey::InitProducerId => encode(&frame, v, &{
             let req = decode_body(&frame)?;
             off_worker(|| txn::init_producer_id(broker, v, req))

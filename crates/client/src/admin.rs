@@ -92,8 +92,15 @@ impl Admin {
             .collect())
     }
 
-    /// One group's state and members.
+    /// One group's state and members, as Kafka's Admin does it: a KIP-848
+    /// group through ConsumerGroupDescribe (when the broker serves it),
+    /// any other through DescribeGroups. An unknown group is Dead.
     pub async fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
+        if self.conn.version(ApiKey::ConsumerGroupDescribe).is_ok() {
+            if let Some(d) = self.describe_consumer_group(group).await? {
+                return Ok(d);
+            }
+        }
         let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
         let (_, r): (i16, DescribeGroupsResponse) =
             self.conn.call(ApiKey::DescribeGroups, &req).await?;
@@ -102,6 +109,15 @@ impl Admin {
             .into_iter()
             .next()
             .ok_or_else(|| ClientError::Protocol("empty DescribeGroups response".into()))?;
+        if g.error_code == kafka_protocol::error::ResponseError::GroupIdNotFound.code() {
+            // DescribeGroups v6+ (KIP-1043); older versions answer Dead.
+            return Ok(GroupDescription {
+                state: "Dead".into(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            });
+        }
         ClientError::check(g.error_code, format!("describing group {group}"))?;
         let consumer = g.protocol_type.as_str() == "consumer";
         let members = g
@@ -127,6 +143,50 @@ impl Admin {
             protocol: g.protocol_data.to_string(),
             members,
         })
+    }
+
+    /// ConsumerGroupDescribe of one group; `None` when it is not a KIP-848
+    /// group (GROUP_ID_NOT_FOUND: unknown, or a classic group).
+    async fn describe_consumer_group(
+        &mut self,
+        group: &str,
+    ) -> Result<Option<GroupDescription>, ClientError> {
+        let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+        let (_, r): (i16, ConsumerGroupDescribeResponse) =
+            self.conn.call(ApiKey::ConsumerGroupDescribe, &req).await?;
+        let g =
+            r.groups.into_iter().next().ok_or_else(|| {
+                ClientError::Protocol("empty ConsumerGroupDescribe response".into())
+            })?;
+        if g.error_code == kafka_protocol::error::ResponseError::GroupIdNotFound.code() {
+            return Ok(None);
+        }
+        ClientError::check(g.error_code, format!("describing group {group}"))?;
+        let members = g
+            .members
+            .into_iter()
+            .map(|m| GroupMember {
+                member_id: m.member_id.to_string(),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                partitions: m
+                    .assignment
+                    .topic_partitions
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(|p| (t.topic_name.0.to_string(), *p))
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Some(GroupDescription {
+            state: g.group_state.to_string(),
+            protocol_type: "consumer".into(),
+            protocol: g.assignor_name.to_string(),
+            members,
+        }))
     }
 
     /// Committed offsets of a group: (topic, partition) → offset.

@@ -1,11 +1,11 @@
 //! ListGroups, DescribeGroups and DeleteGroups.
 
 use crate::net::log::Escaped;
-use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
+use super::consumer_describe::DescribeError;
 use super::state::GroupState;
 use super::store::Entry;
 use super::{code, state_name, GroupCoordinator};
@@ -50,60 +50,33 @@ impl GroupCoordinator {
         v
     }
 
-    /// DescribeGroups for one group (`None`: unknown, reported as Dead).
-    pub fn describe(&self, group: &str) -> Option<Described> {
+    /// DescribeGroups for one classic group: unknown groups and
+    /// consumer-protocol (KIP-848) groups are errors, as in Kafka (which
+    /// reports them as Dead before DescribeGroups v6).
+    pub fn describe(&self, group: &str) -> Result<Described, DescribeError> {
         let groups = self.groups.lock();
-        let g = groups.get(group)?;
-        let proto = g.protocol.clone().unwrap_or_default();
-        let show_protocol = matches!(
-            g.state,
-            GroupState::Stable | GroupState::CompletingRebalance
-        );
-        if let Some(cg) = g.consumer.as_ref().filter(|c| !c.members.is_empty()) {
-            let members = cg
-                .members
-                .values()
-                .map(|m| {
-                    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                    for (id, p) in m.sent.iter().flatten() {
-                        if let Some(t) = self.topics.get_by_id(*id) {
-                            by_topic.entry(t.name.clone()).or_default().push(*p);
-                        }
-                    }
-                    (
-                        m.id.clone(),
-                        m.instance_id.clone(),
-                        m.client_id.clone(),
-                        m.host.clone(),
-                        Bytes::new(),
-                        encode_assignment(by_topic),
-                    )
-                })
-                .collect();
-            return Some(Described {
-                state: cg.state(),
-                protocol_type: "consumer".into(),
-                protocol: cg.assignor.clone(),
-                members,
-            });
+        let g = groups
+            .get(group)
+            .ok_or_else(|| DescribeError::NotFound(group.to_string()))?;
+        if g.consumer.is_some() && g.members.is_empty() {
+            return Err(DescribeError::NotClassic(group.to_string()));
         }
-        Some(Described {
+        // As Kafka: the protocol, metadata and assignments only once Stable.
+        let stable = g.state == GroupState::Stable;
+        let proto = g.protocol.clone().filter(|_| stable).unwrap_or_default();
+        Ok(Described {
             state: state_name(g),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            protocol: if show_protocol {
-                proto.clone()
-            } else {
-                String::new()
-            },
+            protocol: proto.clone(),
             members: g
                 .members
                 .iter()
                 .map(|m| {
-                    let meta = m.metadata(&proto).cloned().unwrap_or_default();
-                    let assignment = if g.state == GroupState::Stable {
-                        m.assignment.clone()
+                    let (meta, assignment) = if stable {
+                        let meta = m.metadata(&proto).cloned().unwrap_or_default();
+                        (meta, m.assignment.clone())
                     } else {
-                        Bytes::new()
+                        (Bytes::new(), Bytes::new())
                     };
                     (
                         m.id.clone(),
@@ -149,29 +122,4 @@ impl GroupCoordinator {
         tracing::info!(group = %Escaped(group), "deleted group");
         0
     }
-}
-
-/// A consumer-protocol assignment (v0) as classic DescribeGroups carries it.
-pub(super) fn encode_assignment(by_topic: BTreeMap<String, Vec<i32>>) -> Bytes {
-    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
-    use kafka_protocol::protocol::Encodable;
-    let a = kafka_protocol::messages::ConsumerProtocolAssignment::default()
-        .with_assigned_partitions(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    TopicPartition::default()
-                        .with_topic(kafka_protocol::messages::TopicName(
-                            kafka_protocol::protocol::StrBytes::from_string(t),
-                        ))
-                        .with_partitions(ps)
-                })
-                .collect(),
-        );
-    let mut out = bytes::BytesMut::new();
-    out.extend_from_slice(&0i16.to_be_bytes());
-    if a.encode(&mut out, 0).is_err() {
-        return Bytes::new();
-    }
-    out.freeze()
 }

@@ -11,11 +11,13 @@
 //! One job per module: [`join`] (JoinGroup and the rebalance it drives),
 //! [`membership`] (SyncGroup, Heartbeat, LeaveGroup), [`offsets`] (commits
 //! and fetches), [`admin`] (ListGroups, DescribeGroups, DeleteGroups),
-//! [`consumer_protocol`] (KIP-848 ConsumerGroupHeartbeat), [`expiry`] (the
+//! [`consumer_protocol`] (KIP-848 ConsumerGroupHeartbeat),
+//! [`consumer_describe`] (KIP-848 ConsumerGroupDescribe), [`expiry`] (the
 //! ticker), [`replay`] (rebuilding groups from `__consumer_offsets`).
 
 mod admin;
 pub mod consumer;
+pub mod consumer_describe;
 mod consumer_protocol;
 mod expiry;
 mod join;
@@ -41,6 +43,7 @@ use state::Group;
 use store::{Entry, OFFSETS_TOPIC};
 
 pub use admin::Described;
+pub use consumer_describe::{ConsumerGroupDescription, DescribeError};
 pub use consumer_protocol::{ConsumerHeartbeat, ConsumerHeartbeatReply};
 pub use join::JoinRequest;
 pub use offsets::TopicOffsets;

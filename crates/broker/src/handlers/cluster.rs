@@ -1,18 +1,56 @@
-//! DescribeCluster and DescribeLogDirs.
+//! DescribeCluster, DescribeLogDirs and AlterReplicaLogDirs.
 
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_replica_log_dirs_response::{
+    AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, BrokerId, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
 };
 
-use super::s;
+use super::{authorized, s};
 use crate::broker::Broker;
 
-/// Handles DescribeCluster.
-pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
+/// Kafka's `EndpointType`: who a DescribeCluster asks about.
+const ENDPOINT_BROKER: i8 = 1;
+const ENDPOINT_CONTROLLER: i8 = 2;
+
+/// Handles DescribeCluster. This node is a broker endpoint: a request for
+/// controllers or an unknown endpoint type gets Kafka's error (INVALID_REQUEST
+/// at v0, where the field is absent and cannot differ).
+pub fn describe_cluster(
+    broker: &Broker,
+    version: i16,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    if req.endpoint_type != ENDPOINT_BROKER {
+        let (e, msg) = if req.endpoint_type == ENDPOINT_CONTROLLER {
+            (
+                ResponseError::MismatchedEndpointType,
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER".to_string(),
+            )
+        } else {
+            (
+                ResponseError::UnsupportedEndpointType,
+                format!("Unsupported endpoint type {}", req.endpoint_type),
+            )
+        };
+        let e = if version == 0 {
+            ResponseError::InvalidRequest
+        } else {
+            e
+        };
+        return DescribeClusterResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(s(msg)))
+            .with_controller_id(BrokerId(-1))
+            .with_cluster_authorized_operations(authorized::OMITTED);
+    }
     let (host, port) = &broker.advertised;
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.cluster_id.clone()))
@@ -21,7 +59,10 @@ pub fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
             .with_broker_id(BrokerId(broker.node_id))
             .with_host(s(host.clone()))
             .with_port(*port)])
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(authorized::if_asked(
+            req.include_cluster_authorized_operations,
+            authorized::CLUSTER,
+        ))
 }
 
 fn disk_space(path: &std::path::Path) -> (i64, i64) {
@@ -94,4 +135,46 @@ pub fn describe_log_dirs(
         .with_topics(topics)
         .with_total_bytes(total)
         .with_usable_bytes(usable)])
+}
+
+/// Handles AlterReplicaLogDirs. Strom has one log dir: moving a replica to
+/// it is done already, any other path is LOG_DIR_NOT_FOUND (checked first,
+/// as Kafka does), and a partition that does not exist is
+/// UNKNOWN_TOPIC_OR_PARTITION.
+pub fn alter_replica_log_dirs(
+    broker: &Broker,
+    req: AlterReplicaLogDirsRequest,
+) -> AlterReplicaLogDirsResponse {
+    let dir = broker.config.data_dir();
+    let ours = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let mut results = Vec::new();
+    for d in req.dirs {
+        let here = std::fs::canonicalize(d.path.as_str()).is_ok_and(|p| p == ours);
+        for t in d.topics {
+            let count = broker.topics.get(&t.name.0).map(|t| t.partition_count());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let exists = count.is_some_and(|n| usize::try_from(*p).is_ok_and(|i| i < n));
+                    let code = if !here {
+                        ResponseError::LogDirNotFound.code()
+                    } else if !exists {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else {
+                        0
+                    };
+                    AlterReplicaLogDirPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_error_code(code)
+                })
+                .collect();
+            results.push(
+                AlterReplicaLogDirTopicResult::default()
+                    .with_topic_name(t.name)
+                    .with_partitions(partitions),
+            );
+        }
+    }
+    AlterReplicaLogDirsResponse::default().with_results(results)
 }

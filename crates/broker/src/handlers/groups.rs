@@ -6,7 +6,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::s;
+use super::{authorized, s};
 use crate::broker::Broker;
 use crate::group::state::{JoinOutcome, SyncOutcome};
 use crate::group::store::Committed;
@@ -431,12 +431,14 @@ pub fn list_groups(broker: &Broker, version: i16, req: ListGroupsRequest) -> Lis
     ListGroupsResponse::default().with_groups(groups)
 }
 
-/// DescribeGroups.
+/// DescribeGroups. Unknown groups and consumer-protocol (KIP-848) groups
+/// are reported Dead; from v6 with GROUP_ID_NOT_FOUND and Kafka's message.
 pub fn describe_groups(
     broker: &Broker,
     version: i16,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let ops = authorized::if_asked(req.include_authorized_operations, authorized::GROUP);
     // A group named twice is described once (the answer would only repeat).
     let mut seen = std::collections::HashSet::new();
     let groups = req
@@ -444,12 +446,17 @@ pub fn describe_groups(
         .into_iter()
         .filter(|gid| seen.insert(gid.clone()))
         .map(|gid| {
-            let g = describe_groups_response::DescribedGroup::default()
-                .with_group_id(gid.clone())
-                .with_authorized_operations(i32::MIN);
+            let g = describe_groups_response::DescribedGroup::default().with_group_id(gid.clone());
             match broker.groups.describe(&gid.0) {
-                None => g.with_group_state(s("Dead")),
-                Some(d) => {
+                Err(e) if version >= 6 => g
+                    .with_group_state(s("Dead"))
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(e.to_string())))
+                    .with_authorized_operations(authorized::OMITTED),
+                Err(_) => g
+                    .with_group_state(s("Dead"))
+                    .with_authorized_operations(ops),
+                Ok(d) => {
                     let members = d
                         .members
                         .into_iter()
@@ -471,6 +478,7 @@ pub fn describe_groups(
                         .with_protocol_type(s(d.protocol_type))
                         .with_protocol_data(s(d.protocol))
                         .with_members(members)
+                        .with_authorized_operations(ops)
                 }
             }
         })

@@ -76,8 +76,12 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
     };
     let auto_create = topics.broker().get_bool("auto.create.topics.enable")
         && (version < 4 || req.allow_auto_topic_creation);
+    let (topic_ops, cluster_ops) = (
+        req.include_topic_authorized_operations,
+        req.include_cluster_authorized_operations,
+    );
     let image = topics.image();
-    let entries = if all {
+    let mut entries: Vec<MetadataResponseTopic> = if all {
         image
             .topics()
             .into_iter()
@@ -154,6 +158,12 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
             })
             .collect()
     };
+    if topic_ops {
+        // As Kafka: every named topic, unknown ones too (not unknown topic ids).
+        for e in entries.iter_mut().filter(|e| e.name.is_some()) {
+            e.topic_authorized_operations = super::authorized::TOPIC;
+        }
+    }
     let (host, port) = &broker.advertised;
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
@@ -163,7 +173,10 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
         .with_cluster_id(Some(s(broker.cluster_id.clone())))
         .with_controller_id(BrokerId(broker.node_id))
         .with_topics(entries)
-        .with_cluster_authorized_operations(OPS_OMITTED)
+        .with_cluster_authorized_operations(super::authorized::if_asked(
+            cluster_ops,
+            super::authorized::CLUSTER,
+        ))
 }
 
 /// Auto-creates `wanted` in one batch on the blocking pool; each gets its

@@ -1,15 +1,20 @@
 //! One module per Kafka API. Each handler takes the broker and the decoded
 //! request and returns the response; failures become error codes in it.
 
+pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod authorized;
 pub mod cluster;
+pub mod consumer_group_describe;
 pub mod delete_records;
 pub mod describe_configs;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod partitions_admin;
 pub mod produce;
 pub mod topics_admin;
 pub mod txn;
