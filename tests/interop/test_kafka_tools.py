@@ -241,3 +241,22 @@ def test_producer_and_consumer_perf(make_broker):
     row = dict(zip(keys, (v.strip() for v in lines[-1].split(","))))
     assert row["data.consumed.in.nMsg"] == "20000", row
     assert abs(float(row["data.consumed.in.MB"]) - 20000 * 100 / 1024 / 1024) < 0.01, row
+
+
+def test_metadata_quorum_describe(broker):
+    """kafka-metadata-quorum reads the metadata quorum through DescribeQuorum: one node is its
+    own leader and only voter, and the high watermark moves with every metadata change."""
+    def status():
+        out, _ = tool("kafka-metadata-quorum", "--bootstrap-server", broker.bootstrap, "describe", "--status")
+        return dict(re.findall(r"^(\w+):\s+(.*)$", out, re.M))
+    before = status()
+    assert before["LeaderId"] == "1", before
+    assert int(before["LeaderEpoch"]) >= 1, before
+    assert '"id": 1' in before["CurrentVoters"], before
+    assert before["CurrentObservers"].strip() == "[]", before
+    topics(broker, "--create", "--topic", "quorum-moves", "--partitions", 2)
+    after = status()
+    assert int(after["HighWatermark"]) > int(before["HighWatermark"]), (before, after)
+    out, _ = tool("kafka-metadata-quorum", "--bootstrap-server", broker.bootstrap, "describe", "--replication")
+    rows = [l.split() for l in out.strip().splitlines()[1:]]
+    assert rows and rows[0][0] == "1" and rows[0][-1] == "Leader", out

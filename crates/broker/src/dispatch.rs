@@ -148,6 +148,11 @@ pub async fn dispatch(
             v,
             &cluster::describe_cluster(broker, v, decode_body(&frame)?),
         ),
+        ApiKey::DescribeQuorum => encode(
+            &frame,
+            v,
+            &describe_quorum::handle(broker, decode_body(&frame)?),
+        ),
         ApiKey::DescribeTopicPartitions => encode(
             &frame,
             v,

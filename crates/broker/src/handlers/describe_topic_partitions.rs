@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 
 use super::{authorized, s};
 use crate::broker::Broker;
-use crate::topics::Topic;
+use crate::metadata::{NodeId, PartitionImage, TopicImage};
 
 /// Kafka's `max.request.partition.size.limit` default.
 const DEFAULT_PARTITION_LIMIT: i64 = 2000;
@@ -35,24 +35,25 @@ fn refused(names: Vec<String>, error: ResponseError) -> DescribeTopicPartitionsR
     DescribeTopicPartitionsResponse::default().with_topics(topics)
 }
 
-fn partition(broker: &Broker, index: i32) -> DescribeTopicPartitionsResponsePartition {
-    let node = BrokerId(broker.node_id);
+/// A partition as the metadata image places it.
+fn partition(index: i32, p: &PartitionImage) -> DescribeTopicPartitionsResponsePartition {
+    let nodes = |v: &[NodeId]| v.iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
     DescribeTopicPartitionsResponsePartition::default()
         .with_partition_index(index)
-        .with_leader_id(node)
-        .with_leader_epoch(0)
-        .with_replica_nodes(vec![node])
-        .with_isr_nodes(vec![node])
+        .with_leader_id(BrokerId(p.leader.0))
+        .with_leader_epoch(p.leader_epoch.0)
+        .with_replica_nodes(nodes(&p.replicas))
+        .with_isr_nodes(nodes(&p.isr))
         .with_eligible_leader_replicas(Some(Vec::new()))
         .with_last_known_elr(Some(Vec::new()))
 }
 
 fn topic_entry(
-    t: &Topic,
+    t: &TopicImage,
     partitions: Vec<DescribeTopicPartitionsResponsePartition>,
 ) -> DescribeTopicPartitionsResponseTopic {
     DescribeTopicPartitionsResponseTopic::default()
-        .with_name(Some(TopicName(s(t.name.clone()))))
+        .with_name(Some(TopicName(s(t.name.to_string()))))
         .with_topic_id(t.id)
         .with_is_internal(is_internal(&t.name))
         .with_partitions(partitions)
@@ -76,8 +77,9 @@ pub fn handle(
         .as_ref()
         .map(|c| (c.topic_name.0.to_string(), c.partition_index));
     let from = cursor.as_ref().map_or("", |(t, _)| t.as_str());
+    let image = broker.topics.image();
     let mut names: Vec<String> = if all {
-        broker.topics.all().iter().map(|t| t.name.clone()).collect()
+        image.topics().iter().map(|t| t.name.to_string()).collect()
     } else {
         asked.clone()
     };
@@ -102,7 +104,7 @@ pub fn handle(
             resp.next_cursor = Some(Cursor::default().with_topic_name(TopicName(s(name))));
             break;
         }
-        let Some(t) = broker.topics.get(&name) else {
+        let Some(t) = image.topic(&name) else {
             if !all {
                 let error = if crate::names::validate_topic_name(&name).is_ok() {
                     ResponseError::UnknownTopicOrPartition
@@ -123,11 +125,13 @@ pub fn handle(
             Some((c, i)) if *c == name => (*i).max(0) as usize,
             _ => 0,
         };
-        let count = t.partition_count();
+        let count = t.partitions.len();
         let end = count.min(start.saturating_add(remaining));
-        let partitions: Vec<_> = (start..end).map(|i| partition(broker, i as i32)).collect();
+        let partitions: Vec<_> = (start..end)
+            .map(|i| partition(i as i32, &t.partitions[i]))
+            .collect();
         remaining -= partitions.len();
-        resp.topics.push(topic_entry(&t, partitions));
+        resp.topics.push(topic_entry(t, partitions));
         if end < count {
             resp.next_cursor = Some(
                 Cursor::default()

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod consumer_group_describe;
 pub mod delete_records;
 pub mod describe_configs;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod groups;
