@@ -105,6 +105,44 @@ def test_restarted_static_member_keeps_its_partitions_without_a_rebalance(make_b
         c.close()
 
 
+def kip848_static_consumer(broker, group, topic, instance, rec):
+    """A KIP-848 (group.protocol=consumer) static member: timeouts come from the broker."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.instance.id": instance,
+                  "group.protocol": "consumer", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic], on_assign=rec.assign, on_revoke=rec.revoke, on_lost=rec.lost)
+    return c
+
+
+def test_kip848_static_member_comes_back_to_its_partitions(make_broker):
+    """KIP-848: a static member that closes leaves with member epoch -2 and keeps its partitions
+    until its session times out; a new process with the same group.instance.id gets exactly them,
+    and the other member sees no callback."""
+    broker = make_broker(FAST_GROUPS)
+    topic, group = "static-848", "static-848-g"
+    create(broker, topic, partitions=4)
+    recs = {"a": Recorder(), "b": Recorder()}
+    members = {i: kip848_static_consumer(broker, group, topic, i, recs[i]) for i in recs}
+    poll_until(list(members.values()),
+               lambda: sum(len(owned(c)) for c in members.values()) == 4 and all(owned(c) for c in members.values()))
+    poll_quietly(list(members.values()), list(recs.values()), QUIET_S)
+    before = {i: owned(c) for i, c in members.items()}
+    recs["a"].events.clear()
+    members["b"].close()
+    # Away for longer than a heartbeat interval (Kafka's 5 s): "a" would be handed b's partitions
+    # now if the broker had dropped "b".
+    poll_quietly([members["a"]], [recs["a"]], 7)
+    assert recs["a"].events == [] and owned(members["a"]) == before["a"], recs["a"].events
+    recs["b"] = Recorder()
+    members["b"] = kip848_static_consumer(broker, group, topic, "b", recs["b"])
+    poll_until(list(members.values()), lambda: owned(members["b"]) == before["b"])
+    poll_quietly(list(members.values()), list(recs.values()), QUIET_S)
+    assert recs["a"].events == [], "a saw a rebalance while b restarted"
+    assert recs["b"].events == [("assign", before["b"])], "exactly its old partitions, once"
+    assert owned(members["a"]) == before["a"]
+    for c in members.values():
+        c.close()
+
+
 class KpRecorder(ConsumerRebalanceListener):
     def __init__(self):
         self.events = []

@@ -50,6 +50,10 @@ pub struct ConsumerHeartbeatReply {
     pub assignment: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
 }
 
+/// The member epoch a static member sends when it leaves for a while (it
+/// means to come back with the same `group.instance.id`).
+pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
+
 impl GroupCoordinator {
     /// ConsumerGroupHeartbeat (KIP-848): join, leave, or report and receive assignments.
     pub fn consumer_heartbeat(&self, req: ConsumerHeartbeat) -> ConsumerHeartbeatReply {
@@ -88,18 +92,27 @@ impl GroupCoordinator {
                 } else {
                     req.member_id.clone()
                 };
-                // A static member that restarts replaces its old incarnation.
-                if let Some(inst) = &req.instance_id {
-                    let old: Vec<String> = cg
-                        .members
+                // A static member that restarts takes over its old
+                // incarnation's assignment, once that one has left
+                // temporarily (epoch -2); while it is still active the
+                // instance id is not released (Kafka's UNRELEASED_INSTANCE_ID).
+                let previous = req.instance_id.as_ref().and_then(|inst| {
+                    cg.members
                         .values()
-                        .filter(|m| m.instance_id.as_deref() == Some(inst))
-                        .map(|m| m.id.clone())
-                        .collect();
-                    for id in old {
-                        cg.members.remove(&id);
+                        .find(|m| m.instance_id.as_ref() == Some(inst) && m.id != member_id)
+                        .map(|m| (m.id.clone(), m.epoch))
+                });
+                if let Some((old_id, old_epoch)) = &previous {
+                    if *old_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH {
+                        tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), owner = %Escaped(old_id), "static member cannot join: its instance id is still in use");
+                        return fail(ResponseError::UnreleasedInstanceId);
                     }
                 }
+                let replaced = previous.and_then(|(old_id, _)| cg.members.remove(&old_id));
+                let same_subscription = replaced
+                    .as_ref()
+                    .is_some_and(|old| old.subscribed == subscribed);
+                let target = replaced.map(|old| old.target).unwrap_or_default();
                 cg.members.insert(
                     member_id.clone(),
                     consumer::CMember {
@@ -110,20 +123,45 @@ impl GroupCoordinator {
                         epoch: 0,
                         subscribed,
                         owned: req.owned.clone().unwrap_or_default().into_iter().collect(),
-                        target: Default::default(),
+                        target,
                         sent: None,
                         last_seen: now,
                     },
                 );
-                cg.group_epoch += 1;
-                cg.assignor = assignor;
-                cg.recompute(lookup);
+                if same_subscription {
+                    // The group is unchanged: the new incarnation gets the old one's partitions.
+                    tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), "static member rejoined (KIP-848)");
+                } else {
+                    cg.group_epoch += 1;
+                    cg.assignor = assignor;
+                    cg.recompute(lookup);
+                }
                 g.protocol_type = Some("consumer".into());
                 g.state = GroupState::Stable;
                 g.empty_since_ms = None;
                 tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), epoch = cg.group_epoch, "consumer joined (KIP-848)");
             }
-            -1 | -2 => {
+            LEAVE_GROUP_STATIC_MEMBER_EPOCH
+                if cg
+                    .members
+                    .get(&req.member_id)
+                    .is_some_and(|m| m.instance_id.is_some()) =>
+            {
+                // A static member leaving for a while keeps its partitions
+                // until its session times out or it comes back.
+                if let Some(m) = cg.members.get_mut(&req.member_id) {
+                    m.epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH;
+                    m.last_seen = now;
+                }
+                tracing::info!(group = %Escaped(&req.group), member = %Escaped(&req.member_id), "static member left temporarily (KIP-848)");
+                return ConsumerHeartbeatReply {
+                    member_id: req.member_id.clone(),
+                    member_epoch: LEAVE_GROUP_STATIC_MEMBER_EPOCH,
+                    heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+                    ..Default::default()
+                };
+            }
+            -1 | LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
                 if cg.members.remove(&req.member_id).is_some() {
                     cg.group_epoch += 1;
                     cg.recompute(lookup);
@@ -141,8 +179,17 @@ impl GroupCoordinator {
                 };
             }
             epoch => {
+                let replaced_by_another = req.instance_id.as_ref().is_some_and(|inst| {
+                    cg.members
+                        .values()
+                        .any(|m| m.instance_id.as_ref() == Some(inst) && m.id != req.member_id)
+                });
                 let Some(m) = cg.members.get_mut(&req.member_id) else {
-                    return fail(ResponseError::UnknownMemberId);
+                    return fail(if replaced_by_another {
+                        ResponseError::FencedInstanceId
+                    } else {
+                        ResponseError::UnknownMemberId
+                    });
                 };
                 if epoch != m.epoch {
                     return fail(ResponseError::FencedMemberEpoch);
@@ -200,5 +247,83 @@ impl GroupCoordinator {
             );
         }
         reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::coordinator;
+    use super::*;
+
+    fn beat(
+        c: &GroupCoordinator,
+        member: &str,
+        inst: &str,
+        epoch: i32,
+        owned: Vec<(uuid::Uuid, i32)>,
+    ) -> ConsumerHeartbeatReply {
+        c.consumer_heartbeat(ConsumerHeartbeat {
+            group: "g".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            instance_id: Some(inst.into()),
+            client_id: "cli".into(),
+            host: "/127.0.0.1".into(),
+            subscribed: Some(vec!["t".into()]),
+            assignor: Some("range".into()),
+            owned: Some(owned),
+        })
+    }
+
+    fn partitions(r: &ConsumerHeartbeatReply) -> Vec<i32> {
+        r.assignment
+            .as_ref()
+            .map(|a| a.iter().flat_map(|(_, p)| p.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_static_member_that_leaves_for_a_while_gets_its_partitions_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = coordinator(dir.path(), 60_000);
+        let t = c.topics.get("t").expect("topic").id;
+        assert_eq!(beat(&c, "a1", "a", 0, vec![]).member_epoch, 1);
+        // "b" joins while "a" reports holding nothing: each gets its half.
+        let b = beat(&c, "b1", "b", 0, vec![]);
+        assert_eq!(b.error, 0, "{b:?}");
+        let b_parts = partitions(&b);
+        let a = beat(&c, "a1", "a", 1, vec![]);
+        let a_parts = partitions(&a);
+        assert_eq!((a_parts.clone(), b_parts.clone()), (vec![0], vec![1]));
+        let a = beat(&c, "a1", "a", a.member_epoch, vec![(t, 0)]);
+        let b = beat(&c, "b1", "b", b.member_epoch, vec![(t, 1)]);
+        let epoch = c.describe_consumer_group("g").expect("group").group_epoch;
+
+        // "b" leaves temporarily: kept, with its partitions, the group unchanged.
+        let left = beat(&c, "b1", "b", LEAVE_GROUP_STATIC_MEMBER_EPOCH, vec![(t, 1)]);
+        assert_eq!(
+            (left.error, left.member_epoch),
+            (0, LEAVE_GROUP_STATIC_MEMBER_EPOCH)
+        );
+        let d = c.describe_consumer_group("g").expect("group");
+        assert_eq!((d.group_epoch, d.members.len()), (epoch, 2));
+        let a = beat(&c, "a1", "a", a.member_epoch, vec![(t, 0)]);
+        assert_eq!(a.error, 0);
+        assert!(a.assignment.is_none(), "a keeps its own: {a:?}");
+
+        // A new incarnation of "b" takes over its partitions, no group change.
+        let back = beat(&c, "b2", "b", 0, vec![]);
+        assert_eq!(back.error, 0);
+        assert_eq!(partitions(&back), b_parts);
+        assert_eq!(
+            c.describe_consumer_group("g").expect("group").group_epoch,
+            epoch
+        );
+        // The old incarnation is fenced.
+        let old = beat(&c, "b1", "b", b.member_epoch, vec![]);
+        assert_eq!(old.error, code(ResponseError::FencedInstanceId));
+        // A third incarnation while "b2" is active: the instance id is not released.
+        let third = beat(&c, "b3", "b", 0, vec![]);
+        assert_eq!(third.error, code(ResponseError::UnreleasedInstanceId));
     }
 }
