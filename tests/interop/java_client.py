@@ -12,12 +12,14 @@ import tempfile
 import threading
 from pathlib import Path
 
+import jvm
+
 JAVA_DIR = Path(__file__).resolve().parent / "java"
 
 
 def build():
     """Builds the launcher when its sources changed (a no-op otherwise)."""
-    subprocess.run([str(JAVA_DIR / "build")], check=True)
+    jvm.build(JAVA_DIR)
 
 
 class ScenarioFailed(AssertionError):
@@ -30,24 +32,17 @@ class JavaClient:
     def __init__(self):
         build()
         self.err = tempfile.NamedTemporaryFile(prefix="java-client-", suffix=".log", delete=False)
-        cp = f"{JAVA_DIR / 'target' / 'interop.jar'}{os.pathsep}{JAVA_DIR / 'target' / 'lib' / '*'}"
+        cp = jvm.classpath(JAVA_DIR, "interop.jar")
         self.proc = subprocess.Popen(
             ["java", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
              "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.logFile=System.err",
              "-cp", cp, "io.strom.interop.Launcher"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True, bufsize=1)
         self.lines = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+        threading.Thread(target=jvm.pump, args=(self.proc, self.lines), daemon=True).start()
 
     def stderr_tail(self, n=60):
-        with open(self.err.name, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-        return "\n".join(lines[-n:])
+        return jvm.tail(self.err.name, n)
 
     def run(self, scenario, bootstrap, *args, timeout=180):
         """Runs one scenario; returns its finding lines split into words."""

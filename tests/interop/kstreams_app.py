@@ -13,12 +13,14 @@ import tempfile
 import threading
 from pathlib import Path
 
+import jvm
+
 APP_DIR = Path(__file__).resolve().parent / "kstreams"
 
 
 def build():
     """Builds the applications when their sources changed (a no-op otherwise)."""
-    subprocess.run([str(APP_DIR / "build")], check=True)
+    jvm.build(APP_DIR)
 
 
 class AppFailed(AssertionError):
@@ -35,7 +37,7 @@ class StreamsApp:
         self.start()
 
     def start(self):
-        cp = f"{APP_DIR / 'target' / 'kstreams.jar'}{os.pathsep}{APP_DIR / 'target' / 'lib' / '*'}"
+        cp = jvm.classpath(APP_DIR, "kstreams.jar")
         self.states = []
         self.lines = queue.Queue()
         self.proc = subprocess.Popen(
@@ -45,19 +47,11 @@ class StreamsApp:
              "-Dorg.slf4j.simpleLogger.showDateTime=true",
              "-cp", cp, "io.strom.kstreams.App", *self.cmd_args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True, bufsize=1)
-        threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
+        threading.Thread(target=jvm.pump, args=(self.proc, self.lines), daemon=True).start()
         return self
 
-    @staticmethod
-    def _pump(proc, lines):
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
     def stderr_tail(self, n=60):
-        with open(self.err.name, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-        return "\n".join(lines[-n:])
+        return jvm.tail(self.err.name, n)
 
     def _next(self, timeout):
         try:
