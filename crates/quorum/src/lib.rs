@@ -38,6 +38,8 @@
 //! - [`Quorum::leader`] / [`Quorum::subscribe_leader`] give the current leader and its changes.
 //! - [`Quorum::describe`] gives what Kafka's `DescribeQuorum` returns.
 //! - [`Quorum::add_observer`] adds an observer from the leader's side.
+//! - [`Quorum::set_leader_service`] / [`Quorum::call_leader`]: a request any node sends to the
+//!   current leader's service, where changes are decided one at a time (the broker's controller).
 //! - [`Quorum::shutdown`] stops the node; its files stay.
 //!
 //! # Guarantees
@@ -59,12 +61,14 @@ mod disk;
 mod log_store;
 mod quorum;
 mod rpc;
+mod service;
 mod state_machine;
 mod types;
 
 pub use config::QuorumConfig;
 pub use disk::DiskError;
 pub use quorum::{ProposeError, Quorum, QuorumDescription, QuorumError, ReplicaDescription};
+pub use service::{LeaderService, ServiceFuture};
 pub use state_machine::StateMachine;
 
 /// Largest entry [`Quorum::propose`] accepts (1 MiB, Kafka's default `max.message.bytes`

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::QuorumConfig;
 use crate::log_store::{LogStore, Progress};
 use crate::rpc::{self, Network, Request, Response, TimesMap};
+use crate::service::{ForwardRefused, LeaderService, ServiceSlot};
 use crate::state_machine::{SmStore, StateMachine};
 use crate::types::{Node, Payload, Raft};
 use crate::{DiskError, MAX_ENTRY_BYTES};
@@ -113,6 +114,7 @@ pub struct Quorum {
     leader_rx: watch::Receiver<Option<u64>>,
     progress: Arc<Progress>,
     times: TimesMap,
+    service: ServiceSlot,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -163,7 +165,13 @@ impl Quorum {
         let raft = Raft::new(cfg.node_id, raft_cfg, network, log, sm_store)
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        let mut tasks = vec![tokio::spawn(rpc::serve(listener, raft.clone()))];
+        let service = ServiceSlot::default();
+        let mut tasks = vec![tokio::spawn(rpc::serve(
+            listener,
+            raft.clone(),
+            cfg.node_id,
+            service.clone(),
+        ))];
         tracing::info!(node_id = cfg.node_id, listen = %cfg.listen, voter = cfg.is_voter(), "quorum node started");
 
         if cfg.is_voter() && pristine {
@@ -212,6 +220,7 @@ impl Quorum {
             leader_rx,
             progress,
             times,
+            service,
             tasks,
         };
         let wait = Duration::from_millis(cfg.election_timeout_ms.1 * 5);
@@ -322,6 +331,70 @@ impl Quorum {
             Err(JoinRefused::NotLeader(leader)) => Err(ProposeError::NotLeader { leader }),
             Err(JoinRefused::Failed(e)) => Err(ProposeError::Other(e)),
         }
+    }
+
+    /// Sets the service this node runs requests on while it leads (see [`Quorum::call_leader`]).
+    pub fn set_leader_service(&self, service: LeaderService) {
+        self.service.set(service);
+    }
+
+    /// Runs `request` on the leader's service and returns its reply: here when this node
+    /// leads, else over RPC to the leader, retried across elections and leader changes until
+    /// `timeout`. Fails with [`ProposeError::NotLeader`] when no leader answered in time. A
+    /// request may run twice when a reply is lost, so services should make requests safe to
+    /// repeat.
+    pub async fn call_leader(
+        &self,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ProposeError> {
+        if request.len() > MAX_ENTRY_BYTES {
+            return Err(ProposeError::TooLarge {
+                size: request.len(),
+                max: MAX_ENTRY_BYTES,
+            });
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let req = Request::Forward(request);
+        let mut conn: Option<(u64, TcpStream)> = None;
+        let mut leader = None;
+        while tokio::time::Instant::now() < deadline {
+            let m = self.raft.metrics().borrow().clone();
+            leader = m.current_leader;
+            match leader {
+                Some(id) if id == self.node_id => {
+                    if let (Some(f), Request::Forward(bytes)) = (self.service.get(), &req) {
+                        return Ok(f(bytes.clone()).await);
+                    }
+                }
+                Some(id) => {
+                    let addr = m
+                        .membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|n| n.addr.clone());
+                    if let Some(addr) = addr {
+                        let mut stream = match conn.take() {
+                            Some((to, s)) if to == id => Some(s),
+                            _ => None,
+                        };
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        match rpc::call_once(&mut stream, &addr, &req, left).await {
+                            Ok(Response::Forward(Ok(reply))) => return Ok(reply),
+                            Ok(Response::Forward(Err(ForwardRefused::NotLeader(_))))
+                            | Ok(Response::Forward(Err(ForwardRefused::NoService))) => {}
+                            Ok(_) | Err(_) => {
+                                tracing::debug!(leader = id, %addr, "leader unreachable for a forwarded request")
+                            }
+                        }
+                        conn = stream.map(|s| (id, s));
+                    }
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(ProposeError::NotLeader { leader })
     }
 
     /// Stops the node: no more votes, replication or applies. The files stay for a restart.

@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::log_store::Progress;
+use crate::service::{ForwardRefused, ServiceSlot};
 use crate::types::{Node, Raft, TypeConfig};
 
 /// Largest frame either side accepts: replication batches are cut at 4 MiB of entries and
@@ -93,6 +94,8 @@ pub(crate) enum Request {
         node_id: u64,
         addr: String,
     },
+    /// A request for the leader's service (see [`crate::service`]).
+    Forward(Vec<u8>),
 }
 
 /// The answer to a [`Request`], same variant.
@@ -102,11 +105,12 @@ pub(crate) enum Response {
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     Join(Result<(), crate::quorum::JoinRefused>),
+    Forward(Result<Vec<u8>, ForwardRefused>),
 }
 
 /// Accepts peer connections on `listener` and serves them until the task is aborted, which
 /// also ends every connection it accepted (they live in its `JoinSet`).
-pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
+pub(crate) async fn serve(listener: TcpListener, raft: Raft, node_id: u64, service: ServiceSlot) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -119,16 +123,21 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let raft = raft.clone();
+        let (raft, service) = (raft.clone(), service.clone());
         conns.spawn(async move {
-            if let Err(e) = serve_conn(stream, raft).await {
+            if let Err(e) = serve_conn(stream, raft, node_id, service).await {
                 tracing::debug!(%peer, error = %e, "quorum peer connection closed");
             }
         });
     }
 }
 
-async fn serve_conn(mut stream: TcpStream, raft: Raft) -> Result<(), FrameError> {
+async fn serve_conn(
+    mut stream: TcpStream,
+    raft: Raft,
+    node_id: u64,
+    service: ServiceSlot,
+) -> Result<(), FrameError> {
     loop {
         let req: Request = read_frame(&mut stream).await?;
         let resp = match req {
@@ -139,6 +148,14 @@ async fn serve_conn(mut stream: TcpStream, raft: Raft) -> Result<(), FrameError>
             }
             Request::Join { node_id, addr } => {
                 Response::Join(crate::quorum::join(&raft, node_id, addr).await)
+            }
+            Request::Forward(req) => {
+                let leader = raft.metrics().borrow().current_leader;
+                Response::Forward(match (leader == Some(node_id), service.get()) {
+                    (false, _) => Err(ForwardRefused::NotLeader(leader)),
+                    (true, None) => Err(ForwardRefused::NoService),
+                    (true, Some(f)) => Ok(f(req).await),
+                })
             }
         };
         tokio::time::timeout(FRAME_TIMEOUT, write_frame(&mut stream, &resp))

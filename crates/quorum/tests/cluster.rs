@@ -361,3 +361,64 @@ async fn observer_receives_everything_without_voting() {
 
     shutdown_all(nodes.into_iter().map(|(q, _)| q).chain([observer])).await;
 }
+
+/// A service that answers with the id of the node that ran it and the request.
+fn echo_service(id: u64) -> strom_quorum::LeaderService {
+    std::sync::Arc::new(move |req: Vec<u8>| {
+        Box::pin(async move {
+            let mut out = format!("{id}:").into_bytes();
+            out.extend(req);
+            out
+        }) as strom_quorum::ServiceFuture
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_leader_runs_on_the_leader_from_any_node_and_follows_a_new_leader() {
+    let Cluster {
+        dir,
+        voters,
+        nodes,
+        leader,
+    } = cluster(10_000).await;
+    for (q, _) in &nodes {
+        q.set_leader_service(echo_service(q.node_id()));
+    }
+    let t = Duration::from_secs(10);
+    for (q, _) in &nodes {
+        let reply = q.call_leader(b"hello".to_vec(), t).await.unwrap();
+        assert_eq!(
+            reply,
+            format!("{leader}:hello").into_bytes(),
+            "from {}",
+            q.node_id()
+        );
+    }
+    // An observer reaches the leader too.
+    let obs_sm = RecordingSm::default();
+    let observer = Quorum::start(config(4, &voters, free_addrs(1)[0], dir.path()), obs_sm)
+        .await
+        .unwrap();
+    wait_until("the observer knows the leader", t, || {
+        observer.leader() == Some(leader)
+    })
+    .await;
+    assert_eq!(
+        observer.call_leader(b"obs".to_vec(), t).await.unwrap(),
+        format!("{leader}:obs").into_bytes()
+    );
+
+    // The leader stops: the call waits for the election and reaches the new leader.
+    let (rest, old): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|(q, _)| q.node_id() != leader);
+    shutdown_all(old.into_iter().map(|(q, _)| q)).await;
+    let reply = rest[0]
+        .0
+        .call_leader(b"again".to_vec(), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let text = String::from_utf8(reply).unwrap();
+    let (by, body) = text.split_once(':').unwrap();
+    assert_ne!(by, leader.to_string());
+    assert_eq!(body, "again");
+    shutdown_all(rest.into_iter().map(|(q, _)| q).chain([observer])).await;
+}
