@@ -157,6 +157,11 @@ impl Quorum {
                 addr: cfg.listen,
                 source,
             })?;
+        // Port 0 binds any free port; observers give the leader the port they got.
+        let mut cfg = cfg;
+        if let Ok(local) = listener.local_addr() {
+            cfg.listen = local;
+        }
         let times = TimesMap::default();
         let network = Network {
             times: times.clone(),
