@@ -1,15 +1,23 @@
 //! The state every request handler works with.
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cleaner::LogCleaner;
+use crate::config::cluster::ClusterLayout;
 use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::handlers::fetch::FetchSessions;
-use crate::metadata::NodeId;
+use crate::metadata::controller::{ControllerReply, ControllerRequest};
+use crate::metadata::lifecycle::{self, Membership};
+use crate::metadata::records::{BrokerRegistration, Endpoint};
+use crate::metadata::{MetadataError, MetadataStore, NodeId};
 use crate::replica::ReplicaManager;
 use crate::topics::{TopicError, Topics};
+use crate::txn::producer_ids::ProducerIds;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// One broker node: configuration, topics and shared services.
@@ -35,18 +43,83 @@ pub struct Broker {
     pub txns: TxnCoordinator,
     /// The log cleaner threads (compacted topics).
     pub cleaner: LogCleaner,
+    /// This broker's registration with the controller.
+    pub membership: Arc<Membership>,
 }
 
 impl Broker {
     /// Opens the broker's data directory, advertising `advertised`.
     pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Broker, TopicError> {
+        let layout = ClusterLayout::from_config(&config)?;
+        Self::open_in(config, &layout, advertised)
+    }
+
+    /// Opens the broker as `layout` places it: alone, or as a member of the
+    /// cluster of `controller.quorum.voters`. Registers with the controller
+    /// (waiting for one to be elected) before its coordinators open.
+    pub fn open_in(
+        config: BrokerConfig,
+        layout: &ClusterLayout,
+        advertised: (String, i32),
+    ) -> Result<Broker, TopicError> {
         let config = Arc::new(config);
         let dir = config.data_dir();
         std::fs::create_dir_all(&dir)?;
-        let cluster_id = load_or_create_cluster_id(&dir, config.node_id())?;
+        let local_cluster_id = load_or_create_cluster_id(&dir, config.node_id())?;
         // Before the topics: their logs' settings include the dynamic broker values.
         config.load_dynamic(&dir)?;
-        let topics = Arc::new(Topics::open(&dir, config.clone())?);
+        let node = NodeId(config.node_id());
+        let single = layout.single_node();
+        let topics = if single {
+            Topics::open(&dir, config.clone())?
+        } else {
+            let store = open_cluster_store(&dir, &config, layout)?;
+            Topics::with_store(&dir, config.clone(), store)?
+        };
+        let registration = BrokerRegistration {
+            id: node,
+            epoch: 0,
+            incarnation: uuid::Uuid::new_v4(),
+            endpoints: layout
+                .advertised
+                .iter()
+                .take(1)
+                .map(|l| {
+                    let protocol = layout
+                        .protocols
+                        .get(&l.name)
+                        .cloned()
+                        .unwrap_or_else(|| "PLAINTEXT".into());
+                    (
+                        l.name.clone(),
+                        Endpoint {
+                            host: advertised.0.clone(),
+                            port: u16::try_from(advertised.1).unwrap_or(0),
+                            security_protocol: protocol,
+                        },
+                    )
+                })
+                .collect(),
+            rack: layout.rack.clone(),
+            fenced: false,
+        };
+        let (membership, cluster_id) = lifecycle::register(
+            topics.store(),
+            registration,
+            local_cluster_id.clone(),
+            !single,
+        )?;
+        if cluster_id != local_cluster_id {
+            write_cluster_id(&dir, &cluster_id, config.node_id())?;
+        }
+        if !single {
+            let every = config.get_i64("broker.heartbeat.interval.ms", 2000).max(10) as u64;
+            lifecycle::spawn_heartbeats(
+                topics.store(),
+                membership.clone(),
+                Duration::from_millis(every),
+            );
+        }
         let group_config = GroupConfig {
             initial_rebalance_delay_ms: config
                 .get_i64("group.initial.rebalance.delay.ms", 3000)
@@ -67,7 +140,7 @@ impl Broker {
             offset_metadata_max_bytes: config.get_i64("offset.metadata.max.bytes", 4096).max(0)
                 as usize,
         };
-        let groups = GroupCoordinator::open(topics.clone(), group_config)?;
+        let groups = GroupCoordinator::open(topics.clone(), group_config, single)?;
         let txn_config = TxnConfig {
             max_timeout_ms: config.get_i64("transaction.max.timeout.ms", 900_000) as i32,
             id_expiration_ms: config.get_i64("transactional.id.expiration.ms", 604_800_000),
@@ -75,11 +148,31 @@ impl Broker {
             state_segment_bytes: config.get_i64("transaction.state.log.segment.bytes", 104_857_600),
             producer_id_expiration_ms: config.get_i64("producer.id.expiration.ms", 86_400_000),
         };
-        let txns = TxnCoordinator::open(topics.clone(), &dir, txn_config)?;
+        let txns = if single {
+            TxnCoordinator::open(topics.clone(), &dir, txn_config)?
+        } else {
+            let t = Arc::downgrade(&topics);
+            let ids = ProducerIds::from_controller(Box::new(move |count| {
+                let topics = t
+                    .upgrade()
+                    .ok_or_else(|| std::io::Error::other("broker stopped"))?;
+                let req = ControllerRequest::AllocateProducerIds {
+                    broker: node,
+                    count,
+                };
+                match topics.store().call(&req) {
+                    Ok(ControllerReply::ProducerIds { first, .. }) => Ok(first),
+                    Ok(other) => Err(std::io::Error::other(format!("controller: {other:?}"))),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                }
+            }));
+            TxnCoordinator::open_with(topics.clone(), &dir, txn_config, ids, true)?
+        };
         txns.recover(&groups);
         let cleaner = LogCleaner::start(topics.clone());
         let replicas = ReplicaManager::new(NodeId(config.node_id()), topics.clone());
         Ok(Broker {
+            membership,
             replicas,
             cleaner,
             groups,
@@ -104,11 +197,58 @@ fn load_or_create_cluster_id(dir: &Path, node_id: i32) -> std::io::Result<String
     }
     // Kafka's cluster ids are base64url UUIDs (22 chars); use the same shape.
     let id = base64url(uuid::Uuid::new_v4().as_bytes());
-    std::fs::write(
-        &path,
-        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
-    )?;
+    write_cluster_id(dir, &id, node_id)?;
     Ok(id)
+}
+
+/// Records the cluster's id in `meta.properties` (a cluster member adopts
+/// the one its controller gives).
+fn write_cluster_id(dir: &Path, id: &str, node_id: i32) -> std::io::Result<()> {
+    std::fs::write(
+        dir.join("meta.properties"),
+        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
+    )
+}
+
+/// Resolves `host:port` to one socket address.
+fn resolve(what: &str, host: &str, port: u16) -> Result<SocketAddr, TopicError> {
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            TopicError::MetadataLog(MetadataError::Runtime(format!(
+                "cannot resolve {what} {host}:{port}"
+            )))
+        })
+}
+
+/// Joins the metadata quorum of `controller.quorum.voters`: as a voter on
+/// the controller listener, or as an observer on a free port of the
+/// client listener's host.
+fn open_cluster_store(
+    dir: &Path,
+    config: &BrokerConfig,
+    layout: &ClusterLayout,
+) -> Result<MetadataStore, TopicError> {
+    let mut voters = BTreeMap::new();
+    for v in &layout.voters {
+        let id = u64::try_from(v.id.0).unwrap_or(0);
+        voters.insert(id, resolve("voter", &v.host, v.port)?);
+    }
+    let listen = match (&layout.controller_listener, layout.broker_listeners.first()) {
+        (Some(c), _) => resolve("controller listener", &c.host, c.port)?,
+        (None, Some(b)) if !b.host.is_empty() => resolve("listener", &b.host, 0)?,
+        (None, _) => resolve("listener", "0.0.0.0", 0)?,
+    };
+    let session = config.get_i64("broker.session.timeout.ms", 9000).max(100) as u64;
+    Ok(MetadataStore::open_cluster(
+        dir,
+        NodeId(config.node_id()),
+        voters,
+        listen,
+        Duration::from_millis(session),
+    )?)
 }
 
 fn base64url(bytes: &[u8]) -> String {

@@ -52,7 +52,7 @@ fn encode<T: Encodable + HeaderVersion>(
 /// its state durable before answering), without stalling the other
 /// connections served by this worker thread: on the multi-threaded runtime
 /// the worker hands its queue to another thread first.
-fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn off_worker<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

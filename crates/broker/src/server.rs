@@ -65,9 +65,9 @@ impl ServerHandle {
 /// Binds the listener, opens the data directory and starts serving.
 pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
     let layout = ClusterLayout::from_config(&config)?;
-    if !layout.single_node() {
+    if !layout.roles.broker {
         return Err(ServerError::Config(crate::config::ConfigError::Refused(
-            "controller.quorum.voters is set, but this build runs one node only: multi-node clusters are not available yet (docs/OPERATIONS.md)".into(),
+            "process.roles=controller (a controller without a broker) is not available yet: run process.roles=broker,controller on the voters (docs/OPERATIONS.md)".into(),
         )));
     }
     // The first broker listener serves clients (one listener for now).
@@ -96,7 +96,19 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
             .get_i64("log.retention.check.interval.ms", 300_000)
             .max(1) as u64,
     );
-    let broker = Arc::new(Broker::open(config, advertised.clone())?);
+    let single = layout.single_node();
+    let broker = {
+        // Registration waits for the controller: off the runtime's workers.
+        let advertised = advertised.clone();
+        tokio::task::spawn_blocking(move || Broker::open_in(config, &layout, advertised))
+            .await
+            .map_err(|e| {
+                ServerError::Config(crate::config::ConfigError::Refused(format!(
+                    "start-up failed: {e}"
+                )))
+            })??
+    };
+    let broker = Arc::new(broker);
     let (shutdown, shutdown_rx) = watch::channel(false);
     tracing::info!(listen = %local, advertised = %format!("{}:{}", advertised.0, advertised.1), cluster_id = %broker.cluster_id, node_id = broker.node_id, "strom broker started");
 
@@ -165,6 +177,14 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
             }
         }
         drop(listener);
+        if !single {
+            // Fenced first, so clients go elsewhere at once.
+            let b = b.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::metadata::lifecycle::controlled_shutdown(b.topics.store(), &b.membership)
+            })
+            .await;
+        }
         tracing::info!(
             connections = conns.len(),
             "shutting down: finishing in-flight requests"

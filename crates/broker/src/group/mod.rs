@@ -103,23 +103,45 @@ pub struct GroupCoordinator {
 
 impl GroupCoordinator {
     /// Creates `__consumer_offsets` if needed and rebuilds groups from it.
-    pub fn open(topics: Arc<Topics>, config: GroupConfig) -> Result<GroupCoordinator, TopicError> {
-        if topics.get(OFFSETS_TOPIC).is_none() {
-            let mut cfg = BTreeMap::new();
-            cfg.insert("cleanup.policy".to_string(), "compact".to_string());
-            cfg.insert(
-                "segment.bytes".to_string(),
-                config.offsets_segment_bytes.to_string(),
-            );
-            topics.create(OFFSETS_TOPIC, config.offsets_partitions, cfg)?;
-        }
+    ///
+    /// In a cluster the topic is created on the first FindCoordinator
+    /// instead ([`GroupCoordinator::ensure_offsets_topic`]), as Kafka does,
+    /// so its partitions spread over the brokers registered by then.
+    pub fn open(
+        topics: Arc<Topics>,
+        config: GroupConfig,
+        create_now: bool,
+    ) -> Result<GroupCoordinator, TopicError> {
         let c = GroupCoordinator {
             topics,
             config,
             groups: Mutex::new(HashMap::new()),
         };
+        if create_now {
+            c.ensure_offsets_topic()?;
+        }
         c.replay();
         Ok(c)
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet. Blocking.
+    pub fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
+        if self.topics.get(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let mut cfg = BTreeMap::new();
+        cfg.insert("cleanup.policy".to_string(), "compact".to_string());
+        cfg.insert(
+            "segment.bytes".to_string(),
+            self.config.offsets_segment_bytes.to_string(),
+        );
+        match self
+            .topics
+            .create(OFFSETS_TOPIC, self.config.offsets_partitions, cfg)
+        {
+            Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn offsets_partitions(&self) -> i32 {
@@ -212,11 +234,10 @@ pub(crate) mod test_support {
     }
 
     pub(crate) fn coordinator_with(dir: &std::path::Path, config: GroupConfig) -> GroupCoordinator {
-        let topics =
-            Arc::new(Topics::open(dir, Arc::new(BrokerConfig::default())).expect("topics"));
+        let topics = Topics::open(dir, Arc::new(BrokerConfig::default())).expect("topics");
         if topics.get("t").is_none() {
             topics.create("t", 2, BTreeMap::new()).expect("topic");
         }
-        GroupCoordinator::open(topics, config).expect("coordinator")
+        GroupCoordinator::open(topics, config, true).expect("coordinator")
     }
 }

@@ -120,11 +120,7 @@ impl GroupCoordinator {
         let mut entries = Vec::new();
         let mut accepted = Vec::new();
         for (topic, partition, c) in offsets {
-            let exists = self
-                .topics
-                .get(&topic)
-                .and_then(|t| t.partition(partition))
-                .is_some();
+            let exists = self.topics.partition_exists(&topic, partition);
             if !exists {
                 codes.push(code(ResponseError::UnknownTopicOrPartition));
             } else if c.metadata.len() > self.config.offset_metadata_max_bytes {

@@ -16,7 +16,7 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let mut records = 0usize;
         let n = t.partition_count() as i32;
-        for p in t.partitions.read().iter() {
+        for p in t.hosted().iter() {
             let scanned = crate::partition::scan_batches(&p.log, 0, |h, bytes| {
                 if h.is_control() {
                     // A transaction marker: its offsets join the committed ones or go.

@@ -51,14 +51,20 @@ pub fn describe_cluster(
             .with_controller_id(BrokerId(-1))
             .with_cluster_authorized_operations(authorized::OMITTED);
     }
-    let (host, port) = &broker.advertised;
+    let brokers = super::cluster_view::live_brokers(broker)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id.0))
+                .with_host(s(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(s))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id))
-            .with_host(s(host.clone()))
-            .with_port(*port)])
+        .with_controller_id(BrokerId(super::cluster_view::controller_id(broker).0))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(authorized::if_asked(
             req.include_cluster_authorized_operations,
             authorized::CLUSTER,
@@ -109,8 +115,7 @@ pub fn describe_log_dirs(
             },
         };
         let partitions = t
-            .partitions
-            .read()
+            .hosted()
             .iter()
             .filter(|p| filter.as_ref().is_none_or(|f| f.contains(&p.index)))
             .map(|p| {

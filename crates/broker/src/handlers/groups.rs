@@ -16,13 +16,67 @@ fn opt(v: &Option<StrBytes>) -> Option<String> {
     v.as_ref().map(|x| x.to_string())
 }
 
-/// FindCoordinator: this node coordinates every group and transaction.
+/// The broker that coordinates `key`: the leader of its partition of
+/// `__consumer_offsets` (groups, `key_type` 0) or `__transaction_state`
+/// (transactional ids, 1), creating the topic first if no one has yet.
+fn coordinator_for(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<super::cluster_view::BrokerView, ResponseError> {
+    let topic = if key_type == 0 {
+        crate::group::store::OFFSETS_TOPIC
+    } else {
+        crate::txn::log::TXN_TOPIC
+    };
+    if broker.topics.get(topic).is_none() {
+        // Once per cluster: the internal topic is made on first use.
+        let created = crate::dispatch::off_worker(|| {
+            if key_type == 0 {
+                broker
+                    .groups
+                    .ensure_offsets_topic()
+                    .map_err(|e| e.to_string())
+            } else {
+                broker
+                    .txns
+                    .ensure_state_topic()
+                    .map_err(|e| format!("{e:?}"))
+            }
+        });
+        if let Err(e) = created {
+            tracing::warn!(topic, error = %e, "cannot create the coordinator topic");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+    }
+    let image = broker.topics.image();
+    let t = image
+        .topic(topic)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let p = crate::group::store::partition_for(key, t.partitions.len() as i32);
+    let leader = t
+        .partition(p)
+        .map(|p| p.leader)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    super::cluster_view::endpoint_of(broker, leader).ok_or(ResponseError::CoordinatorNotAvailable)
+}
+
+/// NOT_COORDINATOR unless this broker coordinates `group` (it leads the
+/// group's `__consumer_offsets` partition): the client looks again.
+pub(crate) fn not_coordinator(broker: &Broker, group: &str) -> Option<i16> {
+    let image = broker.topics.image();
+    let t = image.topic(crate::group::store::OFFSETS_TOPIC)?;
+    let p = crate::group::store::partition_for(group, t.partitions.len() as i32);
+    let leader = t.partition(p)?.leader;
+    (leader.0 != broker.node_id).then(|| ResponseError::NotCoordinator.code())
+}
+
+/// FindCoordinator: the leader of the key's internal partition.
 pub fn find_coordinator(
     broker: &Broker,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = &broker.advertised;
     if req.key_type != 0 && req.key_type != 1 {
         let e = ResponseError::InvalidRequest;
         return FindCoordinatorResponse::default()
@@ -35,19 +89,33 @@ pub fn find_coordinator(
             .coordinator_keys
             .into_iter()
             .map(|k| {
-                find_coordinator_response::Coordinator::default()
-                    .with_key(k)
-                    .with_node_id(BrokerId(broker.node_id))
-                    .with_host(s(host.clone()))
-                    .with_port(*port)
+                let c = find_coordinator_response::Coordinator::default();
+                match coordinator_for(broker, req.key_type, &k) {
+                    Ok(b) => c
+                        .with_key(k)
+                        .with_node_id(BrokerId(b.id.0))
+                        .with_host(s(b.host))
+                        .with_port(b.port),
+                    Err(e) => c
+                        .with_key(k)
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(e.code()),
+                }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(s(host.clone()))
-        .with_port(*port)
+    match coordinator_for(broker, req.key_type, &req.key) {
+        Ok(b) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(b.id.0))
+            .with_host(s(b.host))
+            .with_port(b.port),
+        Err(e) => FindCoordinatorResponse::default()
+            .with_error_code(e.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
+    }
 }
 
 /// JoinGroup: waits until the rebalance completes.
@@ -58,6 +126,11 @@ pub async fn join(
     peer: &str,
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if let Some(e) = not_coordinator(broker, &req.group_id.0) {
+        return JoinGroupResponse::default()
+            .with_error_code(e)
+            .with_generation_id(-1);
+    }
     let rebalance_timeout = if version >= 1 {
         req.rebalance_timeout_ms
     } else {
@@ -116,6 +189,9 @@ pub async fn join(
 
 /// SyncGroup: the leader's assignments go to every member.
 pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
+    if let Some(e) = not_coordinator(broker, &req.group_id.0) {
+        return SyncGroupResponse::default().with_error_code(e);
+    }
     let assignments = req
         .assignments
         .into_iter()
@@ -148,6 +224,9 @@ pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest) -> SyncG
 
 /// Heartbeat.
 pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    if let Some(e) = not_coordinator(broker, &req.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(e);
+    }
     let inst = opt(&req.group_instance_id);
     HeartbeatResponse::default().with_error_code(broker.groups.heartbeat(
         &req.group_id.0,
@@ -159,6 +238,9 @@ pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
 
 /// LeaveGroup (single member before v3, batch from v3: KIP-345).
 pub fn leave(broker: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if let Some(e) = not_coordinator(broker, &req.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(e);
+    }
     if version < 3 {
         let codes = broker
             .groups
@@ -249,13 +331,16 @@ pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitR
         })
         .collect();
     let inst = opt(&req.group_instance_id);
-    let mut codes = PartitionCodes::new(broker.groups.commit(
-        &req.group_id.0,
-        req.generation_id_or_member_epoch,
-        &req.member_id,
-        inst.as_deref(),
-        flat,
-    ));
+    let mut codes = PartitionCodes::new(match not_coordinator(broker, &req.group_id.0) {
+        Some(e) => Err(e),
+        None => broker.groups.commit(
+            &req.group_id.0,
+            req.generation_id_or_member_epoch,
+            &req.member_id,
+            inst.as_deref(),
+            flat,
+        ),
+    });
     let topics = req
         .topics
         .into_iter()
@@ -281,6 +366,9 @@ pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitR
 pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let epoch = |e: i32| if version >= 5 { e } else { -1 };
     if version < 8 {
+        if let Some(e) = not_coordinator(broker, &req.group_id.0) {
+            return OffsetFetchResponse::default().with_error_code(e);
+        }
         let topics = req.topics.map(|ts| {
             dedupe_topics(
                 ts.into_iter()
@@ -338,6 +426,11 @@ pub fn offset_fetch(broker: &Broker, version: i16, req: OffsetFetchRequest) -> O
     let groups = wanted
         .into_iter()
         .map(|(group_id, topics)| {
+            if let Some(e) = not_coordinator(broker, &group_id.0) {
+                return offset_fetch_response::OffsetFetchResponseGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(e);
+            }
             let topics = topics.map(dedupe_topics);
             let found = broker.groups.fetch_offsets(&group_id.0, topics);
             let group = group_id.0.to_string();
@@ -546,6 +639,11 @@ pub fn consumer_heartbeat(
     peer: &str,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    if let Some(e) = not_coordinator(broker, &req.group_id.0) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e)
+            .with_heartbeat_interval_ms(0);
+    }
     let hb = crate::group::ConsumerHeartbeat {
         group: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),

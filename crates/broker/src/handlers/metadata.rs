@@ -26,7 +26,13 @@ pub(crate) fn topic_entry(version: i16, t: &TopicImage) -> MetadataResponseTopic
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let offline = if p.leader == NodeId::NONE {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(offline)
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(p.leader.0))
                 .with_leader_epoch(if version >= 7 { p.leader_epoch.0 } else { -1 })
@@ -164,14 +170,20 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
             e.topic_authorized_operations = super::authorized::TOPIC;
         }
     }
-    let (host, port) = &broker.advertised;
+    let brokers = super::cluster_view::live_brokers(broker)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id.0))
+                .with_host(s(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(s))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id))
-            .with_host(s(host.clone()))
-            .with_port(*port)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(s(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(super::cluster_view::controller_id(broker).0))
         .with_topics(entries)
         .with_cluster_authorized_operations(super::authorized::if_asked(
             cluster_ops,

@@ -6,6 +6,7 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod authorized;
 pub mod cluster;
+pub mod cluster_view;
 pub mod consumer_group_describe;
 pub mod delete_records;
 pub mod describe_configs;

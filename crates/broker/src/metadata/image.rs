@@ -162,6 +162,9 @@ pub struct MetadataImage {
     broker_configs: BTreeMap<Option<NodeId>, BTreeMap<String, String>>,
     /// First producer id not yet handed out by the controller.
     pub next_producer_id: i64,
+    /// The cluster's id, once the first controller wrote it.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
 
 impl MetadataImage {
@@ -340,6 +343,10 @@ impl MetadataImage {
                 if b.epoch == *epoch {
                     b.fenced = fenced;
                 }
+            }
+            MetadataRecord::ClusterId { id } => {
+                // Written once; a second (a retried registration) keeps the first.
+                self.cluster_id.get_or_insert_with(|| id.clone());
             }
             MetadataRecord::ProducerIds {
                 next_producer_id, ..

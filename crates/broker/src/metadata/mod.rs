@@ -5,9 +5,12 @@
 //! - [`records`]: the metadata records (KRaft's record types) and their encoding.
 //! - [`image`]: the immutable [`MetadataImage`] every handler reads.
 //! - [`store`]: the metadata log (the quorum) batches are committed to.
+//! - [`controller`]: the quorum leader's service deciding every change.
 
+pub mod controller;
 pub mod ids;
 pub mod image;
+pub mod lifecycle;
 pub mod records;
 pub mod store;
 

@@ -72,6 +72,12 @@ pub enum MetadataRecord {
         /// First id not yet handed out.
         next_producer_id: i64,
     },
+    /// The cluster's id, written once by the first controller (Kafka keeps
+    /// it in `meta.properties`, formatted on every node alike).
+    ClusterId {
+        /// The id (22 characters of base64url, as Kafka's).
+        id: String,
+    },
 }
 
 /// Whose config a [`MetadataRecord::Config`] record changes.

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::config;
 use crate::metadata::records::ConfigResource;
-use crate::metadata::{MetadataRecord, RecordBatch};
+use crate::metadata::{MetadataRecord, NodeId, RecordBatch};
 use crate::names;
 
 impl Topics {
@@ -25,13 +25,17 @@ impl Topics {
     fn lay_out(
         &self,
         name: &str,
+        placed: &[NodeId],
         from: i32,
-        to: i32,
         lc: &strom_storage::LogConfig,
         made: &mut Vec<PathBuf>,
-    ) -> Result<Vec<Arc<Partition>>, TopicError> {
-        let mut parts = Vec::with_capacity((to - from).max(0) as usize);
-        for i in from..to {
+    ) -> Result<Vec<Option<Arc<Partition>>>, TopicError> {
+        let mut parts = Vec::with_capacity(placed.len());
+        for (i, node) in (from..).zip(placed) {
+            if *node != self.node {
+                parts.push(None);
+                continue;
+            }
             let dir = self.partition_dir(name, i);
             if dir.exists() {
                 let stray = self
@@ -41,7 +45,7 @@ impl Topics {
                 std::fs::rename(&dir, &stray)?;
             }
             made.push(dir.clone());
-            parts.push(Arc::new(Partition::open(name, i, &dir, lc.clone())?));
+            parts.push(Some(Arc::new(Partition::open(name, i, &dir, lc.clone())?)));
         }
         Ok(parts)
     }
@@ -186,10 +190,11 @@ impl Topics {
         let mut batch: RecordBatch = Vec::new();
         for (i, t) in accepted {
             let lc = config::log_config(&self.broker, &t.configs);
-            match self.lay_out(&t.name, 0, t.partitions, &lc, &mut made) {
+            let placed = self.place(0, t.partitions)?;
+            match self.lay_out(&t.name, &placed, 0, &lc, &mut made) {
                 Ok(parts) => {
                     let id = Uuid::new_v4();
-                    batch.extend(topic_records(&t.name, id, 0..t.partitions, self.node));
+                    batch.extend(topic_records(&t.name, id, &placed));
                     batch.extend(config_records(&t.name, t.configs.clone()));
                     created.push((
                         *i,
@@ -224,6 +229,8 @@ impl Topics {
             }
             drop(created);
             Self::undo_layout(&made);
+            // Another broker may have created one of the names meanwhile.
+            self.host_all(&self.image());
             return Err(e);
         }
         let mut collisions = self.collisions.write();
@@ -241,20 +248,8 @@ impl Topics {
             .topic(name)
             .map(|t| t.id)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        // Every node, this one included, removes its logs as it applies the record.
         self.commit(&vec![MetadataRecord::RemoveTopic { id }])?;
-        let t = self.by_name.write().remove(name);
-        self.collisions.write().remove(&names::collision_key(name));
-        for p in t.iter().flat_map(|t| t.partitions.read().clone()) {
-            // Rename first so a same-named topic can be created at once.
-            let dir = p.log.dir().to_path_buf();
-            let doomed = self
-                .dir
-                .join(format!("{}-{}.{}-delete", name, p.index, id.simple()));
-            if std::fs::rename(&dir, &doomed).is_ok() {
-                let _ = std::fs::remove_dir_all(&doomed);
-            }
-        }
-        tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
 
@@ -331,9 +326,14 @@ impl Topics {
         let mut batch: RecordBatch = Vec::new();
         for (_, t, from, to) in accepted {
             let lc = config::log_config(&self.broker, &self.configs_of(&t.name));
-            match self.lay_out(&t.name, *from, *to, &lc, &mut made) {
+            let placed = self.place(*from, *to)?;
+            match self.lay_out(&t.name, &placed, *from, &lc, &mut made) {
                 Ok(parts) => {
-                    batch.extend((*from..*to).map(|p| partition_record(t.id, p, self.node)));
+                    batch.extend(
+                        (*from..)
+                            .zip(&placed)
+                            .map(|(p, n)| partition_record(t.id, p, *n)),
+                    );
                     laid.push(parts);
                 }
                 Err(e) => {
@@ -356,9 +356,26 @@ impl Topics {
                 t.partitions.write().truncate(n);
             }
             Self::undo_layout(&made);
+            self.host_all(&self.image());
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The broker of each new partition `from..to` (see [`super::placement`]).
+    fn place(&self, from: i32, to: i32) -> Result<Vec<NodeId>, TopicError> {
+        let image = self.image();
+        if image.brokers().next().is_none() {
+            // Before this node registered (migrating an old data directory).
+            return Ok(vec![self.node; (to - from).max(0) as usize]);
+        }
+        let start = (Uuid::new_v4().as_u128() % 65_521) as usize;
+        super::placement::assign(&image, from, to, start).ok_or_else(|| {
+            TopicError::NoBrokers(
+                "Unable to replicate the partition 1 time(s): All brokers are currently fenced."
+                    .into(),
+            )
+        })
     }
 
     /// Checks that `name` exists and may grow to `count` partitions
@@ -425,7 +442,7 @@ impl Topics {
         }
         let lc = config::log_config(&self.broker, &configs);
         // The cleaner and retention read each log's config at every pass.
-        for p in t.partitions.read().iter() {
+        for p in t.hosted() {
             p.log.set_config(lc.clone());
         }
         Ok(())

@@ -71,25 +71,29 @@ pub(super) fn read(path: &Path, node: NodeId) -> Result<RecordBatch, TopicError>
                 e.name
             )));
         }
-        batch.extend(topic_records(&e.name, e.id, 0..e.partitions, node));
+        let placed = vec![node; e.partitions.max(0) as usize];
+        batch.extend(topic_records(&e.name, e.id, &placed));
         batch.extend(config_records(&e.name, e.configs));
     }
     Ok(batch)
 }
 
 /// The records that create topic `name` (`id`) with `partitions`, on one node.
-pub(super) fn topic_records(
+pub(super) fn topic_records<'a>(
     name: &str,
     id: Uuid,
-    partitions: std::ops::Range<i32>,
-    node: NodeId,
-) -> impl Iterator<Item = MetadataRecord> {
-    let head = (partitions.start == 0).then(|| MetadataRecord::Topic {
+    placed: &'a [NodeId],
+) -> impl Iterator<Item = MetadataRecord> + 'a {
+    let head = MetadataRecord::Topic {
         name: name.to_string(),
         id,
-    });
-    head.into_iter()
-        .chain(partitions.map(move |p| partition_record(id, p, node)))
+    };
+    std::iter::once(head).chain(
+        placed
+            .iter()
+            .enumerate()
+            .map(move |(p, node)| partition_record(id, p as i32, *node)),
+    )
 }
 
 /// A new partition placed on `node` alone, which leads it.

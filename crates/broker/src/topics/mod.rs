@@ -30,7 +30,9 @@ use crate::metadata::{
 use crate::names;
 
 mod admin;
+mod hosting;
 mod json_file;
+pub mod placement;
 
 /// Errors of topic administration, each mapping to one Kafka error code.
 #[derive(Debug, Error)]
@@ -83,6 +85,9 @@ pub enum TopicError {
     /// Producer id allocation could not start (`producer-id-block`).
     #[error(transparent)]
     ProducerIds(#[from] crate::txn::producer_ids::ProducerIdsError),
+    /// INVALID_REPLICATION_FACTOR: no broker can take the partitions.
+    #[error("{0}")]
+    NoBrokers(String),
     /// A metadata change does not fit the image (a bug, or a damaged file).
     #[error("metadata: {0}")]
     Metadata(#[from] ImageError),
@@ -137,8 +142,9 @@ pub struct Topic {
     pub name: String,
     /// Topic id (KIP-516).
     pub id: Uuid,
-    /// The logs of its partitions, by index.
-    pub partitions: RwLock<Vec<Arc<Partition>>>,
+    /// Its partitions by index, with the log of each one this node hosts
+    /// (`None`: another broker holds it). The length is the partition count.
+    pub partitions: RwLock<Vec<Option<Arc<Partition>>>>,
 }
 
 impl Topic {
@@ -146,7 +152,12 @@ impl Topic {
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         usize::try_from(index)
             .ok()
-            .and_then(|i| self.partitions.read().get(i).cloned())
+            .and_then(|i| self.partitions.read().get(i).cloned().flatten())
+    }
+
+    /// The logs of its partitions this node hosts.
+    pub fn hosted(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().iter().flatten().cloned().collect()
     }
 
     /// Number of partitions.
@@ -172,15 +183,29 @@ pub struct Topics {
     /// Serializes admin changes and metadata-file writes; never held by
     /// readers (Metadata, Produce, Fetch use `image` and `by_name` alone).
     admin: Mutex<()>,
+    /// Serializes changes to the hosted logs made from applied batches.
+    hosting: Mutex<()>,
 }
 
 impl Topics {
-    /// Opens the metadata log in `dir` (migrating a `topics.json` left by an
-    /// earlier version on the first start) and the logs of its topics.
-    pub fn open(dir: &Path, broker: Arc<BrokerConfig>) -> Result<Topics, TopicError> {
+    /// Opens the single node's metadata log in `dir` (migrating a
+    /// `topics.json` left by an earlier version on the first start) and the
+    /// logs of its topics.
+    pub fn open(dir: &Path, broker: Arc<BrokerConfig>) -> Result<Arc<Topics>, TopicError> {
+        std::fs::create_dir_all(dir)?;
+        let store = MetadataStore::open_single(dir, NodeId(broker.node_id()))?;
+        Self::with_store(dir, broker, store)
+    }
+
+    /// Opens the logs this node hosts in `dir`, per the image of `store`,
+    /// and keeps them in step with every batch `store` applies from now on.
+    pub fn with_store(
+        dir: &Path,
+        broker: Arc<BrokerConfig>,
+        store: MetadataStore,
+    ) -> Result<Arc<Topics>, TopicError> {
         std::fs::create_dir_all(dir)?;
         let node = NodeId(broker.node_id());
-        let store = MetadataStore::open_single(dir, node)?;
         json_file::migrate(dir, node, &store)?;
         let image = store.image();
         let topics = Topics {
@@ -191,19 +216,27 @@ impl Topics {
             by_name: RwLock::new(HashMap::new()),
             collisions: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
+            hosting: Mutex::new(()),
         };
         let mut map = HashMap::new();
         let mut collisions = HashMap::new();
+        let mut hosted = 0usize;
         for t in image.topics() {
             let lc = config::log_config(&topics.broker, &t.configs);
             let mut parts = Vec::with_capacity(t.partitions.len());
-            for i in 0..t.partitions.len() as i32 {
-                parts.push(Arc::new(Partition::open(
+            for (i, placed) in t.partitions.iter().enumerate() {
+                let i = i as i32;
+                if !placed.replicas.contains(&node) {
+                    parts.push(None);
+                    continue;
+                }
+                hosted += 1;
+                parts.push(Some(Arc::new(Partition::open(
                     &t.name,
                     i,
                     &topics.partition_dir(&t.name, i),
                     lc.clone(),
-                )?));
+                )?)));
             }
             let topic = Arc::new(Topic {
                 name: t.name.to_string(),
@@ -213,10 +246,27 @@ impl Topics {
             collisions.insert(names::collision_key(&t.name), t.name.to_string());
             map.insert(t.name.to_string(), topic);
         }
-        tracing::info!(topics = map.len(), metadata_offset = image.offset, dir = %dir.display(), "loaded topics");
+        tracing::info!(topics = map.len(), hosted_partitions = hosted, metadata_offset = image.offset, dir = %dir.display(), "loaded topics");
         *topics.by_name.write() = map;
         *topics.collisions.write() = collisions;
+        let topics = Arc::new(topics);
+        let weak = Arc::downgrade(&topics);
+        topics.store.on_change(Arc::new(move |image, changes| {
+            if let Some(t) = weak.upgrade() {
+                t.on_image_change(image, changes);
+            }
+        }));
         Ok(topics)
+    }
+
+    /// The metadata store (the controller, registration, heartbeats).
+    pub fn store(&self) -> &MetadataStore {
+        &self.store
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
     }
 
     fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
@@ -253,6 +303,14 @@ impl Topics {
         self.by_name.read().get(name).cloned()
     }
 
+    /// Whether partition `index` of `topic` exists in the cluster (hosted
+    /// here or not).
+    pub fn partition_exists(&self, topic: &str, index: i32) -> bool {
+        self.image()
+            .topic(topic)
+            .is_some_and(|t| t.partition(index).is_some())
+    }
+
     /// A topic by id.
     pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
         let image = self.image();
@@ -284,7 +342,7 @@ impl Topics {
                 continue;
             };
             let lc = config::log_config(&self.broker, &ti.configs);
-            for p in t.partitions.read().iter() {
+            for p in t.hosted() {
                 p.log.set_config(lc.clone());
             }
         }
@@ -292,10 +350,7 @@ impl Topics {
 
     /// Every partition of every topic.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        self.all()
-            .iter()
-            .flat_map(|t| t.partitions.read().clone())
-            .collect()
+        self.all().iter().flat_map(|t| t.hosted()).collect()
     }
 
     /// Closes every log cleanly (flush and clean-shutdown marker), then the metadata log.

@@ -22,6 +22,7 @@ use super::producer_ids::ProducerIds;
 use super::producer_state::Marker;
 use crate::group::store::{partition_for, OFFSETS_TOPIC};
 use crate::group::GroupCoordinator;
+use crate::metadata::NodeId;
 use crate::partition::now_ms;
 use crate::topics::{Partition, TopicError, Topics};
 
@@ -81,6 +82,8 @@ pub struct TxnCoordinator {
     config: TxnConfig,
     txns: Mutex<Txns>,
     create: Mutex<()>,
+    /// Other brokers coordinate some transactions.
+    clustered: bool,
 }
 
 fn fenced(version_has_fenced: bool) -> ResponseError {
@@ -103,10 +106,26 @@ impl TxnCoordinator {
         dir: &std::path::Path,
         config: TxnConfig,
     ) -> Result<Self, TopicError> {
+        let ids = ProducerIds::open(dir)?;
+        Self::open_with(topics, dir, config, ids, false)
+    }
+
+    /// [`TxnCoordinator::open`] with producer ids from `ids`; `clustered`
+    /// when other brokers coordinate some transactions (a transactional
+    /// produce from a producer this one does not know is then accepted:
+    /// its coordinator is elsewhere).
+    pub fn open_with(
+        topics: Arc<Topics>,
+        dir: &std::path::Path,
+        config: TxnConfig,
+        ids: ProducerIds,
+        clustered: bool,
+    ) -> Result<Self, TopicError> {
         let c = TxnCoordinator {
-            ids: ProducerIds::open(dir)?,
+            ids,
             topics,
             config,
+            clustered,
             txns: Mutex::new(Txns::default()),
             create: Mutex::new(()),
         };
@@ -146,7 +165,7 @@ impl TxnCoordinator {
         let t = self.topics.get(TXN_TOPIC)?;
         let mut latest: HashMap<String, Option<TxnRecord>> = HashMap::new();
         let mut highest: Option<i64> = None;
-        for p in t.partitions.read().iter() {
+        for p in t.hosted().iter() {
             let res = crate::partition::scan_batches(&p.log, 0, |_, bytes| {
                 let _ = strom_record::for_each_record(bytes, |rec| {
                     if let Some((id, value)) = rec.key.and_then(|k| log::decode(k, rec.value)) {
@@ -191,6 +210,15 @@ impl TxnCoordinator {
                     tracing::error!(transactional_id = %Escaped(&m.id), error = ?e, "cannot complete transaction");
                 }
             }
+        }
+    }
+
+    /// Creates `__transaction_state` if it does not exist yet. Blocking.
+    pub fn ensure_state_topic(&self) -> Result<(), ResponseError> {
+        let _ = self.state_partition("");
+        match self.topics.get(TXN_TOPIC) {
+            Some(_) => Ok(()),
+            None => Err(ResponseError::CoordinatorNotAvailable),
         }
     }
 
@@ -383,7 +411,7 @@ impl TxnCoordinator {
         Self::check_producer(&m, pid, epoch, version >= 2)?;
         let unknown: Vec<bool> = partitions
             .iter()
-            .map(|(t, p)| self.topics.get(t).and_then(|t| t.partition(*p)).is_none())
+            .map(|(t, p)| !self.topics.partition_exists(t, *p))
             .collect();
         if unknown.iter().any(|u| *u) {
             return Ok(partitions
@@ -502,13 +530,46 @@ impl TxnCoordinator {
             Marker::Abort
         };
         let (pid, epoch) = (m.rec.producer_id, m.rec.epoch);
+        let image = self.topics.image();
+        let mut remote: BTreeMap<NodeId, Vec<(String, i32)>> = BTreeMap::new();
         for (topic, index) in &m.rec.partitions {
-            let Some(p) = self.topics.get(topic).and_then(|t| t.partition(*index)) else {
-                tracing::warn!(transactional_id = %m.id, topic, partition = index, "partition of a transaction is gone; no marker");
+            if let Some(p) = self.topics.get(topic).and_then(|t| t.partition(*index)) {
+                write_marker(groups, &p, pid, epoch, marker).map_err(|e| {
+                    tracing::error!(transactional_id = %Escaped(&m.id), topic, partition = index, error = %e, "cannot write transaction marker");
+                    ResponseError::CoordinatorNotAvailable
+                })?;
                 continue;
-            };
-            write_marker(groups, &p, pid, epoch, marker).map_err(|e| {
-                tracing::error!(transactional_id = %Escaped(&m.id), topic, partition = index, error = %e, "cannot write transaction marker");
+            }
+            match image.topic(topic).and_then(|t| t.partition(*index)) {
+                None => {
+                    tracing::warn!(transactional_id = %m.id, topic, partition = index, "partition of a transaction is gone; no marker")
+                }
+                // Offline: the transaction completes once its leader is back.
+                Some(placed) if placed.leader == NodeId::NONE => {
+                    return Err(ResponseError::CoordinatorNotAvailable)
+                }
+                Some(placed) => remote
+                    .entry(placed.leader)
+                    .or_default()
+                    .push((topic.clone(), *index)),
+            }
+        }
+        for (leader, partitions) in remote {
+            let endpoint = image
+                .broker(leader)
+                .and_then(|b| b.endpoints.values().next().cloned())
+                .ok_or(ResponseError::CoordinatorNotAvailable)?;
+            let sent = super::remote_markers::send(
+                &endpoint.host,
+                i32::from(endpoint.port),
+                pid,
+                epoch,
+                commit,
+                0,
+                &partitions,
+            );
+            sent.map_err(|e| {
+                tracing::error!(transactional_id = %Escaped(&m.id), broker = %leader, error = %e, "cannot write transaction markers on another broker");
                 ResponseError::CoordinatorNotAvailable
             })?;
         }
@@ -537,6 +598,10 @@ impl TxnCoordinator {
         let meta = {
             let txns = self.txns.lock();
             let Some(id) = txns.by_producer.get(&pid) else {
+                if self.clustered {
+                    // Another broker coordinates it (Kafka's check without KIP-890).
+                    return Ok(());
+                }
                 return Err(ResponseError::InvalidProducerIdMapping);
             };
             txns.by_id.get(id).cloned()
@@ -568,9 +633,14 @@ impl TxnCoordinator {
         group: &str,
         offsets_partitions: i32,
     ) -> Result<(), ResponseError> {
-        let meta = self
-            .meta(id)
-            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let Some(meta) = self.meta(id) else {
+            // Another broker coordinates the transaction (Kafka does not check here either).
+            return if self.clustered {
+                Ok(())
+            } else {
+                Err(ResponseError::InvalidProducerIdMapping)
+            };
+        };
         let m = meta.lock();
         if pid != m.rec.producer_id {
             return Err(ResponseError::InvalidProducerIdMapping);

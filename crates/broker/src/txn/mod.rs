@@ -6,5 +6,6 @@ pub mod coordinator;
 pub mod log;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod remote_markers;
 
 pub use coordinator::{TxnConfig, TxnCoordinator};

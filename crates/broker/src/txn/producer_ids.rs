@@ -53,12 +53,35 @@ struct Block {
 }
 
 /// Hands out producer ids.
-#[derive(Debug)]
 pub struct ProducerIds {
-    path: PathBuf,
+    source: Source,
     block: Mutex<Block>,
     /// False when the file was missing at open.
     found: bool,
+}
+
+/// Asks the controller for a block of `count` ids; returns its first id.
+pub type BlockSource = Box<dyn Fn(i64) -> std::io::Result<i64> + Send + Sync>;
+
+/// Where blocks come from.
+enum Source {
+    /// One node: reserved in `producer-id-block`.
+    File(PathBuf),
+    /// A cluster: handed out by the controller (AllocateProducerIds), so
+    /// no two brokers ever give out the same id.
+    Controller(BlockSource),
+}
+
+impl std::fmt::Debug for ProducerIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.source {
+            Source::File(p) => p.display().to_string(),
+            Source::Controller(_) => "controller".to_string(),
+        };
+        f.debug_struct("ProducerIds")
+            .field("source", &source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads the block end in `path`: `None` when the file does not exist.
@@ -105,10 +128,19 @@ impl ProducerIds {
         let stored = read_block_end(&path)?;
         let end = stored.unwrap_or(0);
         Ok(ProducerIds {
-            path,
+            source: Source::File(path),
             block: Mutex::new(Block { next: end, end }),
             found: stored.is_some(),
         })
+    }
+
+    /// An allocator whose blocks come from the cluster's controller.
+    pub fn from_controller(source: BlockSource) -> ProducerIds {
+        ProducerIds {
+            source: Source::Controller(source),
+            block: Mutex::new(Block { next: 0, end: 0 }),
+            found: true,
+        }
     }
 
     /// True when `producer-id-block` existed at open.
@@ -125,7 +157,8 @@ impl ProducerIds {
             .saturating_add(2)
             .saturating_mul(BLOCK_SIZE);
         let mut b = self.block.lock();
-        if floor > b.next {
+        // The controller's blocks are above every id it handed out already.
+        if floor > b.next && matches!(self.source, Source::File(_)) {
             b.next = floor;
         }
         b.next
@@ -135,9 +168,18 @@ impl ProducerIds {
     pub fn next(&self) -> std::io::Result<i64> {
         let mut b = self.block.lock();
         if b.next >= b.end {
-            let end = b.next + BLOCK_SIZE;
-            crate::durable::write_atomically(&self.path, end.to_string().as_bytes())?;
-            b.end = end;
+            match &self.source {
+                Source::File(path) => {
+                    let end = b.next + BLOCK_SIZE;
+                    crate::durable::write_atomically(path, end.to_string().as_bytes())?;
+                    b.end = end;
+                }
+                Source::Controller(ask) => {
+                    let first = ask(BLOCK_SIZE)?;
+                    b.next = first;
+                    b.end = first + BLOCK_SIZE;
+                }
+            }
         }
         let id = b.next;
         b.next += 1;

@@ -1,0 +1,702 @@
+//! The controller: the quorum leader's service that decides every metadata
+//! change, one at a time, against its image (KRaft's `QuorumController`).
+//!
+//! Brokers reach it with [`ControllerRequest`]s through
+//! [`Quorum::call_leader`](strom_quorum::Quorum::call_leader), so a request
+//! sent to any node runs on the leader. The decisions are pure functions of
+//! the image and the request ([`decide`]), tested without a quorum; the
+//! [`Controller`] driver runs them serially and commits what they return.
+//!
+//! Broker lifecycle as in KRaft: a broker registers (fenced in a cluster),
+//! heartbeats every `broker.heartbeat.interval.ms`, is unfenced once its
+//! image has caught up with its own registration, and is fenced again when
+//! it asks to shut down (controlled shutdown) or stops heartbeating for
+//! `broker.session.timeout.ms`. A fenced broker leads nothing: its
+//! partitions without another in-sync replica go offline (leader -1) until
+//! it comes back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use strom_quorum::{ProposeError, Quorum};
+
+use super::image::MetadataImage;
+use super::records::{encode_batch, BrokerRegistration, MetadataRecord, PartitionChange};
+use super::NodeId;
+
+/// A request to the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// Commit this batch if it fits the controller's image.
+    Commit(Vec<MetadataRecord>),
+    /// A broker starting (BrokerRegistration): its endpoints, rack and
+    /// incarnation; `cluster_id` is the id it has on disk, adopted if the
+    /// cluster has none yet.
+    Register {
+        /// The registration (its `epoch` and `fenced` are decided here).
+        broker: BrokerRegistration,
+        /// The broker's cluster id candidate.
+        cluster_id: String,
+        /// False for the single-node default: its one broker starts unfenced.
+        fence_first: bool,
+    },
+    /// A broker's heartbeat (BrokerHeartbeat).
+    Heartbeat {
+        /// Its node id.
+        id: NodeId,
+        /// The registration epoch it was given.
+        epoch: i64,
+        /// The last metadata offset its image has applied.
+        metadata_offset: u64,
+        /// It is shutting down and wants to be fenced first.
+        shutting_down: bool,
+    },
+    /// A block of `count` producer ids for `broker` (AllocateProducerIds).
+    AllocateProducerIds {
+        /// The asking broker.
+        broker: NodeId,
+        /// Ids wanted.
+        count: i64,
+    },
+}
+
+/// The controller's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// Committed at this metadata offset.
+    Committed {
+        /// The batch's offset.
+        offset: u64,
+    },
+    /// Registered.
+    Registered {
+        /// The registration epoch to heartbeat with.
+        epoch: i64,
+        /// The cluster's id.
+        cluster_id: String,
+        /// The offset of the registration.
+        offset: u64,
+    },
+    /// A heartbeat's answer.
+    Heartbeat {
+        /// The broker is (still) fenced.
+        fenced: bool,
+        /// The registration is unknown or stale: register again.
+        stale: bool,
+    },
+    /// Ids `first..first + count` are the broker's.
+    ProducerIds {
+        /// First id of the block.
+        first: i64,
+        /// Ids in the block.
+        count: i64,
+    },
+    /// The request does not fit the image (a name taken meanwhile, …).
+    Refused(String),
+    /// The commit failed (quorum unavailable, …).
+    Failed(String),
+    /// The node that ran the request was not the leader after all (a
+    /// restarted node that led before, a leader just deposed): ask again.
+    NotLeader,
+}
+
+/// What [`decide`] wants done: records to commit and the reply to give once
+/// they are (or at once when there are none).
+#[derive(Debug, PartialEq)]
+pub struct Decision {
+    /// Records to commit as one batch (may be empty).
+    pub records: Vec<MetadataRecord>,
+    /// The reply; `offset` fields are filled in after the commit.
+    pub reply: ControllerReply,
+}
+
+/// In-memory controller state: when each broker last heartbeat, and the
+/// offset its registration was committed at. Lost on failover; a new
+/// controller gives every broker a full session before fencing it.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    seen: HashMap<NodeId, (i64, Instant)>,
+    registered_at: HashMap<NodeId, u64>,
+    since: Option<Instant>,
+}
+
+impl Liveness {
+    /// Brokers to fence at `now`: unfenced, and silent for longer than
+    /// `session` (counted from when this controller started watching).
+    pub fn expired(
+        &mut self,
+        image: &MetadataImage,
+        now: Instant,
+        session: Duration,
+    ) -> Vec<NodeId> {
+        let since = *self.since.get_or_insert(now);
+        image
+            .brokers()
+            .filter(|b| !b.fenced)
+            .filter(|b| {
+                let last = match self.seen.get(&b.id) {
+                    Some((epoch, at)) if *epoch == b.epoch => *at,
+                    _ => since,
+                };
+                now.saturating_duration_since(last) > session
+            })
+            .map(|b| b.id)
+            .collect()
+    }
+}
+
+/// The records that fence `id`: the fence, and its led partitions with no
+/// other in-sync replica taken offline (KRaft elects another ISR member).
+pub fn fence_records(image: &MetadataImage, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+    let mut out = vec![MetadataRecord::FenceBroker { id, epoch }];
+    for t in image.topics() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.leader != id {
+                continue;
+            }
+            let next = p
+                .isr
+                .iter()
+                .copied()
+                .find(|r| *r != id && image.broker(*r).is_some_and(|b| !b.fenced));
+            out.push(MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: t.id,
+                partition: i as i32,
+                leader: Some(next.unwrap_or(NodeId::NONE)),
+                ..Default::default()
+            }));
+        }
+    }
+    out
+}
+
+/// The records that unfence `id`: the unfence, and the offline partitions
+/// it is a replica of led by it again.
+pub fn unfence_records(image: &MetadataImage, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+    let mut out = vec![MetadataRecord::UnfenceBroker { id, epoch }];
+    for t in image.topics() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.leader == NodeId::NONE && p.isr.contains(&id) {
+                out.push(MetadataRecord::PartitionChange(PartitionChange {
+                    topic_id: t.id,
+                    partition: i as i32,
+                    leader: Some(id),
+                    ..Default::default()
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// Decides `req` against `image` (pure: no I/O, time passed in).
+pub fn decide(
+    image: &MetadataImage,
+    live: &mut Liveness,
+    req: ControllerRequest,
+    now: Instant,
+) -> Decision {
+    let refuse = |m: String| Decision {
+        records: Vec::new(),
+        reply: ControllerReply::Refused(m),
+    };
+    match req {
+        ControllerRequest::Commit(records) => {
+            if let Err(e) = image.apply(image.offset + 1, &records) {
+                return refuse(e.to_string());
+            }
+            Decision {
+                records,
+                reply: ControllerReply::Committed { offset: 0 },
+            }
+        }
+        ControllerRequest::Register {
+            broker,
+            cluster_id,
+            fence_first,
+        } => {
+            let cluster_id = image.cluster_id.clone().unwrap_or(cluster_id);
+            // A retry of the same process's registration gets the same answer.
+            if let Some(b) = image.broker(broker.id) {
+                if b.incarnation == broker.incarnation {
+                    live.seen.insert(b.id, (b.epoch, now));
+                    return Decision {
+                        records: Vec::new(),
+                        reply: ControllerReply::Registered {
+                            epoch: b.epoch,
+                            cluster_id,
+                            offset: image.offset,
+                        },
+                    };
+                }
+            }
+            let epoch = image
+                .broker(broker.id)
+                .map_or(0, |b| b.epoch)
+                .max(image.offset as i64)
+                + 1;
+            let mut records = Vec::new();
+            if image.cluster_id.is_none() {
+                records.push(MetadataRecord::ClusterId {
+                    id: cluster_id.clone(),
+                });
+            }
+            let id = broker.id;
+            records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
+                epoch,
+                fenced: fence_first,
+                ..broker
+            }));
+            if !fence_first {
+                // Alone, it leads its partitions again at once.
+                if let Ok((next, _)) = image.apply(image.offset + 1, &records) {
+                    records.extend(unfence_records(&next, id, epoch).into_iter().skip(1));
+                }
+            }
+            live.seen.insert(id, (epoch, now));
+            Decision {
+                records,
+                reply: ControllerReply::Registered {
+                    epoch,
+                    cluster_id,
+                    offset: 0,
+                },
+            }
+        }
+        ControllerRequest::Heartbeat {
+            id,
+            epoch,
+            metadata_offset,
+            shutting_down,
+        } => {
+            let Some(b) = image.broker(id).filter(|b| b.epoch == epoch) else {
+                return Decision {
+                    records: Vec::new(),
+                    reply: ControllerReply::Heartbeat {
+                        fenced: true,
+                        stale: true,
+                    },
+                };
+            };
+            live.seen.insert(id, (epoch, now));
+            let caught_up = metadata_offset >= live.registered_at.get(&id).copied().unwrap_or(0);
+            let records = match (b.fenced, shutting_down) {
+                (false, true) => fence_records(image, id, epoch),
+                (true, false) if caught_up => unfence_records(image, id, epoch),
+                _ => Vec::new(),
+            };
+            let fenced = if records.is_empty() {
+                b.fenced
+            } else {
+                shutting_down
+            };
+            Decision {
+                records,
+                reply: ControllerReply::Heartbeat {
+                    fenced,
+                    stale: false,
+                },
+            }
+        }
+        ControllerRequest::AllocateProducerIds { broker, count } => {
+            if image.broker(broker).is_none() || count <= 0 {
+                return refuse(format!(
+                    "broker {broker} may not allocate {count} producer ids"
+                ));
+            }
+            let first = image.next_producer_id;
+            Decision {
+                records: vec![MetadataRecord::ProducerIds {
+                    broker,
+                    next_producer_id: first.saturating_add(count),
+                }],
+                reply: ControllerReply::ProducerIds { first, count },
+            }
+        }
+    }
+}
+
+/// The driver: runs [`decide`] serially on the leader and commits its records.
+pub struct Controller {
+    image: Arc<RwLock<Arc<MetadataImage>>>,
+    quorum: Weak<Quorum>,
+    state: tokio::sync::Mutex<Liveness>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller over the node's `image`, committing to `quorum`.
+    pub fn new(image: Arc<RwLock<Arc<MetadataImage>>>, quorum: Weak<Quorum>) -> Controller {
+        Controller {
+            image,
+            quorum,
+            state: tokio::sync::Mutex::new(Liveness::default()),
+        }
+    }
+
+    async fn commit(&self, records: &[MetadataRecord]) -> Result<u64, ProposeError> {
+        let q = self
+            .quorum
+            .upgrade()
+            .ok_or_else(|| ProposeError::Stopped("the metadata quorum has stopped".into()))?;
+        q.propose(encode_batch(records)).await
+    }
+
+    /// Handles one request (encoded); the reply, encoded.
+    pub async fn handle(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let reply = match postcard::from_bytes::<ControllerRequest>(&bytes) {
+            Ok(req) => self.run(req).await,
+            Err(e) => ControllerReply::Refused(format!("undecodable controller request: {e}")),
+        };
+        postcard::to_allocvec(&reply).unwrap_or_default()
+    }
+
+    async fn run(&self, req: ControllerRequest) -> ControllerReply {
+        let mut live = self.state.lock().await;
+        let registering = match &req {
+            ControllerRequest::Register { broker, .. } => Some(broker.id),
+            _ => None,
+        };
+        let image = self.image.read().clone();
+        let Decision { records, mut reply } = decide(&image, &mut live, req, Instant::now());
+        if records.is_empty() {
+            return reply;
+        }
+        match self.commit(&records).await {
+            Ok(at) => {
+                if let Some(id) = registering {
+                    live.registered_at.insert(id, at);
+                }
+                match &mut reply {
+                    ControllerReply::Committed { offset }
+                    | ControllerReply::Registered { offset, .. } => *offset = at,
+                    _ => {}
+                }
+                reply
+            }
+            Err(ProposeError::NotLeader { .. }) => ControllerReply::NotLeader,
+            Err(e) => ControllerReply::Failed(e.to_string()),
+        }
+    }
+
+    /// Fences brokers whose session expired; call periodically on every
+    /// voter (a no-op unless this node leads).
+    pub async fn fence_expired(&self, session: Duration) {
+        let Some(q) = self.quorum.upgrade() else {
+            return;
+        };
+        let mut live = self.state.lock().await;
+        if q.leader() != Some(q.node_id()) {
+            // A later leadership starts watching afresh.
+            live.since = None;
+            live.seen.clear();
+            return;
+        }
+        drop(q);
+        let image = self.image.read().clone();
+        for id in live.expired(&image, Instant::now(), session) {
+            let Some(b) = image.broker(id) else { continue };
+            let records = fence_records(&image, id, b.epoch);
+            match self.commit(&records).await {
+                Ok(_) => {
+                    tracing::warn!(broker = %id, "fenced a broker that stopped heartbeating (broker.session.timeout.ms)")
+                }
+                Err(e) => {
+                    tracing::warn!(broker = %id, error = %e, "fencing a silent broker failed")
+                }
+            }
+            // Later fences see the image with this one applied.
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::records::{Endpoint, PartitionRecord};
+    use crate::metadata::LeaderEpoch;
+    use std::collections::BTreeMap;
+    use uuid::Uuid;
+
+    fn registration(id: i32) -> BrokerRegistration {
+        BrokerRegistration {
+            id: NodeId(id),
+            epoch: 0,
+            incarnation: Uuid::new_v4(),
+            endpoints: BTreeMap::from([(
+                "PLAINTEXT".to_string(),
+                Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9000 + id as u16,
+                    security_protocol: "PLAINTEXT".into(),
+                },
+            )]),
+            rack: None,
+            fenced: false,
+        }
+    }
+
+    fn applied(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+        image.apply(image.offset + 1, records).unwrap().0
+    }
+
+    #[test]
+    fn a_broker_registers_fenced_and_is_unfenced_once_caught_up() {
+        let mut live = Liveness::default();
+        let now = Instant::now();
+        let image = MetadataImage::default();
+        let req = ControllerRequest::Register {
+            broker: registration(2),
+            cluster_id: "abc".into(),
+            fence_first: true,
+        };
+        let d = decide(&image, &mut live, req, now);
+        assert!(matches!(d.records[0], MetadataRecord::ClusterId { .. }));
+        let ControllerReply::Registered {
+            epoch, cluster_id, ..
+        } = d.reply
+        else {
+            panic!("{:?}", d.reply)
+        };
+        assert_eq!(cluster_id, "abc");
+        let image = applied(&image, &d.records);
+        assert!(image.broker(NodeId(2)).unwrap().fenced);
+        assert_eq!(image.cluster_id.as_deref(), Some("abc"));
+        live.registered_at.insert(NodeId(2), 5);
+
+        let hb = |offset, down| ControllerRequest::Heartbeat {
+            id: NodeId(2),
+            epoch,
+            metadata_offset: offset,
+            shutting_down: down,
+        };
+        // Not caught up with its registration yet: stays fenced.
+        let d = decide(&image, &mut live, hb(4, false), now);
+        assert!(d.records.is_empty());
+        assert_eq!(
+            d.reply,
+            ControllerReply::Heartbeat {
+                fenced: true,
+                stale: false
+            }
+        );
+        let d = decide(&image, &mut live, hb(5, false), now);
+        assert_eq!(
+            d.reply,
+            ControllerReply::Heartbeat {
+                fenced: false,
+                stale: false
+            }
+        );
+        let image = applied(&image, &d.records);
+        assert!(!image.broker(NodeId(2)).unwrap().fenced);
+        // A stale epoch is told to register again.
+        let d = decide(
+            &image,
+            &mut live,
+            ControllerRequest::Heartbeat {
+                id: NodeId(2),
+                epoch: epoch + 7,
+                metadata_offset: 9,
+                shutting_down: false,
+            },
+            now,
+        );
+        assert_eq!(
+            d.reply,
+            ControllerReply::Heartbeat {
+                fenced: true,
+                stale: true
+            }
+        );
+        // The cluster id is written once; a second broker adopts it.
+        let d = decide(
+            &image,
+            &mut live,
+            ControllerRequest::Register {
+                broker: registration(3),
+                cluster_id: "other".into(),
+                fence_first: true,
+            },
+            now,
+        );
+        assert!(!d
+            .records
+            .iter()
+            .any(|r| matches!(r, MetadataRecord::ClusterId { .. })));
+        assert!(
+            matches!(d.reply, ControllerReply::Registered { ref cluster_id, .. } if cluster_id == "abc")
+        );
+    }
+
+    #[test]
+    fn fencing_takes_its_partitions_offline_and_unfencing_brings_them_back() {
+        let mut live = Liveness::default();
+        let t0 = Instant::now();
+        let mut image = MetadataImage::default();
+        for id in [1, 2] {
+            let d = decide(
+                &image,
+                &mut live,
+                ControllerRequest::Register {
+                    broker: registration(id),
+                    cluster_id: "c".into(),
+                    fence_first: false,
+                },
+                t0,
+            );
+            image = applied(&image, &d.records);
+        }
+        let topic = Uuid::new_v4();
+        let mut records = vec![MetadataRecord::Topic {
+            name: "t".into(),
+            id: topic,
+        }];
+        for (p, leader) in [(0, 1), (1, 2)] {
+            records.push(MetadataRecord::Partition(PartitionRecord {
+                topic_id: topic,
+                partition: p,
+                replicas: vec![NodeId(leader)],
+                isr: vec![NodeId(leader)],
+                leader: NodeId(leader),
+                leader_epoch: LeaderEpoch::FIRST,
+                partition_epoch: 0,
+            }));
+        }
+        image = applied(&image, &records);
+        let epoch2 = image.broker(NodeId(2)).unwrap().epoch;
+
+        // Broker 1 heartbeats, broker 2 goes silent: only 2 expires.
+        let session = Duration::from_secs(9);
+        assert!(live.expired(&image, t0, session).is_empty());
+        let epoch1 = image.broker(NodeId(1)).unwrap().epoch;
+        let later = t0 + Duration::from_secs(10);
+        decide(
+            &image,
+            &mut live,
+            ControllerRequest::Heartbeat {
+                id: NodeId(1),
+                epoch: epoch1,
+                metadata_offset: 99,
+                shutting_down: false,
+            },
+            later,
+        );
+        assert_eq!(live.expired(&image, later, session), vec![NodeId(2)]);
+
+        image = applied(&image, &fence_records(&image, NodeId(2), epoch2));
+        let p1 = image.topic("t").unwrap().partition(1).unwrap().clone();
+        assert_eq!(p1.leader, NodeId::NONE);
+        assert_eq!(p1.leader_epoch, LeaderEpoch(1));
+        assert_eq!(
+            image.topic("t").unwrap().partition(0).unwrap().leader,
+            NodeId(1)
+        );
+
+        let d = decide(
+            &image,
+            &mut live,
+            ControllerRequest::Heartbeat {
+                id: NodeId(2),
+                epoch: epoch2,
+                metadata_offset: 99,
+                shutting_down: false,
+            },
+            later,
+        );
+        image = applied(&image, &d.records);
+        let p1 = image.topic("t").unwrap().partition(1).unwrap().clone();
+        assert_eq!((p1.leader, p1.leader_epoch), (NodeId(2), LeaderEpoch(2)));
+
+        // Controlled shutdown fences it again at once.
+        let d = decide(
+            &image,
+            &mut live,
+            ControllerRequest::Heartbeat {
+                id: NodeId(2),
+                epoch: epoch2,
+                metadata_offset: 99,
+                shutting_down: true,
+            },
+            later,
+        );
+        assert_eq!(
+            d.reply,
+            ControllerReply::Heartbeat {
+                fenced: true,
+                stale: false
+            }
+        );
+        image = applied(&image, &d.records);
+        assert!(image.broker(NodeId(2)).unwrap().fenced);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut live = Liveness::default();
+        let now = Instant::now();
+        let mut image = MetadataImage::default();
+        let d = decide(
+            &image,
+            &mut live,
+            ControllerRequest::Register {
+                broker: registration(1),
+                cluster_id: "c".into(),
+                fence_first: false,
+            },
+            now,
+        );
+        image = applied(&image, &d.records);
+        let mut firsts = Vec::new();
+        for _ in 0..3 {
+            let d = decide(
+                &image,
+                &mut live,
+                ControllerRequest::AllocateProducerIds {
+                    broker: NodeId(1),
+                    count: 1000,
+                },
+                now,
+            );
+            let ControllerReply::ProducerIds { first, count } = d.reply else {
+                panic!()
+            };
+            assert_eq!(count, 1000);
+            firsts.push(first);
+            image = applied(&image, &d.records);
+        }
+        assert_eq!(firsts, vec![0, 1000, 2000]);
+        let d = decide(
+            &image,
+            &mut live,
+            ControllerRequest::AllocateProducerIds {
+                broker: NodeId(7),
+                count: 1000,
+            },
+            now,
+        );
+        assert!(matches!(d.reply, ControllerReply::Refused(_)));
+    }
+
+    #[test]
+    fn a_commit_that_does_not_fit_is_refused() {
+        let mut live = Liveness::default();
+        let d = decide(
+            &MetadataImage::default(),
+            &mut live,
+            ControllerRequest::Commit(vec![MetadataRecord::RemoveTopic { id: Uuid::new_v4() }]),
+            Instant::now(),
+        );
+        assert!(d.records.is_empty());
+        assert!(matches!(d.reply, ControllerReply::Refused(_)));
+    }
+}
