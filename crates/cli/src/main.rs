@@ -3,6 +3,7 @@
 mod bootstrap;
 mod cleaner;
 mod consume;
+mod dev;
 mod groups;
 mod perf;
 mod produce;
@@ -29,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a broker (single node, Kafka wire protocol).
+    /// Run a broker (Kafka wire protocol): one node by default, or a member of a cluster.
     Server(server::ServerArgs),
     /// Create, list, describe, alter and delete topics (like kafka-topics.sh).
     Topics(topics::TopicsArgs),
@@ -45,6 +46,8 @@ enum Command {
     Transactions(transactions::TransactionsArgs),
     /// Show what the log cleaner did to each compacted log: dirty ratio, last clean, bytes reclaimed.
     Cleaner(cleaner::CleanerArgs),
+    /// Local development helpers: `strom dev cluster --brokers 3` runs a cluster on loopback.
+    Dev(dev::DevArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Topics(args) => topics::run(args),
         Command::Transactions(args) => transactions::run(args),
         Command::Cleaner(args) => cleaner::run(args),
+        Command::Dev(args) => dev::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
