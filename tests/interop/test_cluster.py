@@ -1,0 +1,262 @@
+"""Several `strom server` processes as one cluster (issue: cluster, part 1):
+a three-voter metadata quorum, partitions spread over the brokers, clients
+bootstrapping from any of them, coordinators on different brokers,
+transactions whose partitions live on several brokers, the controller
+killed with SIGKILL, a broker fenced when it goes silent and after a
+controlled shutdown, and a fourth broker joining.
+
+Every node runs broker and controller (`process.roles=broker,controller`)
+on loopback, with the short sessions of cluster.FAST."""
+import json
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cluster import Cluster
+from yardstick import AGAINST_KAFKA
+
+pytestmark = pytest.mark.skipif(AGAINST_KAFKA, reason="starts Strom processes of its own")
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    c = Cluster(str(tmp_path)).start()
+    yield c
+    c.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.logs())
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def wait(what, cond, timeout=30, every=0.2):
+    deadline = time.time() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def create(bootstrap, name, partitions):
+    a = admin(bootstrap)  # kept alive until the result is in
+    a.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+    wait(f"{name} to have leaders", lambda: all(
+        p.leader >= 0 for p in admin(bootstrap).list_topics(name, timeout=10).topics[name].partitions.values()))
+
+
+def leaders(bootstrap, topic):
+    md = admin(bootstrap).list_topics(topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def produce(bootstrap, topic, values, **conf):
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **conf})
+    for i, v in enumerate(values):
+        p.produce(topic, key=str(i).encode(), value=v.encode())
+    assert p.flush(30) == 0
+
+
+def read_all(bootstrap, topic, partitions, isolation="read_committed", timeout=30):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cluster-reader", "enable.auto.commit": False,
+                  "isolation.level": isolation, "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out, eof, deadline = [], set(), time.time() + timeout
+    try:
+        while len(eof) < partitions:
+            assert time.time() < deadline, f"read {len(out)} records, {len(eof)} partitions at their end"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                continue
+            out.append(m.value().decode())
+    finally:
+        c.close()
+    return out
+
+
+def test_three_brokers_share_the_partitions_and_any_bootstrap_works(cluster):
+    a, b, c = cluster.nodes
+    md = subprocess.run(["kcat", "-b", a.bootstrap, "-L", "-J"], capture_output=True, text=True, timeout=30)
+    assert md.returncode == 0, md.stderr
+    listed = json.loads(md.stdout)
+    assert sorted(x["id"] for x in listed["brokers"]) == [1, 2, 3]
+    assert {x["name"] for x in listed["brokers"]} == {n.bootstrap for n in cluster.nodes}
+
+    create(b.bootstrap, "spread", 6)
+    placed = leaders(c.bootstrap, "spread")
+    assert sorted(set(placed.values())) == [1, 2, 3], placed
+    # Each broker says the same.
+    assert leaders(a.bootstrap, "spread") == placed == leaders(b.bootstrap, "spread")
+
+    # confluent-kafka (librdkafka) through each bootstrap broker in turn.
+    for n in cluster.nodes:
+        produce(n.bootstrap, "spread", [f"confluent-{n.node_id}-{i}" for i in range(200)])
+    # kafka-python.
+    from kafka import KafkaConsumer, KafkaProducer
+    kp = KafkaProducer(bootstrap_servers=c.bootstrap, acks="all")
+    for i in range(200):
+        kp.send("spread", key=str(i).encode(), value=f"kafka-python-{i}".encode())
+    kp.flush(30)
+    kp.close()
+    got = Counter(v.rsplit("-", 1)[0] for v in read_all(a.bootstrap, "spread", 6))
+    assert got == {"confluent-1": 200, "confluent-2": 200, "confluent-3": 200, "kafka-python": 200}
+
+    kc = KafkaConsumer("spread", bootstrap_servers=b.bootstrap, group_id="kp-group",
+                       auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    seen = sum(1 for _ in kc)
+    kc.close()
+    assert seen == 800
+
+    # A request for a partition another broker leads is refused with
+    # NOT_LEADER_OR_FOLLOWER; the clients above went to the leaders.
+    from kafka_wire import RawConnection, batch, record
+    other = next(n for n in cluster.nodes if n.node_id != placed[0])
+    conn = RawConnection(other.bootstrap)
+    try:
+        error, *_ = conn.produce("spread", 0, batch(record(0, b"k", b"misdirected"), 1, 0, int(time.time() * 1000)))
+    finally:
+        conn.close()
+    assert error == 6  # NOT_LEADER_OR_FOLLOWER
+
+
+def test_groups_and_transactions_with_coordinators_on_different_brokers(cluster):
+    a, b, c = cluster.nodes
+    create(a.bootstrap, "in", 6)
+    create(a.bootstrap, "out", 6)
+    produce(b.bootstrap, "in", [f"m{i}" for i in range(300)])
+
+    # Groups spread over the brokers' __consumer_offsets partitions.
+    coordinators = {}
+    for g in [f"group-{i}" for i in range(5)]:
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": g, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+        cons.subscribe(["in"])
+        n = 0
+        deadline = time.time() + 30
+        while n < 300:
+            assert time.time() < deadline, f"{g} consumed {n}"
+            m = cons.poll(0.5)
+            if m is not None and not m.error():
+                n += 1
+        cons.commit(asynchronous=False)
+        committed = cons.committed([TopicPartition("in", p) for p in range(6)], timeout=10)
+        assert sum(tp.offset for tp in committed) == 300
+        cons.close()
+        adm = admin(a.bootstrap)
+        desc = adm.describe_consumer_groups([g])[g].result(10)
+        coordinators[g] = desc.coordinator.id
+    assert len(set(coordinators.values())) >= 2, coordinators
+
+    # Consume-transform-produce: the transaction's partitions and its group's
+    # offsets partition sit on several brokers; markers cross brokers.
+    group = "ctp"
+    cons = Consumer({"bootstrap.servers": a.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False, "isolation.level": "read_committed"})
+    cons.subscribe(["in"])
+    prod = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "ctp-app"})
+    prod.init_transactions(30)
+    done, aborted_once = 0, False
+    deadline = time.time() + 60
+    while done < 300:
+        assert time.time() < deadline, f"transformed {done}"
+        batch = cons.consume(50, 1.0)
+        batch = [m for m in batch if not m.error()]
+        if not batch:
+            continue
+        prod.begin_transaction()
+        for m in batch:
+            prod.produce("out", key=m.key(), value=m.value().upper())
+        if not aborted_once:
+            # The first batch is aborted and read again from the committed offsets.
+            prod.abort_transaction(30)
+            aborted_once = True
+            for tp in cons.assignment():
+                committed = cons.committed([tp], timeout=10)[0]
+                cons.seek(TopicPartition(tp.topic, tp.partition, max(committed.offset, 0)))
+            continue
+        prod.send_offsets_to_transaction(cons.position(cons.assignment()), cons.consumer_group_metadata(), 30)
+        prod.commit_transaction(30)
+        done += len(batch)
+    cons.close()
+    assert sorted(read_all(c.bootstrap, "out", 6)) == sorted(f"M{i}" for i in range(300))
+    check = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group})
+    committed = check.committed([TopicPartition("in", p) for p in range(6)], timeout=10)
+    check.close()
+    assert sum(tp.offset for tp in committed) == 300
+
+
+def controller_of(bootstrap):
+    """The controller id `bootstrap` (one broker) reports in DescribeCluster."""
+    from admin_wire import describe_cluster
+    return describe_cluster(bootstrap.split(",")[0])[3]
+
+
+def test_sigkill_of_the_controller_another_voter_takes_over_and_it_catches_up(cluster):
+    create(cluster.nodes[0].bootstrap, "before", 3)
+    old = controller_of(cluster.bootstrap)
+    killed = cluster.node(old)
+    killed.kill9()
+    t0 = time.time()
+    rest = [n for n in cluster.nodes if n.running()]
+    new = wait("a new controller", lambda: (lambda c: c if c != old else None)(controller_of(rest[0].bootstrap)))
+    assert new in {n.node_id for n in rest}
+    # Topic creation keeps working (its partitions go to the live brokers:
+    # the killed one is fenced once its session ends).
+    wait("the killed broker to be fenced", lambda: old not in {
+        b.id for b in admin(rest[0].bootstrap).list_topics(timeout=10).brokers.values()})
+    create(rest[1].bootstrap, "after", 4)
+    took = time.time() - t0
+    assert took < 20, f"took {took:.1f} s"
+    assert old not in set(leaders(rest[0].bootstrap, "after").values())
+    produce(rest[0].bootstrap, "after", [f"a{i}" for i in range(100)])
+
+    # Back from its log: it knows the topic created while it was dead, and
+    # leads its partitions of "before" again with their data.
+    killed.restart()
+    wait("the restarted broker to be listed again", lambda: old in {
+        b.id for b in admin(killed.bootstrap).list_topics(timeout=10).brokers.values()})
+    assert "after" in admin(killed.bootstrap).list_topics(timeout=10).topics
+    assert sorted(read_all(killed.bootstrap, "after", 4)) == sorted(f"a{i}" for i in range(100))
+    wait("every partition of 'before' led", lambda: all(
+        v >= 0 for v in leaders(killed.bootstrap, "before").values()))
+
+
+def test_a_silent_broker_is_fenced_and_a_stopping_one_at_once(cluster):
+    a, b, c = cluster.nodes
+    create(a.bootstrap, "fence", 6)
+    produce(a.bootstrap, "fence", [f"f{i}" for i in range(60)])
+    placed = leaders(a.bootstrap, "fence")
+    # Controlled shutdown: SIGTERM, and the controller hears before the session ends.
+    victim = next(n for n in cluster.nodes if n.node_id != controller_of(a.bootstrap))
+    survivor = next(n for n in cluster.nodes if n is not victim)
+    t0 = time.time()
+    victim.stop()
+    offline = wait("its partitions to go offline", lambda: [
+        p for p, l in leaders(survivor.bootstrap, "fence").items() if l < 0])
+    assert sorted(offline) == sorted(p for p, l in placed.items() if l == victim.node_id)
+    assert time.time() - t0 < 2.0 + 1.5, "controlled shutdown should not wait for the session timeout"
+    # Back: unfenced, leads its partitions again, nothing lost.
+    victim.restart()
+    wait("its partitions to be led again", lambda: leaders(survivor.bootstrap, "fence") == placed)
+    assert sorted(read_all(survivor.bootstrap, "fence", 6)) == sorted(f"f{i}" for i in range(60))
+
+
+def test_a_fourth_broker_joins_and_new_topics_use_it(cluster):
+    d = cluster.add_broker()
+    wait("four brokers", lambda: len(admin(d.bootstrap).list_topics(timeout=10).brokers) == 4)
+    create(d.bootstrap, "wide", 8)
+    assert sorted(set(leaders(cluster.bootstrap, "wide").values())) == [1, 2, 3, 4]
+    produce(d.bootstrap, "wide", [f"w{i}" for i in range(80)])
+    assert sorted(read_all(cluster.nodes[0].bootstrap, "wide", 8)) == sorted(f"w{i}" for i in range(80))
