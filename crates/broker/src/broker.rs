@@ -242,12 +242,16 @@ fn open_cluster_store(
         (None, _) => resolve("listener", "0.0.0.0", 0)?,
     };
     let session = config.get_i64("broker.session.timeout.ms", 9000).max(100) as u64;
+    let election = config
+        .get_i64("controller.quorum.election.timeout.ms", 1000)
+        .max(20) as u64;
     Ok(MetadataStore::open_cluster(
         dir,
         NodeId(config.node_id()),
         voters,
         listen,
         Duration::from_millis(session),
+        Duration::from_millis(election),
     )?)
 }
 

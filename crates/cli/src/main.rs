@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod cleaner;
+mod cluster;
 mod consume;
 mod dev;
 mod groups;
@@ -46,6 +47,8 @@ enum Command {
     Transactions(transactions::TransactionsArgs),
     /// Show what the log cleaner did to each compacted log: dirty ratio, last clean, bytes reclaimed.
     Cleaner(cleaner::CleanerArgs),
+    /// Describe the cluster: brokers, racks, fencing, controller, metadata quorum with lag.
+    Cluster(cluster::ClusterArgs),
     /// Local development helpers: `strom dev cluster --brokers 3` runs a cluster on loopback.
     Dev(dev::DevArgs),
 }
@@ -62,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Topics(args) => topics::run(args),
         Command::Transactions(args) => transactions::run(args),
         Command::Cleaner(args) => cleaner::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Dev(args) => dev::run(args),
     };
     match result {

@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod cluster;
+mod cluster_admin;
 mod connection;
 pub mod consumer;
 mod error;
@@ -18,6 +19,7 @@ mod topics;
 mod transactions;
 
 pub use admin::{Admin, GroupDescription, GroupListing, GroupMember};
+pub use cluster_admin::{BrokerInfo, Brokers, QuorumInfo, QuorumReplica};
 pub use connection::Connection;
 pub use error::ClientError;
 pub use topics::{ClusterDescription, ConfigChange, ConfigValue, TopicDescription};

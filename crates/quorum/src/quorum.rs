@@ -369,7 +369,11 @@ impl Quorum {
             match leader {
                 Some(id) if id == self.node_id => {
                     if let (Some(f), Request::Forward(bytes)) = (self.service.get(), &req) {
-                        return Ok(f(bytes.clone()).await);
+                        // A leader cut off from its quorum never commits: give up in time.
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        return tokio::time::timeout(left, f(bytes.clone()))
+                            .await
+                            .map_err(|_| ProposeError::NotLeader { leader });
                     }
                 }
                 Some(id) => {

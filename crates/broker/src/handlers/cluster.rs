@@ -51,7 +51,7 @@ pub fn describe_cluster(
             .with_controller_id(BrokerId(-1))
             .with_cluster_authorized_operations(authorized::OMITTED);
     }
-    let brokers = super::cluster_view::live_brokers(broker)
+    let mut brokers: Vec<DescribeClusterBroker> = super::cluster_view::live_brokers(broker)
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()
@@ -61,6 +61,22 @@ pub fn describe_cluster(
                 .with_rack(b.rack.map(s))
         })
         .collect();
+    if version >= 2 && req.include_fenced_brokers {
+        // v2: fenced brokers too, marked (KIP-1073).
+        for b in super::cluster_view::fenced_brokers(broker) {
+            if !brokers.iter().any(|x| x.broker_id.0 == b.id.0) {
+                brokers.push(
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id.0))
+                        .with_host(s(b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.map(s))
+                        .with_is_fenced(true),
+                );
+            }
+        }
+        brokers.sort_by_key(|b| b.broker_id.0);
+    }
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(super::cluster_view::controller_id(broker).0))

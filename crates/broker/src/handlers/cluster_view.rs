@@ -51,6 +51,25 @@ pub fn live_brokers(broker: &Broker) -> Vec<BrokerView> {
     out
 }
 
+/// The registered brokers the controller has fenced.
+pub fn fenced_brokers(broker: &Broker) -> Vec<BrokerView> {
+    broker
+        .topics
+        .image()
+        .brokers()
+        .filter(|b| b.fenced)
+        .filter_map(|b| {
+            let e = b.endpoints.values().next()?;
+            Some(BrokerView {
+                id: b.id,
+                host: e.host.clone(),
+                port: i32::from(e.port),
+                rack: b.rack.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The active controller's id as clients are told (the quorum leader; this
 /// broker when none is known, as on a single node).
 pub fn controller_id(broker: &Broker) -> NodeId {

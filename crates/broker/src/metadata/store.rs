@@ -212,16 +212,23 @@ impl MetadataStore {
     /// quorum of `voters` (Kafka's `controller.quorum.voters`): a voter when
     /// its id is among them, listening on `listen` (its controller
     /// listener), else an observer whose RPC listener takes a free port on
-    /// `listen`'s host. Voters fence brokers silent for `session`.
+    /// `listen`'s host. Voters fence brokers silent for `session`; a leader
+    /// silent for `election` (at least) is replaced.
     pub fn open_cluster(
         data_dir: &Path,
         node: NodeId,
         voters: BTreeMap<u64, SocketAddr>,
         listen: SocketAddr,
         session: Duration,
+        election: Duration,
     ) -> Result<MetadataStore, MetadataError> {
         let id = u64::try_from(node.0).unwrap_or(0);
-        let cfg = QuorumConfig::new(id, voters, listen, data_dir.join(METADATA_DIR));
+        let mut cfg = QuorumConfig::new(id, voters, listen, data_dir.join(METADATA_DIR));
+        // Kafka's controller.quorum.election.timeout.ms is the minimum; the
+        // heartbeat stays well inside it.
+        let min = (election.as_millis() as u64).max(20);
+        cfg.election_timeout_ms = (min, min * 2);
+        cfg.heartbeat_interval_ms = (min / 5).max(5);
         Self::start(cfg, Some(session))
     }
 
