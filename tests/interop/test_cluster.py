@@ -8,6 +8,7 @@ controlled shutdown, and a fourth broker joining.
 Every node runs broker and controller (`process.roles=broker,controller`)
 on loopback, with the short sessions of cluster.FAST."""
 import json
+import os
 import subprocess
 import time
 from collections import Counter
@@ -20,6 +21,8 @@ from cluster import Cluster
 from yardstick import AGAINST_KAFKA
 
 pytestmark = pytest.mark.skipif(AGAINST_KAFKA, reason="starts Strom processes of its own")
+
+NODE_DIR = os.path.join(os.path.dirname(__file__), "node")
 
 
 @pytest.fixture
@@ -110,14 +113,24 @@ def test_three_brokers_share_the_partitions_and_any_bootstrap_works(cluster):
         kp.send("spread", key=str(i).encode(), value=f"kafka-python-{i}".encode())
     kp.flush(30)
     kp.close()
+    # kafkajs (the topic exists: its createTopics is a no-op).
+    js = subprocess.run(["node", "produce.js", b.bootstrap, "spread", "300"], cwd=NODE_DIR,
+                        capture_output=True, timeout=120)
+    assert js.returncode == 0, js.stderr.decode()
     got = Counter(v.rsplit("-", 1)[0] for v in read_all(a.bootstrap, "spread", 6))
-    assert got == {"confluent-1": 200, "confluent-2": 200, "confluent-3": 200, "kafka-python": 200}
+    assert got == {"confluent-1": 200, "confluent-2": 200, "confluent-3": 200, "kafka-python": 200,
+                   "kafkajs": 300}
 
+    # Consumer groups of kafka-python and kafkajs, each bootstrapping elsewhere.
     kc = KafkaConsumer("spread", bootstrap_servers=b.bootstrap, group_id="kp-group",
                        auto_offset_reset="earliest", consumer_timeout_ms=15000)
     seen = sum(1 for _ in kc)
     kc.close()
-    assert seen == 800
+    assert seen == 1100
+    js = subprocess.run(["node", "consume.js", c.bootstrap, "spread", "js-group", "1100"], cwd=NODE_DIR,
+                        capture_output=True, timeout=120)
+    assert js.returncode == 0, js.stderr.decode()
+    assert len(json.loads(js.stdout)["values"]) == 1100
 
     # A request for a partition another broker leads is refused with
     # NOT_LEADER_OR_FOLLOWER; the clients above went to the leaders.
@@ -260,3 +273,69 @@ def test_a_fourth_broker_joins_and_new_topics_use_it(cluster):
     assert sorted(set(leaders(cluster.bootstrap, "wide").values())) == [1, 2, 3, 4]
     produce(d.bootstrap, "wide", [f"w{i}" for i in range(80)])
     assert sorted(read_all(cluster.nodes[0].bootstrap, "wide", 8)) == sorted(f"w{i}" for i in range(80))
+
+
+def test_strom_cluster_describe_shows_brokers_controller_and_quorum(cluster):
+    from conftest import STROM
+    a, b, c = cluster.nodes
+    out = subprocess.run([STROM, "cluster", "describe", "--bootstrap", b.bootstrap],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    controller = controller_of(a.bootstrap)
+    assert f"Controller: {controller}" in text
+    for n in cluster.nodes:
+        assert f"{n.bootstrap}" in text
+    roles = {line.split()[0]: line.split()[1] for line in text.splitlines()
+             if line.split()[:1] in (["1"], ["2"], ["3"]) and len(line.split()) > 2
+             and line.split()[1] in ("leader", "follower", "observer")}
+    assert roles == {str(controller): "leader", **{str(n.node_id): "follower" for n in cluster.nodes
+                                                  if n.node_id != controller}}, text
+    # A stopped broker is listed as fenced (DescribeCluster v2).
+    c.stop()
+    out = wait("the stopped broker shown fenced", lambda: (lambda r: r if "fenced" in r.stdout else None)(
+        subprocess.run([STROM, "cluster", "describe", "--bootstrap", a.bootstrap],
+                       capture_output=True, text=True, timeout=30)))
+    line = next(l for l in out.stdout.splitlines() if l.startswith("3 "))
+    assert line.split()[-1] == "fenced", out.stdout
+
+
+def consecutive_free_ports(n):
+    import socket
+    for base in range(20000, 60000, 97):
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def test_strom_dev_cluster_starts_three_nodes_and_stops_on_ctrl_c(tmp_path):
+    import signal
+    from conftest import STROM
+    port = consecutive_free_ports(6)  # three client ports, then three quorum ports
+    proc = subprocess.Popen([STROM, "dev", "cluster", "--brokers", "3", "--dir", str(tmp_path / "dev"),
+                             "--port", str(port), "--controller-port", str(port + 3)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        bootstrap = f"127.0.0.1:{port + 1}"
+        wait("three brokers", lambda: len(admin(bootstrap).list_topics(timeout=5).brokers) == 3, timeout=60)
+        create(bootstrap, "dev", 3)
+        produce(f"127.0.0.1:{port}", "dev", [f"d{i}" for i in range(30)])
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    for i in (1, 2, 3):
+        assert "shutdown complete" in (tmp_path / "dev" / f"node-{i}.log").read_text()
