@@ -18,12 +18,14 @@ pub struct BrokerView {
     pub rack: Option<String>,
 }
 
-/// The live brokers, by id; this broker alone until it has registered.
-pub fn live_brokers(broker: &Broker) -> Vec<BrokerView> {
-    let image = broker.topics.image();
-    let mut out: Vec<BrokerView> = image
+/// The registered brokers that are (`fenced` false) or are not serving, at
+/// their first advertised endpoint.
+fn registered(broker: &Broker, fenced: bool) -> Vec<BrokerView> {
+    broker
+        .topics
+        .image()
         .brokers()
-        .filter(|b| !b.fenced)
+        .filter(|b| b.fenced == fenced)
         .filter_map(|b| {
             let e = b.endpoints.values().next()?;
             Some(BrokerView {
@@ -33,7 +35,12 @@ pub fn live_brokers(broker: &Broker) -> Vec<BrokerView> {
                 rack: b.rack.clone(),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// The live brokers, by id; this broker alone until it has registered.
+pub fn live_brokers(broker: &Broker) -> Vec<BrokerView> {
+    let mut out = registered(broker, false);
     let me = NodeId(broker.node_id);
     if !out.iter().any(|b| b.id == me) {
         // Clients reached this broker: list it, even while it is fenced.
@@ -53,21 +60,7 @@ pub fn live_brokers(broker: &Broker) -> Vec<BrokerView> {
 
 /// The registered brokers the controller has fenced.
 pub fn fenced_brokers(broker: &Broker) -> Vec<BrokerView> {
-    broker
-        .topics
-        .image()
-        .brokers()
-        .filter(|b| b.fenced)
-        .filter_map(|b| {
-            let e = b.endpoints.values().next()?;
-            Some(BrokerView {
-                id: b.id,
-                host: e.host.clone(),
-                port: i32::from(e.port),
-                rack: b.rack.clone(),
-            })
-        })
-        .collect()
+    registered(broker, true)
 }
 
 /// The active controller's id as clients are told (the quorum leader; this
