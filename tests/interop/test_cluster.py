@@ -254,12 +254,11 @@ def test_a_silent_broker_is_fenced_and_a_stopping_one_at_once(cluster):
     # Controlled shutdown: SIGTERM, and the controller hears before the session ends.
     victim = next(n for n in cluster.nodes if n.node_id != controller_of(a.bootstrap))
     survivor = next(n for n in cluster.nodes if n is not victim)
-    t0 = time.time()
     victim.stop()
+    # Fenced before it exited: offline at once, not a 2 s session later.
     offline = wait("its partitions to go offline", lambda: [
-        p for p, l in leaders(survivor.bootstrap, "fence").items() if l < 0])
+        p for p, l in leaders(survivor.bootstrap, "fence").items() if l < 0], timeout=1.5, every=0.05)
     assert sorted(offline) == sorted(p for p, l in placed.items() if l == victim.node_id)
-    assert time.time() - t0 < 2.0 + 1.5, "controlled shutdown should not wait for the session timeout"
     # Back: unfenced, leads its partitions again, nothing lost.
     victim.restart()
     wait("its partitions to be led again", lambda: leaders(survivor.bootstrap, "fence") == placed)
