@@ -445,6 +445,20 @@ mod tests {
         }
     }
 
+    fn heartbeat(
+        id: i32,
+        epoch: i64,
+        metadata_offset: u64,
+        shutting_down: bool,
+    ) -> ControllerRequest {
+        ControllerRequest::Heartbeat {
+            id: NodeId(id),
+            epoch,
+            metadata_offset,
+            shutting_down,
+        }
+    }
+
     fn applied(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
         image.apply(image.offset + 1, records).unwrap().0
     }
@@ -473,12 +487,7 @@ mod tests {
         assert_eq!(image.cluster_id.as_deref(), Some("abc"));
         live.registered_at.insert(NodeId(2), 5);
 
-        let hb = |offset, down| ControllerRequest::Heartbeat {
-            id: NodeId(2),
-            epoch,
-            metadata_offset: offset,
-            shutting_down: down,
-        };
+        let hb = |offset, down| heartbeat(2, epoch, offset, down);
         // Not caught up with its registration yet: stays fenced.
         let d = decide(&image, &mut live, hb(4, false), now);
         assert!(d.records.is_empty());
@@ -500,17 +509,7 @@ mod tests {
         let image = applied(&image, &d.records);
         assert!(!image.broker(NodeId(2)).unwrap().fenced);
         // A stale epoch is told to register again.
-        let d = decide(
-            &image,
-            &mut live,
-            ControllerRequest::Heartbeat {
-                id: NodeId(2),
-                epoch: epoch + 7,
-                metadata_offset: 9,
-                shutting_down: false,
-            },
-            now,
-        );
+        let d = decide(&image, &mut live, heartbeat(2, epoch + 7, 9, false), now);
         assert_eq!(
             d.reply,
             ControllerReply::Heartbeat {
@@ -580,17 +579,7 @@ mod tests {
         assert!(live.expired(&image, t0, session).is_empty());
         let epoch1 = image.broker(NodeId(1)).unwrap().epoch;
         let later = t0 + Duration::from_secs(10);
-        decide(
-            &image,
-            &mut live,
-            ControllerRequest::Heartbeat {
-                id: NodeId(1),
-                epoch: epoch1,
-                metadata_offset: 99,
-                shutting_down: false,
-            },
-            later,
-        );
+        decide(&image, &mut live, heartbeat(1, epoch1, 99, false), later);
         assert_eq!(live.expired(&image, later, session), vec![NodeId(2)]);
 
         image = applied(&image, &fence_records(&image, NodeId(2), epoch2));
@@ -602,33 +591,13 @@ mod tests {
             NodeId(1)
         );
 
-        let d = decide(
-            &image,
-            &mut live,
-            ControllerRequest::Heartbeat {
-                id: NodeId(2),
-                epoch: epoch2,
-                metadata_offset: 99,
-                shutting_down: false,
-            },
-            later,
-        );
+        let d = decide(&image, &mut live, heartbeat(2, epoch2, 99, false), later);
         image = applied(&image, &d.records);
         let p1 = image.topic("t").unwrap().partition(1).unwrap().clone();
         assert_eq!((p1.leader, p1.leader_epoch), (NodeId(2), LeaderEpoch(2)));
 
         // Controlled shutdown fences it again at once.
-        let d = decide(
-            &image,
-            &mut live,
-            ControllerRequest::Heartbeat {
-                id: NodeId(2),
-                epoch: epoch2,
-                metadata_offset: 99,
-                shutting_down: true,
-            },
-            later,
-        );
+        let d = decide(&image, &mut live, heartbeat(2, epoch2, 99, true), later);
         assert_eq!(
             d.reply,
             ControllerReply::Heartbeat {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::controller::{ControllerReply, ControllerRequest};
 use super::records::BrokerRegistration;
+use super::store::call_controller;
 use super::{MetadataError, MetadataStore, NodeId};
 
 /// This broker's standing with the controller.
@@ -97,12 +98,12 @@ pub fn spawn_heartbeats(store: &MetadataStore, m: Arc<Membership>, every: Durati
                 metadata_offset: image.read().offset,
                 shutting_down: false,
             };
-            let reply = call(&quorum, &req, every * 2).await;
+            let reply = call_controller(&quorum, &req, every * 2).await;
             match reply {
                 Ok(ControllerReply::Heartbeat { stale: true, .. }) => {
                     tracing::warn!(node_id = %m.id, "the controller does not know this registration; registering again");
                     if let Ok(ControllerReply::Registered { epoch, .. }) =
-                        call(&quorum, &m.register_request(), every * 2).await
+                        call_controller(&quorum, &m.register_request(), every * 2).await
                     {
                         m.epoch.store(epoch, Ordering::Relaxed);
                     }
@@ -136,12 +137,4 @@ pub fn controlled_shutdown(store: &MetadataStore, m: &Membership) {
         Ok(other) => tracing::warn!(?other, "controlled shutdown not acknowledged"),
         Err(e) => tracing::warn!(error = %e, "controlled shutdown: the controller did not answer"),
     }
-}
-
-async fn call(
-    quorum: &strom_quorum::Quorum,
-    req: &ControllerRequest,
-    timeout: Duration,
-) -> Result<ControllerReply, MetadataError> {
-    super::store::call_controller(quorum, req, timeout).await
 }

@@ -215,35 +215,33 @@ impl TxnCoordinator {
 
     /// Creates `__transaction_state` if it does not exist yet. Blocking.
     pub fn ensure_state_topic(&self) -> Result<(), ResponseError> {
-        let _ = self.state_partition("");
-        match self.topics.get(TXN_TOPIC) {
-            Some(_) => Ok(()),
-            None => Err(ResponseError::CoordinatorNotAvailable),
+        if self.topics.get(TXN_TOPIC).is_some() {
+            return Ok(());
+        }
+        let _g = self.create.lock();
+        if self.topics.get(TXN_TOPIC).is_some() {
+            return Ok(());
+        }
+        let mut cfg = BTreeMap::new();
+        cfg.insert("cleanup.policy".to_string(), "compact".to_string());
+        cfg.insert(
+            "segment.bytes".to_string(),
+            self.config.state_segment_bytes.to_string(),
+        );
+        match self
+            .topics
+            .create(TXN_TOPIC, self.config.state_partitions, cfg)
+        {
+            Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create {TXN_TOPIC}");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
         }
     }
 
     fn state_partition(&self, id: &str) -> Result<Arc<Partition>, ResponseError> {
-        if self.topics.get(TXN_TOPIC).is_none() {
-            let _g = self.create.lock();
-            if self.topics.get(TXN_TOPIC).is_none() {
-                let mut cfg = BTreeMap::new();
-                cfg.insert("cleanup.policy".to_string(), "compact".to_string());
-                cfg.insert(
-                    "segment.bytes".to_string(),
-                    self.config.state_segment_bytes.to_string(),
-                );
-                match self
-                    .topics
-                    .create(TXN_TOPIC, self.config.state_partitions, cfg)
-                {
-                    Ok(_) | Err(TopicError::AlreadyExists(_)) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot create {TXN_TOPIC}");
-                        return Err(ResponseError::CoordinatorNotAvailable);
-                    }
-                }
-            }
-        }
+        self.ensure_state_topic()?;
         let t = self
             .topics
             .get(TXN_TOPIC)
