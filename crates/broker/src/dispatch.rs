@@ -163,15 +163,15 @@ pub async fn dispatch(
             v,
             &partitions_admin::elect_leaders(broker, v, decode_body(&frame)?),
         ),
-        ApiKey::AlterPartitionReassignments => encode(
+        ApiKey::AlterPartitionReassignments => encode(&frame, v, &{
+            let req = decode_body(&frame)?;
+            off_worker(|| partitions_admin::alter_reassignments(broker, req))
+        }),
+        ApiKey::ListPartitionReassignments => encode(
             &frame,
             v,
-            &partitions_admin::alter_reassignments(broker, decode_body(&frame)?),
+            &partitions_admin::list_reassignments(broker, decode_body(&frame)?),
         ),
-        ApiKey::ListPartitionReassignments => {
-            let _req: ListPartitionReassignmentsRequest = decode_body(&frame)?;
-            encode(&frame, v, &partitions_admin::list_reassignments())
-        }
         ApiKey::DescribeAcls => {
             let _req: DescribeAclsRequest = decode_body(&frame)?;
             encode(&frame, v, &acls::describe())

@@ -24,6 +24,7 @@ pub mod names;
 pub mod net;
 pub mod partition;
 pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod topics;
 pub mod txn;

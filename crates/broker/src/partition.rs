@@ -7,6 +7,7 @@
 //! all of it and cost nothing extra.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -14,6 +15,8 @@ use strom_record::{for_each_record, BatchBuilder, BatchHeader, Batches};
 use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
 use thiserror::Error;
 
+use crate::metadata::{LeaderEpoch, NodeId};
+use crate::replication::leader::{FetchEffects, LeaderState};
 use crate::txn::producer_state::{AbortedTxn, Marker, ProducerState, SequenceError, Verdict};
 use crate::waiters::Waiters;
 
@@ -55,8 +58,14 @@ pub struct Partition {
     pub log: Arc<Log>,
     /// Idempotent producers and transactions.
     pub producers: Mutex<ProducerState>,
-    /// Fetches waiting for this partition to grow.
+    /// Fetches waiting for this partition to grow, and acks=all produces
+    /// waiting for the high watermark to pass their records.
     pub waiters: Waiters,
+    /// Who else has the log, when this node leads it.
+    replication: Mutex<LeaderState>,
+    /// The high watermark when other replicas hold it back; -1 when it is
+    /// the log end (no follower in the ISR: one replica, as on one node).
+    hw: AtomicI64,
 }
 
 /// Broker time in milliseconds.
@@ -95,6 +104,8 @@ impl Partition {
             log: Arc::new(log),
             producers: Mutex::new(state),
             waiters: Waiters::default(),
+            replication: Mutex::new(LeaderState::new()),
+            hw: AtomicI64::new(-1),
         })
     }
 
@@ -186,9 +197,123 @@ impl Partition {
         Ok(info.base_offset)
     }
 
+    /// The high watermark: every in-sync replica has the log below it.
+    /// Consumers read no further.
+    pub fn high_watermark(&self) -> i64 {
+        let hw = self.hw.load(Ordering::Acquire);
+        if hw < 0 {
+            self.log.log_end_offset()
+        } else {
+            hw
+        }
+    }
+
+    /// Replicas in the (maximal) ISR, this one included.
+    pub fn isr_size(&self) -> usize {
+        self.replication.lock().maximal_isr().len().max(1)
+    }
+
+    /// The image placed this partition anew: `leading` it at `epoch` with
+    /// `replicas` and `isr`, on node `me`.
+    pub fn set_placement(
+        &self,
+        me: NodeId,
+        leading: bool,
+        epoch: LeaderEpoch,
+        replicas: &[NodeId],
+        isr: &[NodeId],
+    ) {
+        let mut state = self.replication.lock();
+        state.set_placement(me, leading, epoch, replicas, isr, self.high_watermark());
+        self.publish_hw(&state);
+        drop(state);
+        // Produces waiting for followers that left the ISR may go on now.
+        self.waiters.wake();
+    }
+
+    fn publish_hw(&self, state: &LeaderState) {
+        let hw = if state.has_isr_followers() {
+            state.high_watermark(self.log.log_end_offset())
+        } else {
+            -1
+        };
+        self.hw.store(hw, Ordering::Release);
+    }
+
+    /// Follower `node` fetched from `offset`; what that changed. A moved
+    /// high watermark wakes the waiting fetches and produces.
+    pub fn on_follower_fetch(&self, node: NodeId, offset: i64) -> FetchEffects {
+        let mut state = self.replication.lock();
+        let effects = state.on_follower_fetch(node, offset, self.log.log_end_offset(), now_ms());
+        self.publish_hw(&state);
+        drop(state);
+        if effects.high_watermark.is_some() {
+            self.waiters.wake();
+        }
+        effects
+    }
+
+    /// An ISR proposal for this partition failed: the next fetch retries it.
+    pub fn isr_proposal_failed(&self) {
+        let mut state = self.replication.lock();
+        state.proposal_failed();
+        self.publish_hw(&state);
+    }
+
+    /// This node leads the partition (per the last placement given).
+    pub fn is_leading(&self) -> bool {
+        self.replication.lock().leading()
+    }
+
+    /// The leader epoch the replication state leads at.
+    pub fn replication_epoch(&self) -> LeaderEpoch {
+        self.replication.lock().epoch()
+    }
+
+    /// As a follower: the leader's high watermark, capped by this log's end.
+    pub fn set_follower_high_watermark(&self, hw: i64) {
+        let hw = hw.min(self.log.log_end_offset()).max(0);
+        self.hw.store(hw, Ordering::Release);
+    }
+
+    /// As a follower: appends the whole batches of `records` fetched from
+    /// the leader at the leader's offsets, folding them into the producer
+    /// state so idempotence and transactions carry on if this node leads.
+    /// A partial batch at the end (a fetch cut short) is left for the next
+    /// fetch. Returns the new log end offset.
+    pub fn append_replicated(&self, records: &[u8]) -> Result<i64, StorageError> {
+        let mut end = 0usize;
+        for item in Batches::new(records) {
+            match item {
+                Ok((h, _, _)) => end += h.total_len(),
+                Err(_) => break,
+            }
+        }
+        if end == 0 {
+            return Ok(self.log.log_end_offset());
+        }
+        let batches = &records[..end];
+        let now = now_ms();
+        let outcome = self.log.append_replicated(batches, |_| {
+            let mut state = self.producers.lock();
+            for (h, _, bytes) in Batches::new(batches).flatten() {
+                let marker = if h.is_control() {
+                    marker_of(bytes)
+                } else {
+                    None
+                };
+                state.apply(&h, marker, now);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        outcome.unwrap_or_else(|never| match never {});
+        self.waiters.wake();
+        Ok(self.log.log_end_offset())
+    }
+
     /// The last stable offset: no open transaction starts below it.
     pub fn last_stable_offset(&self) -> i64 {
-        let leo = self.log.log_end_offset();
+        let leo = self.high_watermark();
         self.producers
             .lock()
             .first_unstable_offset()

@@ -49,6 +49,17 @@ pub enum StorageError {
         /// The segment size limit.
         segment_bytes: u64,
     },
+    /// A replicated batch starts below the log's end: the follower's log
+    /// and the leader's disagree, and the follower must truncate first.
+    #[error(
+        "replicated batch at offset {offset} overlaps the log, which ends at {log_end_offset}"
+    )]
+    OffsetOverlap {
+        /// The batch's base offset.
+        offset: i64,
+        /// Offset the next record would get.
+        log_end_offset: i64,
+    },
     /// A clean was stopped (shutdown); the log is as it was before it.
     #[error("cleaning of {path} was stopped")]
     CleanAborted {

@@ -430,6 +430,28 @@ impl Log {
         batches: &[u8],
         gate: impl FnOnce(i64) -> std::result::Result<(), T>,
     ) -> Result<std::result::Result<AppendInfo, T>> {
+        self.append_inner(batches, false, gate)
+    }
+
+    /// Appends batches copied from a partition's leader (a follower's
+    /// append): each keeps the offsets and timestamps the leader gave it,
+    /// and may start past the log's end (the leader's log was compacted or
+    /// began later), never below it ([`StorageError::OffsetOverlap`]).
+    /// `gate` is called as in [`Log::append_gated`].
+    pub fn append_replicated<T>(
+        &self,
+        batches: &[u8],
+        gate: impl FnOnce(i64) -> std::result::Result<(), T>,
+    ) -> Result<std::result::Result<AppendInfo, T>> {
+        self.append_inner(batches, true, gate)
+    }
+
+    fn append_inner<T>(
+        &self,
+        batches: &[u8],
+        keep_offsets: bool,
+        gate: impl FnOnce(i64) -> std::result::Result<(), T>,
+    ) -> Result<std::result::Result<AppendInfo, T>> {
         if self.offline.load(Ordering::Acquire) {
             return Err(StorageError::Offline {
                 path: self.dir.clone(),
@@ -467,7 +489,12 @@ impl Log {
                     path: self.dir.clone(),
                 });
             }
-            if let Err(refused) = gate(w.next_offset) {
+            let base_offset = if keep_offsets {
+                check_replicated(batches, w.next_offset)?
+            } else {
+                w.next_offset
+            };
+            if let Err(refused) = gate(base_offset) {
                 return Ok(Err(refused));
             }
             let now = (self.clock)();
@@ -480,12 +507,12 @@ impl Log {
             if !buffered {
                 self.drain_pending()?;
             }
-            let base_offset = w.next_offset;
-            let append_time = if config.timestamp_type == TimestampType::LogAppendTime {
-                now
-            } else {
-                -1
-            };
+            let append_time =
+                if !keep_offsets && config.timestamp_type == TimestampType::LogAppendTime {
+                    now
+                } else {
+                    -1
+                };
 
             // Offsets (and times) go into copies of the headers; the records
             // are written from the caller's buffer as they are.
@@ -496,6 +523,9 @@ impl Log {
             while pos < batches.len() {
                 let h = BatchHeader::parse(&batches[pos..])?;
                 let len = h.total_len();
+                if keep_offsets {
+                    next = h.base_offset;
+                }
                 patched.push(BatchHeader::patched_header(
                     &batches[pos..pos + len],
                     next,
@@ -1376,4 +1406,25 @@ fn write_patched(
         )?;
     }
     Ok(())
+}
+
+/// The first offset of replicated `batches`, checked to start at or past
+/// `log_end` and to rise from batch to batch.
+fn check_replicated(batches: &[u8], log_end: i64) -> Result<i64> {
+    let mut next = log_end;
+    let mut first = None;
+    let mut pos = 0usize;
+    while pos < batches.len() {
+        let h = BatchHeader::parse(&batches[pos..])?;
+        if h.base_offset < next {
+            return Err(StorageError::OffsetOverlap {
+                offset: h.base_offset,
+                log_end_offset: next,
+            });
+        }
+        first.get_or_insert(h.base_offset);
+        next = h.next_offset();
+        pos += h.total_len();
+    }
+    Ok(first.unwrap_or(log_end))
 }

@@ -24,7 +24,7 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                         Ok(led) => led.log,
                         Err(e) => return r.with_error_code(e.code().code()),
                     };
-                    let offset = if p.offset == -1 { part.log.log_end_offset() } else { p.offset };
+                    let offset = if p.offset == -1 { part.high_watermark() } else { p.offset };
                     match part.log.delete_records_before(offset) {
                         Ok(low) => r.with_low_watermark(low),
                         Err(StorageError::OffsetOutOfRange { .. }) => r.with_error_code(ResponseError::OffsetOutOfRange.code()),

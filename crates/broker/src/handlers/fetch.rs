@@ -22,6 +22,8 @@ use uuid::Uuid;
 
 use super::s;
 use crate::broker::Broker;
+use crate::metadata::{LeaderEpoch, NodeId};
+use crate::replication;
 
 /// Most sessions kept (Kafka's `max.incremental.fetch.session.cache.slots`).
 const MAX_SESSIONS: usize = 1000;
@@ -30,6 +32,8 @@ const MAX_SESSIONS: usize = 1000;
 #[derive(Debug, Clone)]
 struct SessionPartition {
     topic_id: Uuid,
+    /// The leader epoch the client believes current (-1: unknown).
+    epoch: i32,
     fetch_offset: i64,
     max_bytes: i32,
     /// (high watermark, log start offset) last sent; `None` before the first response.
@@ -86,6 +90,7 @@ impl FetchSessions {
 struct Want {
     key: Key,
     topic_id: Uuid,
+    epoch: i32,
     fetch_offset: i64,
     max_bytes: i32,
     last_sent: Option<(i64, i64)>,
@@ -96,6 +101,7 @@ impl Want {
         Want {
             key,
             topic_id: p.topic_id,
+            epoch: p.epoch,
             fetch_offset: p.fetch_offset,
             max_bytes: p.max_bytes,
             last_sent,
@@ -114,10 +120,14 @@ fn partition_error(index: i32, e: ResponseError) -> PartitionData {
 
 /// Reads every wanted partition once, within `max_bytes` in all (the
 /// request's, capped by the broker's `fetch.max.bytes`). Returns the
-/// partitions to send and the bytes of records gathered.
+/// partitions to send and the bytes of records gathered. A follower's
+/// fetch (`replica`) reads up to the log end, not the high watermark, and
+/// tells the leader how far that follower has got.
+#[allow(clippy::too_many_arguments)]
 fn gather(
     broker: &Broker,
     version: i16,
+    replica: Option<NodeId>,
     wants: &[Want],
     max_bytes: i32,
     incremental: bool,
@@ -135,15 +145,28 @@ fn gather(
         } else {
             broker
                 .replicas
-                .leader_of(&w.key.0, w.key.1)
-                .map(|led| led.log)
+                .leader_at(&w.key.0, w.key.1, LeaderEpoch(w.epoch))
                 .map_err(|e| e.code())
         };
         let p = match part {
-            Ok(p) => {
+            Ok(led) => {
                 // Before reading: an append after the read wakes this fetch.
-                p.waiters.register(waiter);
-                p
+                led.log.waiters.register(waiter);
+                if let Some(node) = replica {
+                    if w.fetch_offset <= led.log.log.log_end_offset() {
+                        let effects = led.log.on_follower_fetch(node, w.fetch_offset);
+                        if let Some(isr) = effects.propose_isr {
+                            replication::propose_isr(
+                                broker.topics.clone(),
+                                led.log.clone(),
+                                led.topic.id,
+                                led.epoch,
+                                isr,
+                            );
+                        }
+                    }
+                }
+                led.log
             }
             Err(e) => {
                 out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
@@ -151,18 +174,31 @@ fn gather(
                 continue;
             }
         };
-        let hw = p.log.log_end_offset();
+        let hw = p.high_watermark();
         let lso = p.log.log_start_offset();
         let stable = p.last_stable_offset().min(hw);
-        // read_committed consumers see nothing past the last stable offset.
-        let upper = if read_committed { stable } else { hw };
+        // Followers copy the whole log; read_committed consumers see
+        // nothing past the last stable offset, others nothing past the
+        // high watermark.
+        let end = if replica.is_some() {
+            p.log.log_end_offset()
+        } else {
+            hw
+        };
+        let upper = if replica.is_some() {
+            end
+        } else if read_committed {
+            stable
+        } else {
+            hw
+        };
         let mut pd = PartitionData::default()
             .with_partition_index(w.key.1)
             .with_high_watermark(hw)
             .with_last_stable_offset(stable)
             .with_log_start_offset(if version >= 5 { lso } else { -1 });
         let mut records = Bytes::new();
-        if w.fetch_offset != upper && w.fetch_offset <= hw && (first || budget > 0) {
+        if w.fetch_offset != upper && w.fetch_offset <= end && (first || budget > 0) {
             // The first partition with data gets at least one whole batch
             // even past the budget, as Kafka does (minOneMessage).
             let limit = (w.max_bytes.max(0) as usize).min(budget);
@@ -178,7 +214,7 @@ fn gather(
                     error = true;
                 }
             }
-        } else if w.fetch_offset > hw || w.fetch_offset < lso {
+        } else if w.fetch_offset > end || w.fetch_offset < lso {
             pd = pd.with_error_code(ResponseError::OffsetOutOfRange.code());
             error = true;
         }
@@ -252,6 +288,14 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
     };
     let topic_id_of = |name: &str| broker.topics.get(name).map(|t| t.id).unwrap_or_default();
 
+    // A broker's follower fetch names its node id (in the body before v15).
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let replica = (replica_id >= 0).then_some(NodeId(replica_id));
+
     // Decide the session and the partitions to read.
     let mut session_id = 0;
     let mut incremental = false;
@@ -271,6 +315,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
                     (name.clone(), p.partition),
                     SessionPartition {
                         topic_id: id,
+                        epoch: p.current_leader_epoch,
                         fetch_offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes,
                         last_sent: None,
@@ -311,6 +356,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
                 match sess.partitions.iter_mut().find(|(sk, _)| *sk == k) {
                     Some((_, sp)) => {
                         sp.fetch_offset = p.fetch_offset;
+                        sp.epoch = p.epoch;
                         sp.max_bytes = p.max_bytes;
                     }
                     None => sess.partitions.push((k, p)),
@@ -342,6 +388,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
         let (parts, total, error) = gather(
             broker,
             version,
+            replica,
             &wants,
             max_bytes,
             incremental,

@@ -93,7 +93,7 @@ fn lookup(
     let log = &part.log;
     let found = match p.timestamp {
         LATEST if read_committed => Ok(Some((part.last_stable_offset(), -1))),
-        LATEST => Ok(Some((log.log_end_offset(), -1))),
+        LATEST => Ok(Some((part.high_watermark(), -1))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
         MAX_TIMESTAMP => log.max_timestamp(),
         ts if ts < 0 => return r.with_error_code(ResponseError::InvalidRequest.code()),

@@ -1,24 +1,29 @@
-//! ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments
-//! on one node: every partition has its only replica, this node, as leader,
-//! so no election is ever needed and a reassignment can only name this
-//! node (which changes nothing and completes at once). Checks and messages
-//! are Kafka's controller's.
-
-use std::collections::BTreeSet;
+//! ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments.
+//! Reassignments go to the controller, which moves the partition (see
+//! [`crate::metadata::reassignment`]); elections are not needed while
+//! every partition has one replica. Checks and messages are Kafka's
+//! controller's.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::list_partition_reassignments_response::{
+    OngoingPartitionReassignment, OngoingTopicReassignment,
+};
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
-    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsResponse, TopicName,
+    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, TopicName,
 };
 use thiserror::Error;
 
 use super::s;
 use crate::broker::Broker;
+use crate::metadata::controller::{ControllerReply, ControllerRequest};
+use crate::metadata::reassignment::ReassignError;
+use crate::metadata::NodeId;
 
 /// Why a partition cannot be elected or reassigned (Kafka's messages).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -33,16 +38,6 @@ enum PartitionAdminError {
     ReassignNoTopic(String),
     #[error("Unable to find partition {0}:{1}.")]
     ReassignNoPartition(String, i32),
-    #[error("No partition reassignment is in progress.")]
-    NoReassignmentInProgress,
-    #[error("The manual partition assignment includes an empty replica list.")]
-    EmptyReplicas,
-    #[error(
-        "The manual partition assignment includes broker {0}, but no such broker is registered."
-    )]
-    UnknownBroker(i32),
-    #[error("The manual partition assignment includes the broker {0} more than once.")]
-    DuplicateBroker(i32),
 }
 
 impl PartitionAdminError {
@@ -54,10 +49,6 @@ impl PartitionAdminError {
             | ReassignNoTopic(_)
             | ReassignNoPartition(..) => ResponseError::UnknownTopicOrPartition,
             ElectionNotNeeded => ResponseError::ElectionNotNeeded,
-            NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
-            EmptyReplicas | UnknownBroker(_) | DuplicateBroker(_) => {
-                ResponseError::InvalidReplicaAssignment
-            }
         }
         .code()
     }
@@ -152,31 +143,7 @@ pub fn elect_leaders(
     ElectLeadersResponse::default().with_replica_election_results(results)
 }
 
-/// Checks a target replica list as Kafka's controller does.
-fn check_replicas(broker: &Broker, replicas: &[BrokerId]) -> Result<(), PartitionAdminError> {
-    if replicas.is_empty() {
-        return Err(PartitionAdminError::EmptyReplicas);
-    }
-    let mut sorted: Vec<i32> = replicas.iter().map(|b| b.0).collect();
-    sorted.sort_unstable();
-    let mut seen = BTreeSet::new();
-    for id in sorted {
-        if id != broker.node_id {
-            return Err(PartitionAdminError::UnknownBroker(id));
-        }
-        if !seen.insert(id) {
-            return Err(PartitionAdminError::DuplicateBroker(id));
-        }
-    }
-    Ok(())
-}
-
-fn reassign_one(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    replicas: Option<&[BrokerId]>,
-) -> Result<(), PartitionAdminError> {
+fn check_exists(broker: &Broker, topic: &str, partition: i32) -> Result<(), PartitionAdminError> {
     let n = partition_count(broker, topic)
         .ok_or_else(|| PartitionAdminError::ReassignNoTopic(topic.to_string()))?;
     if partition < 0 || partition >= n {
@@ -185,41 +152,95 @@ fn reassign_one(
             partition,
         ));
     }
-    match replicas {
-        // Cancelling: nothing is ever in progress.
-        None => Err(PartitionAdminError::NoReassignmentInProgress),
-        // The only valid target is this node, where the replica already is.
-        Some(r) => check_replicas(broker, r),
-    }
+    Ok(())
 }
 
-/// AlterPartitionReassignments: each partition's answer; a valid target
-/// changes nothing (it is the current assignment).
+/// Kafka's code for a refused reassignment.
+fn reassign_code(e: &ReassignError) -> i16 {
+    match e {
+        ReassignError::UnknownTopicOrPartition(..) => ResponseError::UnknownTopicOrPartition,
+        ReassignError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ReassignError::NoReassignmentInProgress(..) => ResponseError::NoReassignmentInProgress,
+        ReassignError::StaleLeader { .. } => ResponseError::NotLeaderOrFollower,
+        ReassignError::InvalidIsr(..) => ResponseError::InvalidRequest,
+    }
+    .code()
+}
+
+/// AlterPartitionReassignments: partitions that exist go to the controller
+/// as one request (each decided on its own); the answer comes once this
+/// broker's image shows the change, so a ListPartitionReassignments that
+/// follows sees it. Blocks (call off the async workers).
 pub fn alter_reassignments(
     broker: &Broker,
     req: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
-    let responses = req
-        .topics
+    // Per partition: the local check's refusal, or its place in the controller request.
+    let mut asks: Vec<(String, i32, Option<Vec<NodeId>>)> = Vec::new();
+    let mut plan: Vec<(TopicName, Vec<(i32, Result<usize, PartitionAdminError>)>)> = Vec::new();
+    for t in req.topics {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let checked = check_exists(broker, &t.name.0, p.partition_index).map(|()| {
+                asks.push((
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    p.replicas
+                        .as_ref()
+                        .map(|r| r.iter().map(|b| NodeId(b.0)).collect()),
+                ));
+                asks.len() - 1
+            });
+            parts.push((p.partition_index, checked));
+        }
+        plan.push((t.name, parts));
+    }
+    let decided: Result<Vec<Result<(), ReassignError>>, String> = if asks.is_empty() {
+        Ok(Vec::new())
+    } else {
+        let store = broker.topics.store();
+        match store.call(&ControllerRequest::Reassign(asks)) {
+            Ok(ControllerReply::Reassigned { offset, results }) => {
+                if let Err(e) = store.wait_applied(offset) {
+                    tracing::warn!(error = %e, "reassignment committed but not yet applied here");
+                }
+                Ok(results)
+            }
+            Ok(other) => Err(format!("the controller answered {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let responses = plan
         .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let r = ReassignablePartitionResponse::default()
-                        .with_partition_index(p.partition_index);
-                    match reassign_one(broker, &t.name.0, p.partition_index, p.replicas.as_deref())
-                    {
+        .map(|(name, parts)| {
+            let partitions = parts
+                .into_iter()
+                .map(|(index, checked)| {
+                    let r = ReassignablePartitionResponse::default().with_partition_index(index);
+                    let outcome: Result<(), (i16, String)> = match checked {
+                        Err(e) => Err((e.code(), e.to_string())),
+                        Ok(at) => match &decided {
+                            Err(why) => Err((ResponseError::RequestTimedOut.code(), why.clone())),
+                            Ok(results) => match results.get(at) {
+                                Some(Ok(())) => Ok(()),
+                                Some(Err(e)) => Err((reassign_code(e), e.to_string())),
+                                None => Err((
+                                    ResponseError::UnknownServerError.code(),
+                                    "the controller gave no answer for this partition".into(),
+                                )),
+                            },
+                        },
+                    };
+                    match outcome {
                         Ok(()) => r,
-                        Err(e) => r
-                            .with_error_code(e.code())
-                            .with_error_message(Some(s(e.to_string()))),
+                        Err((code, message)) => {
+                            r.with_error_code(code).with_error_message(Some(s(message)))
+                        }
                     }
                 })
                 .collect();
             ReassignableTopicResponse::default()
-                .with_name(t.name)
+                .with_name(name)
                 .with_partitions(partitions)
         })
         .collect();
@@ -228,7 +249,59 @@ pub fn alter_reassignments(
         .with_responses(responses)
 }
 
-/// ListPartitionReassignments: none is ever in progress.
-pub fn list_reassignments() -> ListPartitionReassignmentsResponse {
-    ListPartitionReassignmentsResponse::default()
+/// ListPartitionReassignments: the reassignments under way, from the image
+/// (of the named partitions, or of all).
+pub fn list_reassignments(
+    broker: &Broker,
+    req: ListPartitionReassignmentsRequest,
+) -> ListPartitionReassignmentsResponse {
+    let image = broker.topics.image();
+    let ongoing = |t: &crate::metadata::TopicImage, index: i32| {
+        let p = t.partition(index).filter(|p| p.reassigning())?;
+        let ids = |v: &[NodeId]| v.iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
+        Some(
+            OngoingPartitionReassignment::default()
+                .with_partition_index(index)
+                .with_replicas(ids(&p.replicas))
+                .with_adding_replicas(ids(&p.adding))
+                .with_removing_replicas(ids(&p.removing)),
+        )
+    };
+    let mut topics = Vec::new();
+    match req.topics {
+        None => {
+            for t in image.topics() {
+                let parts: Vec<_> = (0..t.partitions.len() as i32)
+                    .filter_map(|i| ongoing(t, i))
+                    .collect();
+                if !parts.is_empty() {
+                    topics.push(
+                        OngoingTopicReassignment::default()
+                            .with_name(TopicName(s(t.name.to_string())))
+                            .with_partitions(parts),
+                    );
+                }
+            }
+        }
+        Some(asked) => {
+            for a in asked {
+                let Some(t) = image.topic(&a.name.0) else {
+                    continue;
+                };
+                let parts: Vec<_> = a
+                    .partition_indexes
+                    .iter()
+                    .filter_map(|i| ongoing(t, *i))
+                    .collect();
+                if !parts.is_empty() {
+                    topics.push(
+                        OngoingTopicReassignment::default()
+                            .with_name(a.name)
+                            .with_partitions(parts),
+                    );
+                }
+            }
+        }
+    }
+    ListPartitionReassignmentsResponse::default().with_topics(topics)
 }

@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -24,7 +25,9 @@ use strom_storage::{FlushPolicy, StorageError};
 
 use super::s;
 use crate::broker::Broker;
+use crate::metadata::LeaderEpoch;
 use crate::partition::{AppendError, Appended};
+use crate::replication::{self, Replicated};
 use crate::topics::{Partition, Topic};
 
 thread_local! {
@@ -234,6 +237,36 @@ async fn append(p: Arc<Partition>, records: Bytes) -> Result<Appended, AppendErr
     }
 }
 
+/// Waits for the in-sync replicas to have what an acks=all produce wrote.
+async fn replicated(
+    p: &Partition,
+    appended: Appended,
+    epoch: LeaderEpoch,
+    deadline: Instant,
+) -> Result<Appended, Refusal> {
+    let end = match appended {
+        Appended::Written(info) => info.last_offset + 1,
+        Appended::Duplicate { base_offset } => base_offset + 1,
+    };
+    match replication::wait_replicated(p, end, epoch, deadline).await {
+        Replicated::Yes => Ok(appended),
+        Replicated::TimedOut => Err(Refusal::new(
+            ResponseError::RequestTimedOut,
+            format!(
+                "the in-sync replicas of {}-{} did not confirm the records in time",
+                p.topic, p.index
+            ),
+        )),
+        Replicated::NotLeader => Err(Refusal::new(
+            ResponseError::NotLeaderOrFollower,
+            format!(
+                "this broker stopped leading {}-{} before its replicas confirmed the records",
+                p.topic, p.index
+            ),
+        )),
+    }
+}
+
 /// The Kafka error for a failed append.
 fn append_error(p: &Partition, e: AppendError) -> Refusal {
     let (error, message) = match e {
@@ -256,6 +289,8 @@ fn append_error(p: &Partition, e: AppendError) -> Refusal {
 /// Handles a Produce request; the caller drops the response when acks=0.
 pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
     let acks_ok = matches!(req.acks, -1..=1);
+    // acks=all waits for the in-sync replicas up to the request's timeout.
+    let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
     let (superseded, topic_repeats) = superseded(&req);
     let mut entry = 0usize;
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
@@ -270,10 +305,9 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                 .with_index(pd.index)
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1);
-            let part = broker
-                .replicas
-                .leader_of(&td.name.0, pd.index)
-                .map(|led| (led.topic, led.log));
+            let led = broker.replicas.leader_of(&td.name.0, pd.index);
+            let epoch = led.as_ref().map_or(LeaderEpoch::UNKNOWN, |l| l.epoch);
+            let part = led.map(|led| (led.topic, led.log));
             let part_ref = part.as_ref().ok().cloned();
             let outcome: Result<_, Refusal> = match (acks_ok, part) {
                 (false, _) => Err(Refusal::new(
@@ -290,11 +324,12 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                         format!("Cannot append to internal topic {}", p.topic),
                     ))
                 }
-                (true, Ok((t, p))) if req.acks == -1 && min_insync(broker, &t) > 1 => {
-                    // One node: the ISR is this broker alone, as in Kafka with replication factor 1.
+                (true, Ok((t, p)))
+                    if req.acks == -1 && min_insync(broker, &t) > p.isr_size() as i64 =>
+                {
                     Err(Refusal::new(
                         ResponseError::NotEnoughReplicas,
-                        format!("The size of the current ISR : 1 is insufficient to satisfy the min.isr requirement of {} for partition {}-{}, live replica(s) broker.id are : [{}]", min_insync(broker, &t), p.topic, p.index, broker.node_id),
+                        format!("The size of the current ISR : {} is insufficient to satisfy the min.isr requirement of {} for partition {}-{}", p.isr_size(), min_insync(broker, &t), p.topic, p.index),
                     ))
                 }
                 (true, Ok((t, p))) => {
@@ -304,9 +339,13 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                         .and_then(|()| verify_transaction(broker, &p, &records))
                     {
                         Err(e) => Err(e),
-                        Ok(()) => append(p.clone(), records)
-                            .await
-                            .map_err(|e| append_error(&p, e)),
+                        Ok(()) => match append(p.clone(), records).await {
+                            Err(e) => Err(append_error(&p, e)),
+                            Ok(appended) if req.acks == -1 => {
+                                replicated(&p, appended, epoch, deadline).await
+                            }
+                            Ok(appended) => Ok(appended),
+                        },
                     }
                 }
             };

@@ -23,9 +23,12 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use strom_quorum::{ProposeError, Quorum};
 
+use uuid::Uuid;
+
 use super::image::MetadataImage;
+use super::reassignment::{self, ReassignError};
 use super::records::{encode_batch, BrokerRegistration, MetadataRecord, PartitionChange};
-use super::NodeId;
+use super::{LeaderEpoch, NodeId};
 
 /// A request to the controller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +64,22 @@ pub enum ControllerRequest {
         /// Ids wanted.
         count: i64,
     },
+    /// Move partitions to new replicas, or cancel their moves
+    /// (AlterPartitionReassignments): per partition, the target or `None`.
+    Reassign(Vec<(String, i32, Option<Vec<NodeId>>)>),
+    /// A partition leader's new ISR (AlterPartition).
+    AlterPartition {
+        /// The topic's id.
+        topic_id: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// The asking leader.
+        leader: NodeId,
+        /// Its leader epoch.
+        epoch: LeaderEpoch,
+        /// The ISR it wants.
+        isr: Vec<NodeId>,
+    },
 }
 
 /// The controller's answer.
@@ -93,6 +112,13 @@ pub enum ControllerReply {
         first: i64,
         /// Ids in the block.
         count: i64,
+    },
+    /// Reassignments or an ISR change: per partition, done or why not.
+    Reassigned {
+        /// The batch's offset (the image's when nothing was committed).
+        offset: u64,
+        /// One result per partition asked about, in order.
+        results: Vec<Result<(), ReassignError>>,
     },
     /// The request does not fit the image (a name taken meanwhile, …).
     Refused(String),
@@ -316,6 +342,51 @@ pub fn decide(
                 reply: ControllerReply::ProducerIds { first, count },
             }
         }
+        ControllerRequest::Reassign(items) => {
+            // Each partition is decided against the image with the earlier ones applied.
+            let mut work = image.clone();
+            let mut records = Vec::new();
+            let mut results = Vec::with_capacity(items.len());
+            for (topic, partition, target) in items {
+                let decided = reassignment::reassign(&work, &topic, partition, target.as_deref())
+                    .and_then(|r| {
+                        work.apply(work.offset, &r)
+                            .map(|(next, _)| (next, r))
+                            .map_err(|e| ReassignError::InvalidReplicaAssignment(e.to_string()))
+                    });
+                results.push(decided.map(|(next, r)| {
+                    work = next;
+                    records.extend(r);
+                }));
+            }
+            Decision {
+                records,
+                reply: ControllerReply::Reassigned {
+                    offset: image.offset,
+                    results,
+                },
+            }
+        }
+        ControllerRequest::AlterPartition {
+            topic_id,
+            partition,
+            leader,
+            epoch,
+            isr,
+        } => {
+            let (records, result) =
+                match reassignment::alter_isr(image, topic_id, partition, leader, epoch, &isr) {
+                    Ok(r) => (r, Ok(())),
+                    Err(e) => (Vec::new(), Err(e)),
+                };
+            Decision {
+                records,
+                reply: ControllerReply::Reassigned {
+                    offset: image.offset,
+                    results: vec![result],
+                },
+            }
+        }
     }
 }
 
@@ -377,7 +448,8 @@ impl Controller {
                 }
                 match &mut reply {
                     ControllerReply::Committed { offset }
-                    | ControllerReply::Registered { offset, .. } => *offset = at,
+                    | ControllerReply::Registered { offset, .. }
+                    | ControllerReply::Reassigned { offset, .. } => *offset = at,
                     _ => {}
                 }
                 reply

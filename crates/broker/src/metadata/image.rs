@@ -75,6 +75,12 @@ pub struct PartitionImage {
     pub leader_epoch: LeaderEpoch,
     /// Bumped on every change.
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (KRaft's `addingReplicas`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<NodeId>,
+    /// Replicas a reassignment will remove (KRaft's `removingReplicas`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<NodeId>,
 }
 
 impl PartitionImage {
@@ -85,7 +91,14 @@ impl PartitionImage {
             leader: r.leader,
             leader_epoch: r.leader_epoch,
             partition_epoch: r.partition_epoch,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
+    }
+
+    /// A reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
     }
 
     fn apply(&mut self, c: &PartitionChange) {
@@ -343,6 +356,26 @@ impl MetadataImage {
                 if b.epoch == *epoch {
                     b.fenced = fenced;
                 }
+            }
+            MetadataRecord::Reassignment {
+                topic_id,
+                partition,
+                adding,
+                removing,
+            } => {
+                let t = self.topic_mut("reassignment", *topic_id)?;
+                let name = t.name.to_string();
+                let p = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get_mut(i))
+                    .ok_or(ImageError::UnknownPartition {
+                        topic: name,
+                        partition: *partition,
+                    })?;
+                p.adding = adding.clone();
+                p.removing = removing.clone();
+                p.partition_epoch = p.partition_epoch.saturating_add(1);
+                changes.changed.push(t.key(*partition));
             }
             MetadataRecord::ClusterId { id } => {
                 // Written once; a second (a retried registration) keeps the first.

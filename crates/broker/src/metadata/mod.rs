@@ -6,11 +6,13 @@
 //! - [`image`]: the immutable [`MetadataImage`] every handler reads.
 //! - [`store`]: the metadata log (the quorum) batches are committed to.
 //! - [`controller`]: the quorum leader's service deciding every change.
+//! - [`reassignment`]: moving partitions between brokers, and ISR changes.
 
 pub mod controller;
 pub mod ids;
 pub mod image;
 pub mod lifecycle;
+pub mod reassignment;
 pub mod records;
 pub mod store;
 

@@ -78,6 +78,19 @@ pub enum MetadataRecord {
         /// The id (22 characters of base64url, as Kafka's).
         id: String,
     },
+    /// A partition's reassignment state (KRaft keeps it in the partition
+    /// record's `addingReplicas` / `removingReplicas`): replicas being
+    /// added and removed; both empty when none is under way.
+    Reassignment {
+        /// The topic's id.
+        topic_id: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// Replicas catching up, to join the replica set for good.
+        adding: Vec<NodeId>,
+        /// Replicas to drop once the adding ones are in sync.
+        removing: Vec<NodeId>,
+    },
 }
 
 /// Whose config a [`MetadataRecord::Config`] record changes.

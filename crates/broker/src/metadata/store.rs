@@ -320,6 +320,18 @@ impl MetadataStore {
         run_on(&rt, async move { call_controller(&q, &req, timeout).await })?
     }
 
+    /// [`MetadataStore::call`] for async callers: the exchange runs on the
+    /// metadata runtime and is awaited from any other.
+    pub async fn call_async(
+        &self,
+        req: ControllerRequest,
+    ) -> Result<ControllerReply, MetadataError> {
+        let (rt, q) = self.running()?;
+        rt.spawn(async move { call_controller(&q, &req, CONTROLLER_TIMEOUT).await })
+            .await
+            .map_err(|e| MetadataError::Runtime(e.to_string()))?
+    }
+
     /// Waits (up to the controller timeout) until this node's image has
     /// applied `offset`. Blocks the calling thread.
     pub fn wait_applied(&self, offset: u64) -> Result<(), MetadataError> {

@@ -1,12 +1,15 @@
 //! Which logs this node hosts, kept in step with the metadata image: every
 //! applied batch (from this node's requests or any other broker's) opens
-//! the logs of new partitions assigned here and removes those of deleted
-//! topics. A node hosts a partition when it is among its replicas.
+//! the logs of new partitions assigned here, removes those of deleted
+//! topics and of partitions moved away, and gives each hosted partition its
+//! role: leader (tracking its followers) or follower (fetching from the
+//! leader). A node hosts a partition when it is among its replicas.
 //!
 //! Admin requests handled here lay out their own partitions before the
 //! commit (so a disk failure refuses the request and changes nothing); the
 //! change listener then finds them hosted already and leaves them be.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -14,8 +17,9 @@ use uuid::Uuid;
 
 use super::{Partition, Topic, Topics};
 use crate::config;
-use crate::metadata::{ImageChanges, MetadataImage, TopicPartition};
+use crate::metadata::{ImageChanges, MetadataImage, NodeId, TopicPartition};
 use crate::names;
+use crate::replication::fetcher::{Followed, LeaderAddr};
 
 impl Topics {
     /// Applies one batch's changes to the hosted logs (the metadata store's
@@ -27,6 +31,17 @@ impl Topics {
         }
         for tp in &changes.created {
             self.host_if_assigned(image, tp);
+            self.set_role(image, tp);
+        }
+        for tp in &changes.changed {
+            self.host_if_assigned(image, tp);
+            self.set_role(image, tp);
+        }
+        if !(changes.created.is_empty()
+            && changes.changed.is_empty()
+            && changes.removed_topics.is_empty())
+        {
+            self.follow(image);
         }
         for name in &changes.topic_configs {
             if let (Some(t), Some(ti)) = (self.get(name), image.topic(name)) {
@@ -45,8 +60,109 @@ impl Topics {
         for t in image.topics() {
             for i in 0..t.partitions.len() as i32 {
                 self.host_if_assigned(image, &t.key(i));
+                self.set_role(image, &t.key(i));
             }
         }
+        self.follow(image);
+    }
+
+    /// Gives every hosted partition its role per `image` (at start-up).
+    pub(super) fn place_all(&self, image: &MetadataImage) {
+        let _g = self.hosting.lock();
+        for t in image.topics() {
+            for i in 0..t.partitions.len() as i32 {
+                self.set_role(image, &t.key(i));
+            }
+        }
+        self.follow(image);
+    }
+
+    /// Tells the hosted log of `tp` its role; removes it if this node is no
+    /// longer one of its replicas (a reassignment moved it away).
+    fn set_role(&self, image: &MetadataImage, tp: &TopicPartition) {
+        let (Some(ti), Some(topic)) = (image.topic(&tp.topic), self.get(&tp.topic)) else {
+            return;
+        };
+        if topic.id != ti.id {
+            return;
+        }
+        let Some(placed) = ti.partition(tp.partition) else {
+            return;
+        };
+        let Some(p) = topic.partition(tp.partition) else {
+            return;
+        };
+        if placed.replicas.contains(&self.node) {
+            p.set_placement(
+                self.node,
+                placed.leader == self.node,
+                placed.leader_epoch,
+                &placed.replicas,
+                &placed.isr,
+            );
+            return;
+        }
+        if let Ok(i) = usize::try_from(tp.partition) {
+            if let Some(slot) = topic.partitions.write().get_mut(i) {
+                *slot = None;
+            }
+        }
+        // Wake waiting fetches and produces: they find it gone and answer so.
+        p.set_placement(self.node, false, placed.leader_epoch, &[], &[]);
+        let dir = p.log.dir().to_path_buf();
+        let _ = p.log.close();
+        let doomed = self.dir.join(format!(
+            "{}-{}.{}-delete",
+            tp.topic,
+            tp.partition,
+            ti.id.simple()
+        ));
+        if std::fs::rename(&dir, &doomed).is_ok() {
+            let _ = std::fs::remove_dir_all(&doomed);
+        }
+        tracing::info!(partition = %tp, "removed the local replica of a partition moved to other brokers");
+    }
+
+    /// Points the replica fetchers at the leaders of the partitions this
+    /// node follows.
+    fn follow(&self, image: &MetadataImage) {
+        let mut wanted: HashMap<NodeId, (LeaderAddr, Vec<Followed>)> = HashMap::new();
+        for t in self.all() {
+            let Some(ti) = image.topic(&t.name).filter(|ti| ti.id == t.id) else {
+                continue;
+            };
+            for (i, placed) in ti.partitions.iter().enumerate() {
+                let i = i as i32;
+                if placed.leader == self.node
+                    || placed.leader == NodeId::NONE
+                    || !placed.replicas.contains(&self.node)
+                {
+                    continue;
+                }
+                let Some(log) = t.partition(i) else { continue };
+                let Some(addr) = image
+                    .broker(placed.leader)
+                    .and_then(|b| b.endpoints.values().next())
+                    .map(|e| LeaderAddr {
+                        host: e.host.clone(),
+                        port: i32::from(e.port),
+                    })
+                else {
+                    continue;
+                };
+                wanted
+                    .entry(placed.leader)
+                    .or_insert_with(|| (addr, Vec::new()))
+                    .1
+                    .push(Followed {
+                        tp: ti.key(i),
+                        topic_id: ti.id,
+                        log,
+                        epoch: placed.leader_epoch,
+                    });
+            }
+        }
+        self.fetchers.set(wanted);
     }
 
     /// Makes `tp` known here, and opens its log if this node is a replica.

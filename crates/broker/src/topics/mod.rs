@@ -28,6 +28,7 @@ use crate::metadata::{
     ImageError, MetadataError, MetadataImage, MetadataStore, NodeId, RecordBatch,
 };
 use crate::names;
+use crate::replication::fetcher::{FetcherConfig, ReplicaFetchers};
 
 mod admin;
 mod hosting;
@@ -185,6 +186,8 @@ pub struct Topics {
     admin: Mutex<()>,
     /// Serializes changes to the hosted logs made from applied batches.
     hosting: Mutex<()>,
+    /// Copies the logs this node follows from their leaders.
+    fetchers: ReplicaFetchers,
 }
 
 impl Topics {
@@ -217,6 +220,7 @@ impl Topics {
             collisions: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             hosting: Mutex::new(()),
+            fetchers: ReplicaFetchers::new(node, FetcherConfig::default()),
         };
         let mut map = HashMap::new();
         let mut collisions = HashMap::new();
@@ -256,6 +260,7 @@ impl Topics {
                 t.on_image_change(image, changes);
             }
         }));
+        topics.place_all(&topics.image());
         Ok(topics)
     }
 
@@ -355,6 +360,7 @@ impl Topics {
 
     /// Closes every log cleanly (flush and clean-shutdown marker), then the metadata log.
     pub fn close_all(&self) {
+        self.fetchers.stop();
         for p in self.all_partitions() {
             // Before the log's clean marker: a clean log with no snapshot means no producer state.
             if let Err(e) = p.save_producer_state(true) {

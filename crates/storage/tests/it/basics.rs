@@ -417,3 +417,48 @@ fn reserved_space_is_handed_back_at_roll_and_close() {
     let r = log.read(39, 1 << 20, None).expect("read");
     assert_eq!(split(&r.records)[0].0, 39);
 }
+
+#[test]
+fn a_follower_append_keeps_the_leaders_offsets_and_refuses_overlap() {
+    let leader_dir = tempfile::tempdir().expect("tempdir");
+    let leader = Log::open(
+        leader_dir.path(),
+        LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..small()
+        },
+    )
+    .expect("open");
+    for i in 0..30 {
+        leader
+            .append(&batch(1 + i % 3, &format!("r{i}"), 1000))
+            .expect("append");
+    }
+    let copied = leader.read(0, 1 << 20, None).expect("read").records;
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let follower = Log::open(follower_dir.path(), small()).expect("open");
+    let info = follower
+        .append_replicated(&copied, |_| Ok::<(), ()>(()))
+        .expect("append")
+        .expect("gate");
+    assert_eq!(info.base_offset, 0);
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+    // Byte for byte the leader's batches: offsets and append times kept.
+    let again = follower.read(0, 1 << 20, None).expect("read").records;
+    assert_eq!(again, copied);
+    // The same bytes again overlap the log and are refused, changing nothing.
+    assert!(matches!(
+        follower.append_replicated(&copied, |_| Ok::<(), ()>(())),
+        Err(StorageError::OffsetOverlap { offset: 0, .. })
+    ));
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+    // A batch may start past the end (the leader's log has a gap there).
+    let mut later = batch(2, "later", 2000);
+    later[..8].copy_from_slice(&(leader.log_end_offset() + 10).to_be_bytes());
+    let info = follower
+        .append_replicated(&later, |_| Ok::<(), ()>(()))
+        .expect("append")
+        .expect("gate");
+    assert_eq!(info.base_offset, leader.log_end_offset() + 10);
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset() + 12);
+}
