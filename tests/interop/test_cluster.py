@@ -274,6 +274,57 @@ def test_a_fourth_broker_joins_and_new_topics_use_it(cluster):
     assert sorted(read_all(cluster.nodes[0].bootstrap, "wide", 8)) == sorted(f"w{i}" for i in range(80))
 
 
+def test_partitions_move_to_a_fourth_broker_under_load_with_no_record_lost(cluster):
+    """AlterPartitionReassignments (kafka-python's admin client) moves every
+    partition of a topic onto a new broker while a producer keeps writing:
+    the new replica copies the log, joins the ISR, takes over; the old one
+    deletes its copy. Every acknowledged record is there once, in order."""
+    import threading
+    from kafka import KafkaAdminClient
+    from kafka.structs import TopicPartition as KpTp
+    create(cluster.bootstrap, "moving", 3)
+    produce(cluster.bootstrap, "moving", [f"m{i}" for i in range(3000)])
+    d = cluster.add_broker()
+    wait("four brokers", lambda: len(admin(d.bootstrap).list_topics(timeout=10).brokers) == 4)
+    acked, stop = [], threading.Event()
+
+    def keep_producing():
+        p = Producer({"bootstrap.servers": cluster.bootstrap, "enable.idempotence": True, "acks": "all",
+                      "linger.ms": 5})
+        i = 0
+        while not stop.is_set():
+            v = f"l{i}"
+            p.produce("moving", key=v.encode(), value=v.encode(),
+                      on_delivery=lambda err, m: err is None and acked.append(m.value().decode()))
+            p.poll(0)
+            i += 1
+            time.sleep(0.002)
+        assert p.flush(30) == 0
+
+    t = threading.Thread(target=keep_producing)
+    t.start()
+    try:
+        time.sleep(1)
+        ka = KafkaAdminClient(bootstrap_servers=d.bootstrap)
+        moves = {KpTp("moving", i): [d.node_id] for i in range(3)}
+        assert ka.alter_partition_reassignments(moves) == {tp: None for tp in moves}
+        wait("the moves to complete", lambda: ka.list_partition_reassignments() == {}, timeout=60)
+        wait("the new broker to lead every partition",
+             lambda: set(leaders(cluster.bootstrap, "moving").values()) == {d.node_id}, timeout=30)
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(60)
+    md = admin(d.bootstrap).list_topics("moving", timeout=10).topics["moving"].partitions
+    assert all(p.replicas == [d.node_id] and p.isrs == [d.node_id] for p in md.values()), md
+    got = read_all(d.bootstrap, "moving", 3)
+    assert sorted(v for v in got if v.startswith("m")) == sorted(f"m{i}" for i in range(3000))
+    late = [v for v in got if v.startswith("l")]
+    assert len(late) == len(set(late)), "a record written twice"
+    assert set(acked) <= set(late), f"{len(set(acked) - set(late))} acknowledged records lost"
+    assert len(acked) > 100
+
+
 def test_strom_cluster_describe_shows_brokers_controller_and_quorum(cluster):
     from conftest import STROM
     a, b, c = cluster.nodes
