@@ -167,6 +167,9 @@ fn reassign_code(e: &ReassignError) -> i16 {
     .code()
 }
 
+/// A partition's local check: its place in the controller request, or the refusal.
+type Checked = (i32, Result<usize, PartitionAdminError>);
+
 /// AlterPartitionReassignments: partitions that exist go to the controller
 /// as one request (each decided on its own); the answer comes once this
 /// broker's image shows the change, so a ListPartitionReassignments that
@@ -177,7 +180,7 @@ pub fn alter_reassignments(
 ) -> AlterPartitionReassignmentsResponse {
     // Per partition: the local check's refusal, or its place in the controller request.
     let mut asks: Vec<(String, i32, Option<Vec<NodeId>>)> = Vec::new();
-    let mut plan: Vec<(TopicName, Vec<(i32, Result<usize, PartitionAdminError>)>)> = Vec::new();
+    let mut plan: Vec<(TopicName, Vec<Checked>)> = Vec::new();
     for t in req.topics {
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {

@@ -231,11 +231,10 @@ pub fn alter_isr(
             .collect();
         let mut out = finish(topic_id, index, &next, &target);
         match out.first_mut() {
-            Some(MetadataRecord::PartitionChange(c)) => {
-                if c.isr.is_none() && next.isr != p.isr {
-                    c.isr = Some(next.isr.clone());
-                }
+            Some(MetadataRecord::PartitionChange(c)) if c.isr.is_none() && next.isr != p.isr => {
+                c.isr = Some(next.isr.clone());
             }
+            Some(MetadataRecord::PartitionChange(_)) => {}
             _ if next.isr != p.isr => out.insert(
                 0,
                 MetadataRecord::PartitionChange(PartitionChange {
