@@ -8,6 +8,7 @@ mod dev;
 mod groups;
 mod perf;
 mod produce;
+mod reassign;
 mod runtime;
 mod server;
 mod table;

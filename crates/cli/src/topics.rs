@@ -66,6 +66,10 @@ enum TopicsCommand {
         /// Topic name.
         topic: String,
     },
+    /// Move partitions to other brokers (like kafka-reassign-partitions.sh):
+    /// one partition at once, or --generate / --execute / --verify / --cancel
+    /// with Kafka's JSON files, or --list the moves in progress.
+    Reassign(crate::reassign::ReassignArgs),
 }
 
 fn parse_configs(list: &[String]) -> Result<BTreeMap<String, String>> {
@@ -80,10 +84,14 @@ fn parse_configs(list: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// Runs a `strom topics` command.
 pub fn run(args: TopicsArgs) -> Result<()> {
+    let command = match args.command {
+        TopicsCommand::Reassign(r) => return crate::reassign::run(&args.bootstrap.servers, r),
+        c => c,
+    };
     let rt = crate::runtime::for_admin()?;
     rt.block_on(async move {
         let mut admin = Admin::connect(&args.bootstrap.servers, Duration::from_secs(30)).await?;
-        match args.command {
+        match command {
             TopicsCommand::Create {
                 topic,
                 partitions,
@@ -135,6 +143,7 @@ pub fn run(args: TopicsArgs) -> Result<()> {
                 admin.delete_topic(&topic).await?;
                 println!("Deleted topic {topic}.");
             }
+            TopicsCommand::Reassign(_) => unreachable!("handled before connecting"),
         }
         Ok(())
     })

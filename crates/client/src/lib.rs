@@ -13,6 +13,7 @@ mod error;
 pub mod mux;
 pub mod producer;
 mod props;
+mod reassign;
 #[cfg(test)]
 mod test_broker;
 mod topics;
@@ -22,5 +23,6 @@ pub use admin::{Admin, GroupDescription, GroupListing, GroupMember};
 pub use cluster_admin::{BrokerInfo, Brokers, QuorumInfo, QuorumReplica};
 pub use connection::Connection;
 pub use error::ClientError;
+pub use reassign::{PartitionReassignment, ReassignmentOutcome};
 pub use topics::{ClusterDescription, ConfigChange, ConfigValue, TopicDescription};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
