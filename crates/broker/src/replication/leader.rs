@@ -30,8 +30,6 @@ pub struct FetchEffects {
 struct Follower {
     /// Its log end offset: the offset it last fetched from.
     end: i64,
-    /// The leader's log end when it served the follower's previous fetch.
-    leader_end_at_last_fetch: i64,
 }
 
 /// The leader side of one partition's replication.
@@ -147,14 +145,7 @@ impl LeaderState {
             return effects;
         }
         let before = self.high_watermark(leo);
-        let previous = self.followers.get(&node).copied();
-        self.followers.insert(
-            node,
-            Follower {
-                end: offset,
-                leader_end_at_last_fetch: leo,
-            },
-        );
+        self.followers.insert(node, Follower { end: offset });
         let after = self.high_watermark(leo);
         if self.has_isr_followers() {
             self.hw = after;
@@ -162,13 +153,15 @@ impl LeaderState {
         if after > before {
             effects.high_watermark = Some(after);
         }
-        // Caught up: at the log end now, or at least where it ended when
-        // the follower last fetched (under steady writes it is rarely
-        // exactly at the end, and Kafka counts this too: `lastCaughtUpTime`).
-        // Once proposed it holds the high watermark, so a follower counted
-        // a little early only delays acks=all, never loses them.
-        let caught_up =
-            offset >= leo || previous.is_some_and(|p| offset >= p.leader_end_at_last_fetch);
+        // In sync (Kafka's rule for joining the ISR): the follower has
+        // everything below the high watermark, which is everything
+        // acknowledged. Alone in the ISR the leader acknowledges up to its
+        // log end, so the follower must reach it; from the moment it is
+        // proposed it holds the high watermark, so nothing acknowledged
+        // can be missing from it if the controller hands it the partition.
+        // (Being close to the end is not enough: the records between were
+        // acknowledged, and would be lost with the leadership.)
+        let caught_up = offset >= after;
         let in_isr = self.maximal_isr().contains(&node);
         let retry = self
             .proposed
@@ -255,14 +248,31 @@ mod tests {
     }
 
     #[test]
-    fn under_steady_writes_reaching_the_previous_end_is_caught_up() {
+    fn close_to_the_end_is_not_in_sync_while_acknowledged_records_are_missing() {
         let mut s = leader(&[1, 4], &[1]);
         assert_eq!(s.on_follower_fetch(NodeId(4), 50, 100, 0).propose_isr, None);
-        // The follower now has what the log held at its last fetch.
+        // It has what the log held at its last fetch, but 100..120 were
+        // acknowledged (the leader is alone in the ISR): not in sync.
+        assert_eq!(
+            s.on_follower_fetch(NodeId(4), 100, 120, 1).propose_isr,
+            None
+        );
         assert!(s
-            .on_follower_fetch(NodeId(4), 100, 120, 1)
+            .on_follower_fetch(NodeId(4), 120, 120, 2)
             .propose_isr
             .is_some());
+    }
+
+    #[test]
+    fn with_another_follower_in_sync_reaching_the_high_watermark_is_enough() {
+        let mut s = leader(&[1, 2, 4], &[1, 2]);
+        s.on_follower_fetch(NodeId(2), 90, 100, 0);
+        assert_eq!(s.high_watermark(100), 90);
+        assert_eq!(s.on_follower_fetch(NodeId(4), 80, 100, 1).propose_isr, None);
+        assert_eq!(
+            s.on_follower_fetch(NodeId(4), 95, 100, 2).propose_isr,
+            Some(vec![NodeId(1), NodeId(2), NodeId(4)])
+        );
     }
 
     #[test]
