@@ -390,6 +390,71 @@ def test_partitions_move_to_a_fourth_broker_under_load_with_no_record_lost(clust
     assert len(acked) > 100
 
 
+def consume(cons, n, timeout=30):
+    got, deadline = [], time.time() + timeout
+    while len(got) < n:
+        assert time.time() < deadline, f"consumed {len(got)} of {n}"
+        m = cons.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    return got
+
+
+def test_coordinators_follow_their_partitions_to_a_new_broker(cluster, tmp_path):
+    """Every __consumer_offsets and __transaction_state partition moves to a
+    new broker: its coordinators load the groups and transactions from the
+    copied logs (the old ones drop theirs). Committed offsets are there, a
+    live consumer commits on, and a transaction open across the move
+    commits."""
+    create(cluster.bootstrap, "in", 3)
+    create(cluster.bootstrap, "out", 3)
+    produce(cluster.bootstrap, "in", [f"a{i}" for i in range(100)])
+    conf = {"bootstrap.servers": cluster.bootstrap, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    done = Consumer({**conf, "group.id": "finished"})
+    done.subscribe(["in"])
+    consume(done, 100)
+    done.commit(asynchronous=False)
+    done.close()
+    live = Consumer({**conf, "group.id": "live"})
+    live.subscribe(["in"])
+    consume(live, 100)
+    live.commit(asynchronous=False)
+    prod = Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": "across-the-move"})
+    prod.init_transactions(30)
+    prod.begin_transaction()
+    for i in range(10):
+        prod.produce("out", value=f"t{i}".encode())
+    prod.flush(30)
+
+    d = cluster.add_broker()
+    wait("four brokers", lambda: len(admin(d.bootstrap).list_topics(timeout=10).brokers) == 4)
+    moves = {(t, p): [d.node_id] for t, n in [("__consumer_offsets", 12), ("__transaction_state", 6)]
+             for p in range(n)}
+    move_with_strom_cli(cluster.bootstrap, moves, tmp_path)
+    for t in ["__consumer_offsets", "__transaction_state"]:
+        wait(f"the new broker to lead {t}", lambda: set(leaders(cluster.bootstrap, t).values()) == {d.node_id})
+
+    for i in range(10, 20):
+        prod.produce("out", value=f"t{i}".encode())
+    prod.commit_transaction(30)
+    assert sorted(read_all(cluster.bootstrap, "out", 3)) == sorted(f"t{i}" for i in range(20))
+
+    check = Consumer({**conf, "group.id": "finished"})
+    committed = check.committed([TopicPartition("in", p) for p in range(3)], timeout=30)
+    check.close()
+    assert sum(tp.offset for tp in committed) == 100, committed
+
+    produce(cluster.bootstrap, "in", [f"b{i}" for i in range(50)])
+    assert sorted(consume(live, 50)) == sorted(f"b{i}" for i in range(50))
+    live.commit(asynchronous=False)
+    committed = live.committed([TopicPartition("in", p) for p in range(3)], timeout=30)
+    live.close()
+    assert sum(tp.offset for tp in committed) == 150, committed
+    a = admin(d.bootstrap)  # kept alive until the result is in
+    desc = a.describe_consumer_groups(["finished"])["finished"].result(30)
+    assert desc.coordinator.id == d.node_id
+
+
 def test_strom_cluster_describe_shows_brokers_controller_and_quorum(cluster):
     from conftest import STROM
     a, b, c = cluster.nodes

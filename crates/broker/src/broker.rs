@@ -187,6 +187,29 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Applies the coordinator moves recorded since the last call: the
+    /// group and transaction coordinators load the state of the internal
+    /// partitions this node now leads and drop that of those it no longer
+    /// does. Blocking (reads logs); runs on the maintenance task.
+    pub fn apply_coordinator_moves(&self) {
+        use crate::group::store::OFFSETS_TOPIC;
+        use crate::txn::log::TXN_TOPIC;
+        let moves = self.topics.coordinator_moves();
+        for m in moves.take() {
+            let (tp, epoch) = &m;
+            match (&*tp.topic, epoch) {
+                (OFFSETS_TOPIC, Some(e)) => self.groups.load_partition(tp.partition, *e),
+                (OFFSETS_TOPIC, None) => self.groups.unload_partition(tp.partition),
+                (TXN_TOPIC, Some(e)) => self.txns.load_partition(&self.groups, tp.partition, *e),
+                (TXN_TOPIC, None) => self.txns.unload_partition(tp.partition),
+                _ => {}
+            }
+            moves.done(&m);
+        }
+    }
+}
+
 /// Reads `meta.properties` (Kafka's file: cluster.id, node.id, version), creating it if absent.
 fn load_or_create_cluster_id(dir: &Path, node_id: i32) -> std::io::Result<String> {
     let path = dir.join("meta.properties");

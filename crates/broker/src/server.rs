@@ -241,6 +241,10 @@ async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watc
                 }).await;
             }
             _ = group_tick.tick() => broker.groups.tick(),
+            _ = broker.topics.coordinator_moves().changed() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.apply_coordinator_moves()).await;
+            }
             _ = txn_tick.tick() => {
                 // Transaction timeouts, id and producer expiry, producer snapshots.
                 let b = broker.clone();

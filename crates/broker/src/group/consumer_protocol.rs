@@ -237,7 +237,12 @@ impl GroupCoordinator {
             assignment,
         };
         if req.member_epoch == 0 {
-            let value = Some(("consumer".to_string(), group_epoch, Some(assignor_name)));
+            let value = Some(super::store::GroupValue {
+                protocol_type: "consumer".to_string(),
+                generation: group_epoch,
+                protocol: Some(assignor_name),
+                ..Default::default()
+            });
             let _ = self.persist(
                 &req.group,
                 &[Entry::Group {

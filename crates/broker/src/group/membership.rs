@@ -90,6 +90,7 @@ impl GroupCoordinator {
                         }
                     }
                     tracing::info!(group = %Escaped(group), generation, members = g.members.len(), "group stable");
+                    self.persist_group(g);
                 }
                 Pending::Wait(rx)
             }

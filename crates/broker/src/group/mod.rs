@@ -13,13 +13,15 @@
 //! and fetches), [`admin`] (ListGroups, DescribeGroups, DeleteGroups),
 //! [`consumer_protocol`] (KIP-848 ConsumerGroupHeartbeat),
 //! [`consumer_describe`] (KIP-848 ConsumerGroupDescribe), [`expiry`] (the
-//! ticker), [`replay`] (rebuilding groups from `__consumer_offsets`).
+//! ticker), [`replay`] (loading and unloading the groups of a
+//! `__consumer_offsets` partition as its leadership arrives or leaves).
 
 mod admin;
 pub mod consumer;
 pub mod consumer_describe;
 mod consumer_protocol;
 mod expiry;
+mod group_value;
 mod join;
 mod membership;
 mod offsets;
@@ -99,6 +101,9 @@ pub struct GroupCoordinator {
     topics: Arc<Topics>,
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
+    /// The `__consumer_offsets` partitions whose groups are loaded, and
+    /// the leader epoch they were loaded at.
+    loaded: Mutex<HashMap<i32, crate::metadata::LeaderEpoch>>,
 }
 
 impl GroupCoordinator {
@@ -116,6 +121,7 @@ impl GroupCoordinator {
             topics,
             config,
             groups: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
         };
         if create_now {
             c.ensure_offsets_topic()?;
@@ -184,12 +190,35 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Writes the group's metadata: protocol and generation, and once its
+    /// rebalance is complete (Stable) its members with their assignments,
+    /// so a coordinator taking the group over keeps it Stable.
     fn persist_group(&self, g: &Group) {
-        let value = Some((
-            g.protocol_type.clone().unwrap_or_default(),
-            g.generation,
-            g.protocol.clone(),
-        ));
+        let members = if g.state == state::GroupState::Stable {
+            let protocol = g.protocol.as_deref().unwrap_or_default();
+            g.members
+                .iter()
+                .map(|m| store::StoredMember {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: m.metadata(protocol).map(|b| b.to_vec()).unwrap_or_default(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let value = Some(store::GroupValue {
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            generation: g.generation,
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone().filter(|_| !members.is_empty()),
+            members,
+        });
         let _ = self.persist(
             &g.id,
             &[Entry::Group {

@@ -295,3 +295,26 @@ fn the_member_past_group_max_size_is_refused() {
     assert_eq!(state(&c), GroupState::Stable, "the group is untouched");
     assert_eq!(c.groups.lock().get(G).map(|g| g.members.len()), Some(2));
 }
+
+#[test]
+fn a_coordinator_taking_the_group_over_finds_it_stable_with_its_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator_with(dir.path(), cfg(10));
+    let now = Instant::now();
+    let (a_id, b_id) = stable_pair(&c, now);
+    let gen = generation(&c);
+    let index = super::store::partition_for(G, 3);
+    // Leadership of the group's partition leaves: the group is dropped.
+    c.unload_partition(index);
+    assert!(c.groups.lock().get(G).is_none());
+    // And comes back (or another broker takes it): read from the log.
+    c.load_partition(index, crate::metadata::LeaderEpoch(7));
+    assert_eq!(state(&c), GroupState::Stable);
+    assert_eq!(generation(&c), gen);
+    let sb = sync_answer(c.sync_at(G, gen, &b_id, Some("b"), vec![], now)).expect("b sync");
+    assert_eq!((sb.error, &sb.assignment[..]), (0, &b"B"[..]));
+    assert_eq!(c.heartbeat_at(G, gen, &a_id, Some("a"), now), 0);
+    assert_eq!(commit(&c, gen, &a_id, "a"), Ok(vec![0]));
+    let leader = c.groups.lock().get(G).and_then(|g| g.leader.clone());
+    assert_eq!(leader.as_deref(), Some(a_id.as_str()));
+}

@@ -6,7 +6,7 @@
 //! offset commit  key: version=1:i16 group:str topic:str partition:i32
 //!                value: version=3:i16 offset:i64 leader_epoch:i32 metadata:str commit_timestamp:i64
 //! group metadata key: version=2:i16 group:str
-//!                value: version=100:i16 protocol_type:str generation:i32 protocol:str (Strom's own)
+//!                value: Strom's own, see [`super::group_value`]
 //! ```
 //!
 //! Strings are an i16 length and UTF-8 bytes. A null value (tombstone)
@@ -15,6 +15,8 @@
 //! stays on one partition and the topic can be spread over brokers later.
 
 use bytes::{Buf, BufMut};
+
+pub use super::group_value::{GroupValue, StoredMember};
 
 /// Name of the internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -51,8 +53,8 @@ pub enum Entry {
     Group {
         /// Group id.
         group: String,
-        /// Protocol type and generation, or `None` for a tombstone.
-        value: Option<(String, i32, Option<String>)>,
+        /// Protocol, generation, members; `None` for a tombstone.
+        value: Option<GroupValue>,
     },
 }
 
@@ -122,14 +124,7 @@ pub fn encode(e: &Entry) -> (Vec<u8>, Option<Vec<u8>>) {
         Entry::Group { group, value } => {
             key.put_i16(2);
             put_str(&mut key, group);
-            let value = value.as_ref().map(|(ptype, generation, protocol)| {
-                let mut v = Vec::new();
-                v.put_i16(100);
-                put_str(&mut v, ptype);
-                v.put_i32(*generation);
-                put_str(&mut v, protocol.as_deref().unwrap_or(""));
-                v
-            });
+            let value = value.as_ref().map(GroupValue::encode);
             (key, value)
         }
     }
@@ -183,22 +178,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<Entry> {
             let group = get_str(&mut k)?;
             let value = match value {
                 None => None,
-                Some(mut v) => {
-                    if v.remaining() < 2 || v.get_i16() != 100 {
-                        return None;
-                    }
-                    let ptype = get_str(&mut v)?;
-                    if v.remaining() < 4 {
-                        return None;
-                    }
-                    let generation = v.get_i32();
-                    let protocol = get_str(&mut v)?;
-                    Some((
-                        ptype,
-                        generation,
-                        (!protocol.is_empty()).then_some(protocol),
-                    ))
-                }
+                Some(v) => Some(GroupValue::decode(v)?),
             };
             Some(Entry::Group { group, value })
         }
@@ -227,7 +207,12 @@ mod tests {
         assert_eq!(decode(&k, v.as_deref()), Some(e));
         let g = Entry::Group {
             group: "g".into(),
-            value: Some(("consumer".into(), 5, Some("range".into()))),
+            value: Some(GroupValue {
+                protocol_type: "consumer".into(),
+                generation: 5,
+                protocol: Some("range".into()),
+                ..Default::default()
+            }),
         };
         let (k, v) = encode(&g);
         assert_eq!(decode(&k, v.as_deref()), Some(g));

@@ -17,10 +17,6 @@ use crate::metadata::{NodeId, PartitionImage, TopicImage};
 /// Kafka's `max.request.partition.size.limit` default.
 const DEFAULT_PARTITION_LIMIT: i64 = 2000;
 
-fn is_internal(name: &str) -> bool {
-    name == crate::group::store::OFFSETS_TOPIC || name == crate::txn::log::TXN_TOPIC
-}
-
 /// Every requested topic with `error`, as Kafka answers a request it refuses.
 fn refused(names: Vec<String>, error: ResponseError) -> DescribeTopicPartitionsResponse {
     let topics = names
@@ -55,7 +51,7 @@ fn topic_entry(
     DescribeTopicPartitionsResponseTopic::default()
         .with_name(Some(TopicName(s(t.name.to_string()))))
         .with_topic_id(t.id)
-        .with_is_internal(is_internal(&t.name))
+        .with_is_internal(crate::topics::is_internal_topic(&t.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(authorized::TOPIC)
 }
@@ -115,7 +111,7 @@ pub fn handle(
                     DescribeTopicPartitionsResponseTopic::default()
                         .with_name(Some(TopicName(s(name.clone()))))
                         .with_error_code(error.code())
-                        .with_is_internal(is_internal(&name))
+                        .with_is_internal(crate::topics::is_internal_topic(&name))
                         .with_topic_authorized_operations(authorized::TOPIC),
                 );
             }

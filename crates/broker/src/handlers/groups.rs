@@ -63,12 +63,28 @@ fn coordinator_for(
 
 /// NOT_COORDINATOR unless this broker coordinates `group` (it leads the
 /// group's `__consumer_offsets` partition): the client looks again.
+/// COORDINATOR_LOAD_IN_PROGRESS while leadership of that partition has
+/// just arrived and its groups are being read: the client retries.
 pub(crate) fn not_coordinator(broker: &Broker, group: &str) -> Option<i16> {
+    use crate::group::store::OFFSETS_TOPIC;
     let image = broker.topics.image();
-    let t = image.topic(crate::group::store::OFFSETS_TOPIC)?;
+    let t = image.topic(OFFSETS_TOPIC)?;
     let p = crate::group::store::partition_for(group, t.partitions.len() as i32);
     let leader = t.partition(p)?.leader;
-    (leader.0 != broker.node_id).then(|| ResponseError::NotCoordinator.code())
+    if leader.0 != broker.node_id {
+        return Some(ResponseError::NotCoordinator.code());
+    }
+    let tp = crate::metadata::TopicPartition {
+        topic: OFFSETS_TOPIC.into(),
+        partition: p,
+    };
+    let leading = broker
+        .topics
+        .get(OFFSETS_TOPIC)
+        .and_then(|t| t.partition(p))
+        .is_some_and(|p| p.is_leading());
+    (!leading || broker.topics.coordinator_moves().is_pending(&tp))
+        .then(|| ResponseError::CoordinatorLoadInProgress.code())
 }
 
 /// FindCoordinator: the leader of the key's internal partition.

@@ -31,11 +31,11 @@ impl Topics {
         }
         for tp in &changes.created {
             self.host_if_assigned(image, tp);
-            self.set_role(image, tp);
+            self.set_role(image, tp, false);
         }
         for tp in &changes.changed {
             self.host_if_assigned(image, tp);
-            self.set_role(image, tp);
+            self.set_role(image, tp, false);
         }
         if !(changes.created.is_empty()
             && changes.changed.is_empty()
@@ -60,26 +60,29 @@ impl Topics {
         for t in image.topics() {
             for i in 0..t.partitions.len() as i32 {
                 self.host_if_assigned(image, &t.key(i));
-                self.set_role(image, &t.key(i));
+                self.set_role(image, &t.key(i), false);
             }
         }
         self.follow(image);
     }
 
-    /// Gives every hosted partition its role per `image` (at start-up).
+    /// Gives every hosted partition its role per `image` (at start-up,
+    /// before the coordinators open and load what this node leads).
     pub(super) fn place_all(&self, image: &MetadataImage) {
         let _g = self.hosting.lock();
         for t in image.topics() {
             for i in 0..t.partitions.len() as i32 {
-                self.set_role(image, &t.key(i));
+                self.set_role(image, &t.key(i), true);
             }
         }
         self.follow(image);
     }
 
     /// Tells the hosted log of `tp` its role; removes it if this node is no
-    /// longer one of its replicas (a reassignment moved it away).
-    fn set_role(&self, image: &MetadataImage, tp: &TopicPartition) {
+    /// longer one of its replicas (a reassignment moved it away). A
+    /// coordinator partition whose leadership arrives or leaves (not at
+    /// `startup`) is queued for its coordinator first.
+    fn set_role(&self, image: &MetadataImage, tp: &TopicPartition, startup: bool) {
         let (Some(ti), Some(topic)) = (image.topic(&tp.topic), self.get(&tp.topic)) else {
             return;
         };
@@ -92,7 +95,15 @@ impl Topics {
         let Some(p) = topic.partition(tp.partition) else {
             return;
         };
+        let was = p.is_leading().then(|| p.replication_epoch());
+        let coordinated = !startup && super::is_internal_topic(&tp.topic);
         if placed.replicas.contains(&self.node) {
+            let now = (placed.leader == self.node).then_some(placed.leader_epoch);
+            // An empty log has no state to load (a topic just created).
+            let loads = now.is_some() && p.log.log_end_offset() > 0;
+            if coordinated && was != now && (loads || was.is_some()) {
+                self.coordinator_moves.record(tp.clone(), now);
+            }
             p.set_placement(
                 self.node,
                 placed.leader == self.node,
@@ -101,6 +112,9 @@ impl Topics {
                 &placed.isr,
             );
             return;
+        }
+        if coordinated && was.is_some() {
+            self.coordinator_moves.record(tp.clone(), None);
         }
         if let Ok(i) = usize::try_from(tp.partition) {
             if let Some(slot) = topic.partitions.write().get_mut(i) {

@@ -29,8 +29,10 @@ use crate::metadata::{
 };
 use crate::names;
 use crate::replication::fetcher::{FetcherConfig, ReplicaFetchers};
+use coordinator_moves::CoordinatorMoves;
 
 mod admin;
+pub mod coordinator_moves;
 mod hosting;
 mod json_file;
 pub mod placement;
@@ -188,6 +190,15 @@ pub struct Topics {
     hosting: Mutex<()>,
     /// Copies the logs this node follows from their leaders.
     fetchers: ReplicaFetchers,
+    /// Coordinator partitions whose leadership arrived or left, for the
+    /// coordinators to load or unload.
+    coordinator_moves: CoordinatorMoves,
+}
+
+/// Kafka's internal topics, whose partitions' leaders coordinate groups
+/// (`__consumer_offsets`) and transactions (`__transaction_state`).
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::group::store::OFFSETS_TOPIC || name == crate::txn::log::TXN_TOPIC
 }
 
 impl Topics {
@@ -221,6 +232,7 @@ impl Topics {
             admin: Mutex::new(()),
             hosting: Mutex::new(()),
             fetchers: ReplicaFetchers::new(node, FetcherConfig::default()),
+            coordinator_moves: CoordinatorMoves::default(),
         };
         let mut map = HashMap::new();
         let mut collisions = HashMap::new();
@@ -267,6 +279,12 @@ impl Topics {
     /// The metadata store (the controller, registration, heartbeats).
     pub fn store(&self) -> &MetadataStore {
         &self.store
+    }
+
+    /// Coordinator partitions whose leadership arrived or left, not yet
+    /// loaded or unloaded by their coordinator.
+    pub fn coordinator_moves(&self) -> &CoordinatorMoves {
+        &self.coordinator_moves
     }
 
     /// This node's id.

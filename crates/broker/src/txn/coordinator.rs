@@ -46,15 +46,15 @@ pub type PartitionCode = ((String, i32), i16);
 
 /// One transactional id.
 #[derive(Debug, Clone)]
-struct TxnMeta {
-    id: String,
-    rec: TxnRecord,
+pub(super) struct TxnMeta {
+    pub(super) id: String,
+    pub(super) rec: TxnRecord,
 }
 
 #[derive(Debug, Default)]
-struct Txns {
-    by_id: HashMap<String, Arc<Mutex<TxnMeta>>>,
-    by_producer: HashMap<i64, String>,
+pub(super) struct Txns {
+    pub(super) by_id: HashMap<String, Arc<Mutex<TxnMeta>>>,
+    pub(super) by_producer: HashMap<i64, String>,
 }
 
 /// A transaction as DescribeTransactions reports it.
@@ -77,10 +77,13 @@ pub struct TxnDescription {
 /// The transaction coordinator of this node (it coordinates every id).
 #[derive(Debug)]
 pub struct TxnCoordinator {
-    topics: Arc<Topics>,
+    pub(super) topics: Arc<Topics>,
     ids: ProducerIds,
     config: TxnConfig,
-    txns: Mutex<Txns>,
+    pub(super) txns: Mutex<Txns>,
+    /// The `__transaction_state` partitions loaded, and the leader epoch
+    /// they were loaded at.
+    pub(super) loaded: Mutex<HashMap<i32, crate::metadata::LeaderEpoch>>,
     create: Mutex<()>,
     /// Other brokers coordinate some transactions.
     clustered: bool,
@@ -127,6 +130,7 @@ impl TxnCoordinator {
             config,
             clustered,
             txns: Mutex::new(Txns::default()),
+            loaded: Mutex::new(HashMap::new()),
             create: Mutex::new(()),
         };
         let highest_in_txn_log = c.replay();
@@ -157,60 +161,6 @@ impl TxnCoordinator {
             tracing::error!(error = %e, "cannot reserve producer ids");
             ResponseError::CoordinatorNotAvailable
         })
-    }
-
-    /// Rebuilds the transactional ids from `__transaction_state`; returns
-    /// the largest producer id any of its records names.
-    fn replay(&self) -> Option<i64> {
-        let t = self.topics.get(TXN_TOPIC)?;
-        let mut latest: HashMap<String, Option<TxnRecord>> = HashMap::new();
-        let mut highest: Option<i64> = None;
-        for p in t.hosted().iter() {
-            let res = crate::partition::scan_batches(&p.log, 0, |_, bytes| {
-                let _ = strom_record::for_each_record(bytes, |rec| {
-                    if let Some((id, value)) = rec.key.and_then(|k| log::decode(k, rec.value)) {
-                        if let Some(v) = &value {
-                            highest = Some(highest.map_or(v.producer_id, |h| h.max(v.producer_id)));
-                        }
-                        latest.insert(id, value);
-                    }
-                });
-            });
-            if let Err(e) = res {
-                tracing::error!(partition = p.index, error = %e, "cannot replay {TXN_TOPIC}");
-            }
-        }
-        let mut txns = self.txns.lock();
-        for (id, rec) in latest {
-            if let Some(rec) = rec {
-                txns.by_producer.insert(rec.producer_id, id.clone());
-                txns.by_id
-                    .insert(id.clone(), Arc::new(Mutex::new(TxnMeta { id, rec })));
-            }
-        }
-        tracing::info!(
-            transactional_ids = txns.by_id.len(),
-            "rebuilt transactions from {TXN_TOPIC}"
-        );
-        highest
-    }
-
-    /// Finishes transactions a crash left between prepare and complete.
-    pub fn recover(&self, groups: &GroupCoordinator) {
-        let metas: Vec<_> = self.txns.lock().by_id.values().cloned().collect();
-        for m in metas {
-            let mut m = m.lock();
-            if matches!(
-                m.rec.state,
-                TxnState::PrepareCommit | TxnState::PrepareAbort
-            ) {
-                let commit = m.rec.state == TxnState::PrepareCommit;
-                tracing::info!(transactional_id = %Escaped(&m.id), commit, "completing a transaction left in prepare state");
-                if let Err(e) = self.finish(groups, &mut m, commit) {
-                    tracing::error!(transactional_id = %Escaped(&m.id), error = ?e, "cannot complete transaction");
-                }
-            }
-        }
     }
 
     /// Creates `__transaction_state` if it does not exist yet. Blocking.
@@ -297,6 +247,7 @@ impl TxnCoordinator {
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
+        self.check_coordinator(id)?;
         let now = now_ms();
         let meta = {
             let mut txns = self.txns.lock();
@@ -402,6 +353,7 @@ impl TxnCoordinator {
         partitions: Vec<(String, i32)>,
         version: i16,
     ) -> Result<Vec<PartitionCode>, ResponseError> {
+        self.check_coordinator(id)?;
         let meta = self
             .meta(id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -462,6 +414,7 @@ impl TxnCoordinator {
         offsets_partitions: i32,
         version: i16,
     ) -> Result<(), ResponseError> {
+        self.check_coordinator(id)?;
         let meta = self
             .meta(id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -481,6 +434,7 @@ impl TxnCoordinator {
         commit: bool,
         version: i16,
     ) -> Result<(), ResponseError> {
+        self.check_coordinator(id)?;
         let meta = self
             .meta(id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -516,7 +470,7 @@ impl TxnCoordinator {
     }
 
     /// Writes the markers of a prepared transaction and completes it.
-    fn finish(
+    pub(super) fn finish(
         &self,
         groups: &GroupCoordinator,
         m: &mut TxnMeta,

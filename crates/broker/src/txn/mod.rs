@@ -3,6 +3,7 @@
 //! transaction coordinator.
 
 pub mod coordinator;
+mod loading;
 pub mod log;
 pub mod producer_ids;
 pub mod producer_state;
