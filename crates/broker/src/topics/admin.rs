@@ -38,9 +38,7 @@ impl Topics {
             }
             let dir = self.partition_dir(name, i);
             if dir.exists() {
-                let stray = self
-                    .dir
-                    .join(format!("{name}-{i}.{}-stray", Uuid::new_v4().simple()));
+                let stray = super::strays::aside_path(&self.dir, &format!("{name}-{i}"));
                 tracing::warn!(dir = %dir.display(), moved_to = %stray.display(), "a directory no topic owns is in the way of a new partition; moving it aside");
                 std::fs::rename(&dir, &stray)?;
             }

@@ -36,6 +36,7 @@ pub mod coordinator_moves;
 mod hosting;
 mod json_file;
 pub mod placement;
+mod strays;
 
 /// Errors of topic administration, each mapping to one Kafka error code.
 #[derive(Debug, Error)]
@@ -222,6 +223,7 @@ impl Topics {
         let node = NodeId(broker.node_id());
         json_file::migrate(dir, node, &store)?;
         let image = store.image();
+        strays::set_aside(dir, &image, node);
         let topics = Topics {
             dir: dir.to_path_buf(),
             broker,
