@@ -224,6 +224,13 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("delete.topic.enable", Boolean, "true", 0),
     def("log.cleaner.delete.retention.ms", Long, "86400000", 0),
     def("unclean.leader.election.enable", Boolean, "false", 0),
+    def("replica.lag.time.max.ms", Long, "30000", 1),
+    def(
+        "replica.high.watermark.checkpoint.interval.ms",
+        Long,
+        "5000",
+        1,
+    ),
     def("group.initial.rebalance.delay.ms", Int, "3000", 0),
     def("group.min.session.timeout.ms", Int, "6000", 1),
     def("group.max.session.timeout.ms", Int, "1800000", 1),

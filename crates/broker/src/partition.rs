@@ -16,6 +16,7 @@ use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
 use thiserror::Error;
 
 use crate::metadata::{LeaderEpoch, NodeId};
+use crate::replication::hw_checkpoint;
 use crate::replication::leader::{FetchEffects, LeaderState};
 use crate::txn::producer_state::{AbortedTxn, Marker, ProducerState, SequenceError, Verdict};
 use crate::waiters::Waiters;
@@ -66,6 +67,12 @@ pub struct Partition {
     /// The high watermark when other replicas hold it back; -1 when it is
     /// the log end (no follower in the ISR: one replica, as on one node).
     hw: AtomicI64,
+    /// The high watermark last saved in the partition's directory (read at
+    /// open; -1 when none is).
+    hw_saved: AtomicI64,
+    /// The leader epoch this node follows the partition at (-1 when it
+    /// does not): replicated appends fetched at another are refused.
+    follow_epoch: AtomicI64,
 }
 
 /// Broker time in milliseconds.
@@ -97,7 +104,7 @@ impl Partition {
         config: LogConfig,
     ) -> Result<Partition, StorageError> {
         let log = Log::open(dir, config)?;
-        let state = rebuild(&log)?;
+        let state = rebuild(&log, false)?;
         Ok(Partition {
             topic: topic.to_string(),
             index,
@@ -106,6 +113,8 @@ impl Partition {
             waiters: Waiters::default(),
             replication: Mutex::new(LeaderState::new()),
             hw: AtomicI64::new(-1),
+            hw_saved: AtomicI64::new(hw_checkpoint::read(dir).unwrap_or(-1)),
+            follow_epoch: AtomicI64::new(-1),
         })
     }
 
@@ -213,22 +222,110 @@ impl Partition {
         self.replication.lock().maximal_isr().len().max(1)
     }
 
-    /// The image placed this partition anew: `leading` it at `epoch` with
-    /// `replicas` and `isr`, on node `me`.
+    /// The image placed this partition anew: led by `leader` at `epoch`
+    /// ([`NodeId::NONE`]: offline) with `replicas` and `isr`, on node `me`.
     pub fn set_placement(
         &self,
         me: NodeId,
-        leading: bool,
+        leader: NodeId,
         epoch: LeaderEpoch,
         replicas: &[NodeId],
         isr: &[NodeId],
     ) {
+        let leading = leader == me;
         let mut state = self.replication.lock();
-        state.set_placement(me, leading, epoch, replicas, isr, self.high_watermark());
-        self.publish_hw(&state);
+        let first = !state.placed();
+        // Following a live leader (an offline partition has none to fetch
+        // from: its log stays as it is until one is chosen).
+        let follows = !leading && leader != NodeId::NONE && replicas.contains(&me);
+        let new_leadership = first || state.leading() || state.epoch() != epoch;
+        // What this node knows to be on every in-sync replica: what it
+        // learned in this process (as a follower, or as the leader), else
+        // the saved checkpoint.
+        let hw_now = self.hw.load(Ordering::Acquire);
+        let known_hw = if hw_now >= 0 {
+            hw_now
+        } else if state.leading() {
+            self.log.log_end_offset()
+        } else {
+            self.hw_saved.load(Ordering::Acquire)
+        };
+        self.follow_epoch.store(
+            if follows { i64::from(epoch.0) } else { -1 },
+            Ordering::Release,
+        );
+        if follows && new_leadership {
+            // A new leader: what this log holds past the high watermark may
+            // not be on it (an old leader's unreplicated tail, or what a
+            // follower copied from a leader that then died). Cut it and
+            // fetch the rest from the new leader.
+            let to = known_hw.max(self.log.log_start_offset());
+            if to < self.log.log_end_offset() {
+                match self.truncate_to(to) {
+                    Ok(()) => {
+                        tracing::info!(topic = %self.topic, partition = self.index, offset = to, epoch = epoch.0, "following a new leader: truncated the log to the high watermark")
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot truncate a follower's log")
+                    }
+                }
+            }
+            if to >= 0 {
+                self.hw
+                    .store(to.min(self.log.log_end_offset()), Ordering::Release);
+            }
+        }
+        state.set_placement(
+            me,
+            leading,
+            epoch,
+            replicas,
+            isr,
+            self.high_watermark(),
+            now_ms(),
+        );
+        // A follower keeps the high watermark its leader gave it, and so
+        // does a replica of an offline partition, for when a leader is
+        // chosen.
+        if leading || !replicas.contains(&me) {
+            self.publish_hw(&state);
+        }
         drop(state);
         // Produces waiting for followers that left the ISR may go on now.
         self.waiters.wake();
+    }
+
+    /// Cuts the log at `offset` (a follower's divergent tail) and rebuilds
+    /// the producer state from what is left.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        self.log.truncate_to(offset)?;
+        let state = rebuild(&self.log, true)?;
+        *self.producers.lock() = state;
+        Ok(())
+    }
+
+    /// Saves the high watermark of a replicated partition if it moved since
+    /// the last save (every `replica.high.watermark.checkpoint.interval.ms`).
+    pub fn checkpoint_high_watermark(&self) -> std::io::Result<()> {
+        if !self.replication.lock().replicated() {
+            return Ok(());
+        }
+        let hw = self.high_watermark();
+        if self.hw_saved.load(Ordering::Acquire) == hw {
+            return Ok(());
+        }
+        hw_checkpoint::write(self.log.dir(), hw)?;
+        self.hw_saved.store(hw, Ordering::Release);
+        Ok(())
+    }
+
+    /// As the leader: the ISR without the followers that have not caught up
+    /// for `lag_ms` (`replica.lag.time.max.ms`), to propose, with the epoch
+    /// it is led at.
+    pub fn isr_to_shrink(&self, lag_ms: i64) -> Option<(LeaderEpoch, Vec<NodeId>)> {
+        let mut state = self.replication.lock();
+        let isr = state.isr_to_shrink(now_ms(), lag_ms)?;
+        Some((state.epoch(), isr))
     }
 
     fn publish_hw(&self, state: &LeaderState) {
@@ -281,7 +378,13 @@ impl Partition {
     /// state so idempotence and transactions carry on if this node leads.
     /// A partial batch at the end (a fetch cut short) is left for the next
     /// fetch. Returns the new log end offset.
-    pub fn append_replicated(&self, records: &[u8]) -> Result<i64, StorageError> {
+    /// Records fetched at a leader epoch other than the one followed now
+    /// (the fetch raced a leader change) are dropped.
+    pub fn append_replicated(
+        &self,
+        records: &[u8],
+        epoch: LeaderEpoch,
+    ) -> Result<i64, StorageError> {
         let mut end = 0usize;
         for item in Batches::new(records) {
             match item {
@@ -295,6 +398,11 @@ impl Partition {
         let batches = &records[..end];
         let now = now_ms();
         let outcome = self.log.append_replicated(batches, |_| {
+            // Checked under the log's write lock, so a truncation for a
+            // new leader cannot slip between the check and the append.
+            if self.follow_epoch.load(Ordering::Acquire) != i64::from(epoch.0) {
+                return Err(());
+            }
             let mut state = self.producers.lock();
             for (h, _, bytes) in Batches::new(batches).flatten() {
                 let marker = if h.is_control() {
@@ -304,10 +412,11 @@ impl Partition {
                 };
                 state.apply(&h, marker, now);
             }
-            Ok::<(), std::convert::Infallible>(())
+            Ok(())
         })?;
-        outcome.unwrap_or_else(|never| match never {});
-        self.waiters.wake();
+        if outcome.is_ok() {
+            self.waiters.wake();
+        }
         Ok(self.log.log_end_offset())
     }
 
@@ -380,13 +489,14 @@ pub fn scan_batches(
 }
 
 /// Reads the producer state back: snapshot plus the log after it.
-fn rebuild(log: &Log) -> Result<ProducerState, StorageError> {
+/// `truncated`: the log was just cut, so a clean open says nothing.
+fn rebuild(log: &Log, truncated: bool) -> Result<ProducerState, StorageError> {
     let leo = log.log_end_offset();
     let dir = log.dir();
     let snapshot = ProducerState::load(dir, leo);
     let has_snapshot = snapshot.is_some();
     let mut state = snapshot.unwrap_or_default();
-    if !has_snapshot && log.opened_clean() {
+    if !has_snapshot && log.opened_clean() && !truncated {
         // A clean shutdown saves the snapshot whenever there is state.
         return Ok(state);
     }
@@ -408,4 +518,124 @@ fn rebuild(log: &Log) -> Result<ProducerState, StorageError> {
         tracing::info!(log = %dir.display(), from = start, to = pos, batches, "rebuilt producer state from the log");
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch of `n` records at `offset` (as a leader's fetch returns it).
+    fn batch_at(offset: i64, n: usize) -> Vec<u8> {
+        let mut b = BatchBuilder::new(0);
+        for _ in 0..n {
+            b = b.record(None, Some(b"v"));
+        }
+        let mut bytes = b.build();
+        bytes[..8].copy_from_slice(&offset.to_be_bytes());
+        bytes
+    }
+
+    fn ids(v: &[i32]) -> Vec<NodeId> {
+        v.iter().map(|i| NodeId(*i)).collect()
+    }
+
+    fn follow(p: &Partition, epoch: i32) {
+        p.set_placement(
+            NodeId(2),
+            NodeId(1),
+            LeaderEpoch(epoch),
+            &ids(&[1, 2]),
+            &ids(&[1, 2]),
+        );
+    }
+
+    #[test]
+    fn a_follower_of_a_new_leader_cuts_its_log_to_the_high_watermark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default()).expect("open");
+        follow(&p, 0);
+        p.append_replicated(&batch_at(0, 5), LeaderEpoch(0))
+            .expect("append");
+        p.append_replicated(&batch_at(5, 5), LeaderEpoch(0))
+            .expect("append");
+        p.set_follower_high_watermark(5);
+        assert_eq!(p.log.log_end_offset(), 10);
+        // The same leader, an ISR change: nothing is cut.
+        follow(&p, 0);
+        assert_eq!(p.log.log_end_offset(), 10);
+        // A new leader: 5..10 may not be on it.
+        follow(&p, 1);
+        assert_eq!(p.log.log_end_offset(), 5);
+        assert_eq!(p.high_watermark(), 5);
+        // A fetch made at the old epoch that lands after the change is dropped.
+        p.append_replicated(&batch_at(5, 5), LeaderEpoch(0))
+            .expect("stale");
+        assert_eq!(p.log.log_end_offset(), 5);
+        p.append_replicated(&batch_at(5, 3), LeaderEpoch(1))
+            .expect("append");
+        assert_eq!(p.log.log_end_offset(), 8);
+    }
+
+    #[test]
+    fn a_restarted_replica_cuts_to_its_checkpoint_or_to_the_log_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let p = Partition::open("t", 0, dir.path(), LogConfig::default()).expect("open");
+            follow(&p, 0);
+            p.append_replicated(&batch_at(0, 10), LeaderEpoch(0))
+                .expect("append");
+            p.append_replicated(&batch_at(10, 10), LeaderEpoch(0))
+                .expect("append");
+            p.set_follower_high_watermark(10);
+            p.checkpoint_high_watermark().expect("checkpoint");
+            p.log.close().expect("close");
+        }
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default()).expect("reopen");
+        assert_eq!(p.log.log_end_offset(), 20);
+        follow(&p, 0);
+        assert_eq!(p.log.log_end_offset(), 10, "cut to the checkpoint");
+        p.log.close().expect("close");
+
+        // No checkpoint (killed before the first one): refetch it all.
+        std::fs::remove_file(dir.path().join(hw_checkpoint::FILE)).expect("rm");
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default()).expect("reopen");
+        follow(&p, 0);
+        assert_eq!(p.log.log_end_offset(), 0);
+    }
+
+    #[test]
+    fn a_single_replica_partition_keeps_no_checkpoint_and_is_never_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default()).expect("open");
+        p.set_placement(NodeId(1), NodeId(1), LeaderEpoch(0), &ids(&[1]), &ids(&[1]));
+        p.append(&BatchBuilder::new(0).record(None, Some(b"v")).build())
+            .expect("append");
+        p.checkpoint_high_watermark().expect("checkpoint");
+        assert!(!dir.path().join(hw_checkpoint::FILE).exists());
+        p.set_placement(NodeId(1), NodeId(1), LeaderEpoch(1), &ids(&[1]), &ids(&[1]));
+        assert_eq!(p.log.log_end_offset(), 1);
+        // Offline (its one broker fenced), and back: never cut.
+        p.set_placement(
+            NodeId(1),
+            NodeId::NONE,
+            LeaderEpoch(2),
+            &ids(&[1]),
+            &ids(&[1]),
+        );
+        p.set_placement(NodeId(1), NodeId(1), LeaderEpoch(3), &ids(&[1]), &ids(&[1]));
+        assert_eq!(p.log.log_end_offset(), 1);
+        let dir2 = tempfile::tempdir().expect("tempdir");
+        let q = Partition::open("t", 0, dir2.path(), LogConfig::default()).expect("open");
+        q.append(&BatchBuilder::new(0).record(None, Some(b"v")).build())
+            .expect("append");
+        // Starting up while offline (no checkpoint either): kept.
+        q.set_placement(
+            NodeId(2),
+            NodeId::NONE,
+            LeaderEpoch(2),
+            &ids(&[1, 2]),
+            &ids(&[1]),
+        );
+        assert_eq!(q.log.log_end_offset(), 1);
+    }
 }

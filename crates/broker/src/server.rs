@@ -228,6 +228,17 @@ async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watc
             .max(1) as u64,
     );
     let mut txn_tick = tokio::time::interval_at(tokio::time::Instant::now() + txn_every, txn_every);
+    let lag_ms = broker
+        .config
+        .get_i64("replica.lag.time.max.ms", 30_000)
+        .max(1);
+    // Kafka's ISR expiration runs every half lag time.
+    let mut isr_tick = tokio::time::interval(Duration::from_millis((lag_ms as u64 / 2).max(10)));
+    let hw_every = broker
+        .config
+        .get_i64("replica.high.watermark.checkpoint.interval.ms", 5_000)
+        .max(10) as u64;
+    let mut hw_tick = tokio::time::interval(Duration::from_millis(hw_every));
     loop {
         tokio::select! {
             _ = flush_tick.tick() => {
@@ -253,6 +264,19 @@ async fn maintain(broker: Arc<Broker>, retention_every: Duration, mut stop: watc
                     for p in b.topics.all_partitions() {
                         if let Err(e) = p.save_producer_state(false) {
                             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot save producer state");
+                        }
+                    }
+                }).await;
+            }
+            _ = isr_tick.tick() => {
+                crate::replication::shrink_isrs(&broker.topics, lag_ms);
+            }
+            _ = hw_tick.tick() => {
+                let topics = broker.topics.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for p in topics.all_partitions() {
+                        if let Err(e) = p.checkpoint_high_watermark() {
+                            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot save the high-watermark checkpoint");
                         }
                     }
                 }).await;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -463,15 +464,23 @@ fn warn_if_voters_changed(raft: &Raft, cfg: &QuorumConfig) {
 /// Adds `node_id` as a learner if this node leads.
 pub(crate) async fn join(raft: &Raft, node_id: u64, addr: String) -> Result<(), JoinRefused> {
     let m = raft.metrics().borrow().clone();
-    if let Some(n) = m.membership_config.membership().get_node(&node_id) {
-        if n.addr == addr {
-            return Ok(());
-        }
+    let known = m.membership_config.membership().get_node(&node_id).cloned();
+    if known.as_ref().is_some_and(|n| n.addr == addr) {
+        return Ok(());
     }
-    match raft
-        .add_learner(node_id, Node { addr: addr.clone() }, false)
+    let node = Node { addr: addr.clone() };
+    let added = if known.is_some() {
+        // Restarted on another port: the leader replicates to the new
+        // address (adding a known node would keep the old one).
+        raft.change_membership(
+            ChangeMembers::SetNodes(BTreeMap::from([(node_id, node)])),
+            true,
+        )
         .await
-    {
+    } else {
+        raft.add_learner(node_id, node, false).await
+    };
+    match added {
         Ok(_) => {
             tracing::info!(node_id, %addr, "added a quorum observer");
             Ok(())
@@ -492,13 +501,14 @@ async fn join_as_observer(raft: Raft, cfg: QuorumConfig) {
     };
     let mut hint: Option<u64> = None;
     loop {
+        // Known at this address: a restart may have bound another port.
         let known = raft
             .metrics()
             .borrow()
             .membership_config
             .membership()
             .get_node(&cfg.node_id)
-            .is_some();
+            .is_some_and(|n| n.addr == cfg.listen.to_string());
         if known {
             tracing::info!(node_id = cfg.node_id, "this node is a quorum observer");
             return;

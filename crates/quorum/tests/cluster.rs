@@ -359,6 +359,26 @@ async fn observer_receives_everything_without_voting() {
         matches!(follower.add_observer(5, obs_addr).await, Err(ProposeError::NotLeader { leader: Some(l) }) if l == leader)
     );
 
+    // Restarted on another port, it tells the leader, which replicates to
+    // the new address.
+    observer.shutdown().await;
+    let obs_sm = RecordingSm::default();
+    let observer = Quorum::start(
+        config(4, &voters, free_addrs(1)[0], dir.path()),
+        obs_sm.clone(),
+    )
+    .await
+    .unwrap();
+    for i in 0..10 {
+        propose_anywhere(&refs, format!("moved-{i}").into_bytes()).await;
+    }
+    wait_until(
+        "the restarted observer applied what came after",
+        Duration::from_secs(10),
+        || obs_sm.entries().last().map(|(_, e)| e.as_slice()) == Some(b"moved-9".as_slice()),
+    )
+    .await;
+
     shutdown_all(nodes.into_iter().map(|(q, _)| q).chain([observer])).await;
 }
 

@@ -99,6 +99,7 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
         let mut ids_seen = HashSet::new();
         let mut to_create: Vec<NewTopic> = Vec::new();
         let parts = topics.broker().get_i64("num.partitions", 1) as i32;
+        let auto_rf = topics.broker().get_i64("default.replication.factor", 1) as i32;
         for rt in req.topics.unwrap_or_default() {
             let slot = match rt.name {
                 Some(name) => {
@@ -116,11 +117,9 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
                             ))
                         }
                         None if auto_create => {
-                            to_create.push(NewTopic {
-                                name,
-                                partitions: parts,
-                                configs: BTreeMap::new(),
-                            });
+                            let mut new = NewTopic::new(&name, parts, BTreeMap::new());
+                            new.replication_factor = auto_rf;
+                            to_create.push(new);
                             Slot::Create(to_create.len() - 1)
                         }
                         None => Slot::Done(error_entry(

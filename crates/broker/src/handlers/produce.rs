@@ -243,12 +243,24 @@ async fn replicated(
     appended: Appended,
     epoch: LeaderEpoch,
     deadline: Instant,
+    min_isr: i64,
 ) -> Result<Appended, Refusal> {
     let end = match appended {
         Appended::Written(info) => info.last_offset + 1,
         Appended::Duplicate { base_offset } => base_offset + 1,
     };
     match replication::wait_replicated(p, end, epoch, deadline).await {
+        // The ISR shrank below min.insync.replicas while the records were
+        // being replicated: written, but not as durable as asked.
+        Replicated::Yes if (p.isr_size() as i64) < min_isr => Err(Refusal::new(
+            ResponseError::NotEnoughReplicasAfterAppend,
+            format!(
+                "The size of the current ISR : {} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}-{}",
+                p.isr_size(),
+                p.topic,
+                p.index
+            ),
+        )),
         Replicated::Yes => Ok(appended),
         Replicated::TimedOut => Err(Refusal::new(
             ResponseError::RequestTimedOut,
@@ -342,7 +354,8 @@ pub async fn handle(broker: &Broker, version: i16, req: ProduceRequest) -> Produ
                         Ok(()) => match append(p.clone(), records).await {
                             Err(e) => Err(append_error(&p, e)),
                             Ok(appended) if req.acks == -1 => {
-                                replicated(&p, appended, epoch, deadline).await
+                                replicated(&p, appended, epoch, deadline, min_insync(broker, &t))
+                                    .await
                             }
                             Ok(appended) => Ok(appended),
                         },

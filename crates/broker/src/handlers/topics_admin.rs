@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 use super::s;
 use crate::broker::Broker;
 use crate::config::{self, ConfigError};
+use crate::metadata::NodeId;
 use crate::topics::{
     NewTopic, TopicError, Topics, EXCESSIVE_PARTITIONS, MAX_PARTITIONS_PER_REQUEST,
 };
@@ -35,15 +36,17 @@ pub fn error_of(e: &TopicError) -> (ResponseError, String) {
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
+        TopicError::NoBrokers(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         _ => ResponseError::KafkaStorageError,
     };
     (code, e.to_string())
 }
 
-fn replication_error(rf: i32) -> (ResponseError, String) {
+fn replication_error(rf: i32, usable: usize) -> (ResponseError, String) {
     (
         ResponseError::InvalidReplicationFactor,
-        format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
+        crate::topics::placement::replication_factor_message(rf, usable),
     )
 }
 
@@ -95,6 +98,11 @@ fn check_creatable(
         })?;
         configs.insert(c.name.to_string(), v);
     }
+    let image = broker.topics.image();
+    // Before this node registered (an old data directory) it is the one broker.
+    let usable = crate::topics::placement::broker_order(&image).len().max(1);
+    let mut assignments = Vec::new();
+    let rf;
     let partitions = if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err((
@@ -102,14 +110,32 @@ fn check_creatable(
                 "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
             ));
         }
-        for a in &t.assignments {
-            if a.broker_ids.iter().any(|b| b.0 != broker.node_id) || a.broker_ids.len() != 1 {
-                return Err(replication_error(a.broker_ids.len() as i32));
-            }
+        let mut ordered: Vec<_> = t.assignments.iter().collect();
+        ordered.sort_by_key(|a| a.partition_index);
+        if ordered
+            .iter()
+            .enumerate()
+            .any(|(i, a)| a.partition_index != i as i32)
+        {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                "partitions should be a consecutive 0-based integer sequence".into(),
+            ));
         }
+        assignments = ordered
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| NodeId(b.0)).collect())
+            .collect::<Vec<Vec<NodeId>>>();
+        crate::topics::placement::check_assignment(&image, &assignments).map_err(|e| match e {
+            crate::topics::placement::PlacementError::Assignment(m)
+            | crate::topics::placement::PlacementError::ReplicationFactor(m) => {
+                (ResponseError::InvalidReplicaAssignment, m)
+            }
+        })?;
+        rf = assignments.first().map_or(1, |a| a.len() as i32);
         t.assignments.len() as i32
     } else {
-        let rf = if t.replication_factor == -1 {
+        rf = if t.replication_factor == -1 {
             default_rf
         } else {
             t.replication_factor as i32
@@ -120,8 +146,8 @@ fn check_creatable(
                 "Replication factor must be larger than 0.".into(),
             ));
         }
-        if rf > 1 {
-            return Err(replication_error(rf));
+        if rf as usize > usable {
+            return Err(replication_error(rf, usable));
         }
         if t.num_partitions == -1 {
             default_parts
@@ -133,6 +159,8 @@ fn check_creatable(
         name,
         partitions,
         configs,
+        replication_factor: rf,
+        assignments,
     })
 }
 
@@ -250,7 +278,7 @@ pub async fn create(
                             .collect();
                         r = r
                             .with_num_partitions(new.partitions)
-                            .with_replication_factor(1)
+                            .with_replication_factor(new.replication_factor as i16)
                             .with_configs(Some(described));
                     }
                     r
@@ -365,16 +393,14 @@ pub async fn create_partitions(
                 ResponseError::InvalidRequest,
                 "Duplicate topic name.".into(),
             ))
-        } else if t.assignments.as_ref().is_some_and(|a| {
-            a.iter()
-                .any(|x| x.broker_ids.iter().any(|b| b.0 != broker.node_id))
-        }) {
-            Err((
-                ResponseError::InvalidReplicaAssignment,
-                "Unknown broker id in assignment".into(),
-            ))
         } else {
-            wants.push((name.to_string(), t.count));
+            let assignments = t
+                .assignments
+                .iter()
+                .flatten()
+                .map(|a| a.broker_ids.iter().map(|b| NodeId(b.0)).collect())
+                .collect();
+            wants.push((name.to_string(), t.count, assignments));
             Ok(wants.len() - 1)
         };
         plan.push((t.name.clone(), outcome));

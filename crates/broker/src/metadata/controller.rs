@@ -174,24 +174,34 @@ impl Liveness {
     }
 }
 
-/// The records that fence `id`: the fence, and its led partitions with no
-/// other in-sync replica taken offline (KRaft elects another ISR member).
+/// The records that fence `id` (KRaft's `handleBrokerFenced`): the fence,
+/// `id` out of every ISR it is in but the last member of, and a new
+/// leader from the rest of the ISR for the partitions it led (none: the
+/// partition is offline, leader -1, until an ISR member comes back;
+/// `unclean.leader.election.enable=false`).
 pub fn fence_records(image: &MetadataImage, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
     let mut out = vec![MetadataRecord::FenceBroker { id, epoch }];
     for t in image.topics() {
         for (i, p) in t.partitions.iter().enumerate() {
-            if p.leader != id {
+            if p.leader != id && !p.isr.contains(&id) {
                 continue;
             }
-            let next = p
-                .isr
-                .iter()
-                .copied()
-                .find(|r| *r != id && image.broker(*r).is_some_and(|b| !b.fenced));
+            let rest: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != id).collect();
+            let isr = (!rest.is_empty() && rest.len() < p.isr.len()).then(|| rest.clone());
+            let leader = (p.leader == id).then(|| {
+                rest.iter()
+                    .copied()
+                    .find(|r| image.broker(*r).is_some_and(|b| !b.fenced))
+                    .unwrap_or(NodeId::NONE)
+            });
+            if leader.is_none() && isr.is_none() {
+                continue;
+            }
             out.push(MetadataRecord::PartitionChange(PartitionChange {
                 topic_id: t.id,
                 partition: i as i32,
-                leader: Some(next.unwrap_or(NodeId::NONE)),
+                leader,
+                isr,
                 ..Default::default()
             }));
         }
@@ -265,6 +275,15 @@ pub fn decide(
                 .max(image.offset as i64)
                 + 1;
             let mut records = Vec::new();
+            // A new process under a registered id (the old one crashed and
+            // restarted within its session): the old registration is
+            // fenced first, so its partitions get new leaders from their
+            // ISRs and it rejoins them by catching up.
+            if fence_first {
+                if let Some(old) = image.broker(broker.id).filter(|b| !b.fenced) {
+                    records.extend(fence_records(image, old.id, old.epoch));
+                }
+            }
             if image.cluster_id.is_none() {
                 records.push(MetadataRecord::ClusterId {
                     id: cluster_id.clone(),
@@ -492,252 +511,5 @@ impl Controller {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metadata::records::{Endpoint, PartitionRecord};
-    use crate::metadata::LeaderEpoch;
-    use std::collections::BTreeMap;
-    use uuid::Uuid;
-
-    fn registration(id: i32) -> BrokerRegistration {
-        BrokerRegistration {
-            id: NodeId(id),
-            epoch: 0,
-            incarnation: Uuid::new_v4(),
-            endpoints: BTreeMap::from([(
-                "PLAINTEXT".to_string(),
-                Endpoint {
-                    host: "127.0.0.1".into(),
-                    port: 9000 + id as u16,
-                    security_protocol: "PLAINTEXT".into(),
-                },
-            )]),
-            rack: None,
-            fenced: false,
-        }
-    }
-
-    fn heartbeat(
-        id: i32,
-        epoch: i64,
-        metadata_offset: u64,
-        shutting_down: bool,
-    ) -> ControllerRequest {
-        ControllerRequest::Heartbeat {
-            id: NodeId(id),
-            epoch,
-            metadata_offset,
-            shutting_down,
-        }
-    }
-
-    fn applied(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
-        image.apply(image.offset + 1, records).unwrap().0
-    }
-
-    #[test]
-    fn a_broker_registers_fenced_and_is_unfenced_once_caught_up() {
-        let mut live = Liveness::default();
-        let now = Instant::now();
-        let image = MetadataImage::default();
-        let req = ControllerRequest::Register {
-            broker: registration(2),
-            cluster_id: "abc".into(),
-            fence_first: true,
-        };
-        let d = decide(&image, &mut live, req, now);
-        assert!(matches!(d.records[0], MetadataRecord::ClusterId { .. }));
-        let ControllerReply::Registered {
-            epoch, cluster_id, ..
-        } = d.reply
-        else {
-            panic!("{:?}", d.reply)
-        };
-        assert_eq!(cluster_id, "abc");
-        let image = applied(&image, &d.records);
-        assert!(image.broker(NodeId(2)).unwrap().fenced);
-        assert_eq!(image.cluster_id.as_deref(), Some("abc"));
-        live.registered_at.insert(NodeId(2), 5);
-
-        let hb = |offset, down| heartbeat(2, epoch, offset, down);
-        // Not caught up with its registration yet: stays fenced.
-        let d = decide(&image, &mut live, hb(4, false), now);
-        assert!(d.records.is_empty());
-        assert_eq!(
-            d.reply,
-            ControllerReply::Heartbeat {
-                fenced: true,
-                stale: false
-            }
-        );
-        let d = decide(&image, &mut live, hb(5, false), now);
-        assert_eq!(
-            d.reply,
-            ControllerReply::Heartbeat {
-                fenced: false,
-                stale: false
-            }
-        );
-        let image = applied(&image, &d.records);
-        assert!(!image.broker(NodeId(2)).unwrap().fenced);
-        // A stale epoch is told to register again.
-        let d = decide(&image, &mut live, heartbeat(2, epoch + 7, 9, false), now);
-        assert_eq!(
-            d.reply,
-            ControllerReply::Heartbeat {
-                fenced: true,
-                stale: true
-            }
-        );
-        // The cluster id is written once; a second broker adopts it.
-        let d = decide(
-            &image,
-            &mut live,
-            ControllerRequest::Register {
-                broker: registration(3),
-                cluster_id: "other".into(),
-                fence_first: true,
-            },
-            now,
-        );
-        assert!(!d
-            .records
-            .iter()
-            .any(|r| matches!(r, MetadataRecord::ClusterId { .. })));
-        assert!(
-            matches!(d.reply, ControllerReply::Registered { ref cluster_id, .. } if cluster_id == "abc")
-        );
-    }
-
-    #[test]
-    fn fencing_takes_its_partitions_offline_and_unfencing_brings_them_back() {
-        let mut live = Liveness::default();
-        let t0 = Instant::now();
-        let mut image = MetadataImage::default();
-        for id in [1, 2] {
-            let d = decide(
-                &image,
-                &mut live,
-                ControllerRequest::Register {
-                    broker: registration(id),
-                    cluster_id: "c".into(),
-                    fence_first: false,
-                },
-                t0,
-            );
-            image = applied(&image, &d.records);
-        }
-        let topic = Uuid::new_v4();
-        let mut records = vec![MetadataRecord::Topic {
-            name: "t".into(),
-            id: topic,
-        }];
-        for (p, leader) in [(0, 1), (1, 2)] {
-            records.push(MetadataRecord::Partition(PartitionRecord {
-                topic_id: topic,
-                partition: p,
-                replicas: vec![NodeId(leader)],
-                isr: vec![NodeId(leader)],
-                leader: NodeId(leader),
-                leader_epoch: LeaderEpoch::FIRST,
-                partition_epoch: 0,
-            }));
-        }
-        image = applied(&image, &records);
-        let epoch2 = image.broker(NodeId(2)).unwrap().epoch;
-
-        // Broker 1 heartbeats, broker 2 goes silent: only 2 expires.
-        let session = Duration::from_secs(9);
-        assert!(live.expired(&image, t0, session).is_empty());
-        let epoch1 = image.broker(NodeId(1)).unwrap().epoch;
-        let later = t0 + Duration::from_secs(10);
-        decide(&image, &mut live, heartbeat(1, epoch1, 99, false), later);
-        assert_eq!(live.expired(&image, later, session), vec![NodeId(2)]);
-
-        image = applied(&image, &fence_records(&image, NodeId(2), epoch2));
-        let p1 = image.topic("t").unwrap().partition(1).unwrap().clone();
-        assert_eq!(p1.leader, NodeId::NONE);
-        assert_eq!(p1.leader_epoch, LeaderEpoch(1));
-        assert_eq!(
-            image.topic("t").unwrap().partition(0).unwrap().leader,
-            NodeId(1)
-        );
-
-        let d = decide(&image, &mut live, heartbeat(2, epoch2, 99, false), later);
-        image = applied(&image, &d.records);
-        let p1 = image.topic("t").unwrap().partition(1).unwrap().clone();
-        assert_eq!((p1.leader, p1.leader_epoch), (NodeId(2), LeaderEpoch(2)));
-
-        // Controlled shutdown fences it again at once.
-        let d = decide(&image, &mut live, heartbeat(2, epoch2, 99, true), later);
-        assert_eq!(
-            d.reply,
-            ControllerReply::Heartbeat {
-                fenced: true,
-                stale: false
-            }
-        );
-        image = applied(&image, &d.records);
-        assert!(image.broker(NodeId(2)).unwrap().fenced);
-    }
-
-    #[test]
-    fn producer_id_blocks_never_overlap() {
-        let mut live = Liveness::default();
-        let now = Instant::now();
-        let mut image = MetadataImage::default();
-        let d = decide(
-            &image,
-            &mut live,
-            ControllerRequest::Register {
-                broker: registration(1),
-                cluster_id: "c".into(),
-                fence_first: false,
-            },
-            now,
-        );
-        image = applied(&image, &d.records);
-        let mut firsts = Vec::new();
-        for _ in 0..3 {
-            let d = decide(
-                &image,
-                &mut live,
-                ControllerRequest::AllocateProducerIds {
-                    broker: NodeId(1),
-                    count: 1000,
-                },
-                now,
-            );
-            let ControllerReply::ProducerIds { first, count } = d.reply else {
-                panic!()
-            };
-            assert_eq!(count, 1000);
-            firsts.push(first);
-            image = applied(&image, &d.records);
-        }
-        assert_eq!(firsts, vec![0, 1000, 2000]);
-        let d = decide(
-            &image,
-            &mut live,
-            ControllerRequest::AllocateProducerIds {
-                broker: NodeId(7),
-                count: 1000,
-            },
-            now,
-        );
-        assert!(matches!(d.reply, ControllerReply::Refused(_)));
-    }
-
-    #[test]
-    fn a_commit_that_does_not_fit_is_refused() {
-        let mut live = Liveness::default();
-        let d = decide(
-            &MetadataImage::default(),
-            &mut live,
-            ControllerRequest::Commit(vec![MetadataRecord::RemoveTopic { id: Uuid::new_v4() }]),
-            Instant::now(),
-        );
-        assert!(d.records.is_empty());
-        assert!(matches!(d.reply, ControllerReply::Refused(_)));
-    }
-}
+#[path = "controller_tests.rs"]
+mod tests;

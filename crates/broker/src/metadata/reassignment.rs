@@ -220,6 +220,13 @@ pub fn alter_isr(
     if isr.iter().any(|r| !p.replicas.contains(r)) || !isr.contains(&leader) {
         return Err(ReassignError::InvalidIsr(isr.to_vec(), p.replicas.clone()));
     }
+    // Only live brokers join an ISR (KIP-841's INELIGIBLE_REPLICA).
+    if isr
+        .iter()
+        .any(|r| !p.isr.contains(r) && image.broker(*r).is_none_or(|b| b.fenced))
+    {
+        return Err(ReassignError::InvalidIsr(isr.to_vec(), p.replicas.clone()));
+    }
     let mut next = p.clone();
     next.isr = isr.to_vec();
     if next.reassigning() && next.adding.iter().all(|r| next.isr.contains(r)) {

@@ -347,10 +347,10 @@ fn apply(
                 // The leader no longer has what follows our log: start over
                 // at its log start, as Kafka's follower does.
                 next.insert(f.tp.clone(), pd.log_start_offset);
-                log.log.truncate_to(log.log.log_start_offset())
+                log.truncate_to(log.log.log_start_offset())
             } else if pd.high_watermark >= 0 && leo > pd.high_watermark {
                 // Ahead of the leader (an old leader's unreplicated tail).
-                log.log.truncate_to(pd.high_watermark)
+                log.truncate_to(pd.high_watermark)
             } else {
                 Ok(())
             };
@@ -369,7 +369,7 @@ fn apply(
     let records: Bytes = pd.records.clone().unwrap_or_default();
     let before = log.log.log_end_offset();
     if !records.is_empty() {
-        match log.append_replicated(&records) {
+        match log.append_replicated(&records, f.epoch) {
             Ok(_) => {}
             Err(StorageError::OffsetOverlap { .. }) => {
                 // Our end moved since the request (a truncation): fetch again.

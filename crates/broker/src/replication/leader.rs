@@ -30,6 +30,11 @@ pub struct FetchEffects {
 struct Follower {
     /// Its log end offset: the offset it last fetched from.
     end: i64,
+    /// When it last had everything the leader had (Kafka's
+    /// `lastCaughtUpTimeMs`).
+    caught_up_ms: i64,
+    /// The leader's log end and the time at its last fetch.
+    last_fetch: (i64, i64),
 }
 
 /// The leader side of one partition's replication.
@@ -43,6 +48,9 @@ pub struct LeaderState {
     proposed: Option<(Vec<NodeId>, i64)>,
     followers: HashMap<NodeId, Follower>,
     hw: i64,
+    /// When this leadership started: ISR members not heard from yet count
+    /// as caught up then.
+    since_ms: i64,
 }
 
 impl Default for LeaderState {
@@ -63,12 +71,14 @@ impl LeaderState {
             proposed: None,
             followers: HashMap::new(),
             hw: 0,
+            since_ms: 0,
         }
     }
 
-    /// The partition's placement changed in the image (this node is `me`).
-    /// `hw` is the high watermark this node knew (as a follower, from its
-    /// leader).
+    /// The partition's placement changed in the image (this node is `me`)
+    /// at `now_ms`. `hw` is the high watermark this node knew (as a
+    /// follower, from its leader).
+    #[allow(clippy::too_many_arguments)]
     pub fn set_placement(
         &mut self,
         me: NodeId,
@@ -77,12 +87,14 @@ impl LeaderState {
         replicas: &[NodeId],
         isr: &[NodeId],
         hw: i64,
+        now_ms: i64,
     ) {
         if !leading || epoch != self.epoch || !self.leading {
             // A new leadership starts without knowledge of the followers.
             self.followers.clear();
             self.proposed = None;
             self.hw = hw;
+            self.since_ms = now_ms;
         }
         self.me = me;
         self.leading = leading;
@@ -145,7 +157,26 @@ impl LeaderState {
             return effects;
         }
         let before = self.high_watermark(leo);
-        self.followers.insert(node, Follower { end: offset });
+        // Caught up: it has the leader's end now, or the end the leader had
+        // at its previous fetch (then it was caught up at that fetch).
+        let previous = self.followers.get(&node).copied();
+        let caught_up_ms = if offset >= leo {
+            now_ms
+        } else {
+            match previous {
+                Some(f) if offset >= f.last_fetch.0 => f.caught_up_ms.max(f.last_fetch.1),
+                Some(f) => f.caught_up_ms,
+                None => self.since_ms,
+            }
+        };
+        self.followers.insert(
+            node,
+            Follower {
+                end: offset,
+                caught_up_ms,
+                last_fetch: (leo, now_ms),
+            },
+        );
         let after = self.high_watermark(leo);
         if self.has_isr_followers() {
             self.hw = after;
@@ -178,10 +209,53 @@ impl LeaderState {
         effects
     }
 
+    /// The ISR without the followers that have not caught up for longer
+    /// than `lag_ms` at `now_ms` (`replica.lag.time.max.ms`), when there
+    /// are any and no other change is pending: to propose to the
+    /// controller. Until it commits, the high watermark still waits for
+    /// them (the committed ISR is what a new leader is chosen from).
+    pub fn isr_to_shrink(&mut self, now_ms: i64, lag_ms: i64) -> Option<Vec<NodeId>> {
+        if !self.leading {
+            return None;
+        }
+        let pending = self
+            .proposed
+            .as_ref()
+            .is_some_and(|(_, at)| now_ms - at <= PROPOSAL_RETRY_MS);
+        if pending {
+            return None;
+        }
+        let lagging = |r: &NodeId| {
+            *r != self.me && {
+                let at = self
+                    .followers
+                    .get(r)
+                    .map_or(self.since_ms, |f| f.caught_up_ms);
+                now_ms - at > lag_ms
+            }
+        };
+        if !self.isr.iter().any(lagging) {
+            return None;
+        }
+        let isr: Vec<NodeId> = self.isr.iter().copied().filter(|r| !lagging(r)).collect();
+        self.proposed = Some((isr.clone(), now_ms));
+        Some(isr)
+    }
+
     /// The controller refused or lost a proposal: forget it, so the next
     /// fetch proposes again.
     pub fn proposal_failed(&mut self) {
         self.proposed = None;
+    }
+
+    /// Whether a placement was ever given (false until the first).
+    pub fn placed(&self) -> bool {
+        self.me != NodeId::NONE
+    }
+
+    /// Whether the partition has replicas besides this one.
+    pub fn replicated(&self) -> bool {
+        self.replicas.iter().any(|r| *r != self.me)
     }
 
     /// This node leads the partition.
@@ -208,6 +282,7 @@ mod tests {
             LeaderEpoch(0),
             &ids(replicas),
             &ids(isr),
+            0,
             0,
         );
         s
@@ -243,6 +318,7 @@ mod tests {
             &[NodeId(1), NodeId(4)],
             &[NodeId(1), NodeId(4)],
             0,
+            2,
         );
         assert_eq!(s.high_watermark(160), 150);
     }
@@ -301,5 +377,40 @@ mod tests {
         // A follower restarting from an older offset does not lower it.
         s.on_follower_fetch(NodeId(2), 60, 100, 1);
         assert_eq!(s.high_watermark(100), 80);
+    }
+
+    #[test]
+    fn a_follower_behind_for_longer_than_the_lag_time_is_proposed_out_of_the_isr() {
+        let mut s = leader(&[1, 2, 3], &[1, 2, 3]);
+        // 2 keeps up (the end it had at its previous fetch), 3 stops.
+        s.on_follower_fetch(NodeId(2), 100, 100, 1_000);
+        s.on_follower_fetch(NodeId(3), 100, 100, 1_000);
+        s.on_follower_fetch(NodeId(2), 100, 150, 20_000);
+        s.on_follower_fetch(NodeId(2), 150, 200, 40_000);
+        assert_eq!(s.isr_to_shrink(30_000, 30_000), None);
+        assert_eq!(
+            s.isr_to_shrink(40_000, 30_000),
+            Some(vec![NodeId(1), NodeId(2)])
+        );
+        // Proposed once; until it commits, the high watermark waits for 3.
+        assert_eq!(s.isr_to_shrink(40_001, 30_000), None);
+        assert_eq!(s.high_watermark(200), 100);
+        s.set_placement(
+            NodeId(1),
+            true,
+            LeaderEpoch(0),
+            &[NodeId(1), NodeId(2), NodeId(3)],
+            &[NodeId(1), NodeId(2)],
+            0,
+            40_002,
+        );
+        assert_eq!(s.high_watermark(200), 150);
+    }
+
+    #[test]
+    fn an_isr_member_never_heard_from_counts_from_the_start_of_the_leadership() {
+        let mut s = leader(&[1, 2], &[1, 2]);
+        assert_eq!(s.isr_to_shrink(30_000, 30_000), None);
+        assert_eq!(s.isr_to_shrink(30_001, 30_000), Some(vec![NodeId(1)]));
     }
 }

@@ -5,6 +5,7 @@
 //! follower, joins the ISR, then takes over).
 
 pub mod fetcher;
+pub mod hw_checkpoint;
 pub mod leader;
 pub mod peer;
 
@@ -42,14 +43,36 @@ pub fn propose_isr(
             Ok(ControllerReply::Reassigned { results, .. })
                 if results.iter().all(|r| r.is_ok()) =>
             {
-                tracing::info!(topic = %p.topic, partition = p.index, isr = ?isr, "ISR expanded");
+                tracing::info!(topic = %p.topic, partition = p.index, isr = ?isr, "ISR changed");
             }
             other => {
-                tracing::warn!(topic = %p.topic, partition = p.index, reply = ?other, "ISR expansion refused or failed");
+                tracing::warn!(topic = %p.topic, partition = p.index, isr = ?isr, reply = ?other, "ISR change refused or failed");
                 p.isr_proposal_failed();
             }
         }
     });
+}
+
+/// Proposes ISRs without the followers of partitions led here that have
+/// not caught up for `lag_ms` (`replica.lag.time.max.ms`; Kafka's ISR
+/// expiration task).
+pub fn shrink_isrs(topics: &Arc<Topics>, lag_ms: i64) {
+    let me = topics.node();
+    let image = topics.image();
+    for ti in image.topics() {
+        for (i, placed) in ti.partitions.iter().enumerate() {
+            if placed.leader != me || placed.isr.len() < 2 {
+                continue;
+            }
+            let Some(p) = topics.get(&ti.name).and_then(|t| t.partition(i as i32)) else {
+                continue;
+            };
+            if let Some((epoch, isr)) = p.isr_to_shrink(lag_ms) {
+                tracing::warn!(topic = %p.topic, partition = p.index, isr = ?isr, lag_ms, "followers fell behind for longer than replica.lag.time.max.ms; shrinking the ISR");
+                propose_isr(topics.clone(), p, ti.id, epoch, isr);
+            }
+        }
+    }
 }
 
 /// How an acks=all produce's wait for its replicas ended.

@@ -25,14 +25,14 @@ impl Topics {
     fn lay_out(
         &self,
         name: &str,
-        placed: &[NodeId],
+        placed: &[Vec<NodeId>],
         from: i32,
         lc: &strom_storage::LogConfig,
         made: &mut Vec<PathBuf>,
     ) -> Result<Vec<Option<Arc<Partition>>>, TopicError> {
         let mut parts = Vec::with_capacity(placed.len());
-        for (i, node) in (from..).zip(placed) {
-            if *node != self.node {
+        for (i, replicas) in (from..).zip(placed) {
+            if !replicas.contains(&self.node) {
                 parts.push(None);
                 continue;
             }
@@ -96,11 +96,7 @@ impl Topics {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, TopicError> {
-        let new = NewTopic {
-            name: name.to_string(),
-            partitions,
-            configs,
-        };
+        let new = NewTopic::new(name, partitions, configs);
         match self.create_all(vec![new], false)?.pop() {
             Some(Ok(Some(t))) => Ok(t),
             Some(Err(e)) => Err(e),
@@ -188,7 +184,12 @@ impl Topics {
         let mut batch: RecordBatch = Vec::new();
         for (i, t) in accepted {
             let lc = config::log_config(&self.broker, &t.configs);
-            let placed = self.place(0, t.partitions)?;
+            let placed = if t.assignments.is_empty() {
+                self.place(0, t.partitions, t.replication_factor)?
+            } else {
+                self.check_assignment(&t.assignments)?;
+                t.assignments.clone()
+            };
             match self.lay_out(&t.name, &placed, 0, &lc, &mut made) {
                 Ok(parts) => {
                     let id = Uuid::new_v4();
@@ -259,7 +260,7 @@ impl Topics {
         validate_only: bool,
     ) -> Result<(), TopicError> {
         match self
-            .grow_all(vec![(name.to_string(), count)], validate_only)?
+            .grow_all(vec![(name.to_string(), count, Vec::new())], validate_only)?
             .pop()
         {
             Some(r) => r,
@@ -268,7 +269,9 @@ impl Topics {
     }
 
     /// Grows topics to new partition counts in one step (CreatePartitions).
-    /// Each `(topic, count)` gets its own result; the ones that pass are
+    /// Each `(topic, count, assignments)` (explicit replicas of the new
+    /// partitions, or none to place them as the topic's first partition
+    /// is) gets its own result; the ones that pass are
     /// grown together or not at all: when the disk or `topics.json` fails,
     /// each gets [`TopicError::NotCreated`], keeps its old count, and no new
     /// partition directory is left behind. `Err` refuses the whole request
@@ -279,24 +282,28 @@ impl Topics {
     #[allow(clippy::type_complexity)]
     pub fn grow_all(
         &self,
-        wants: Vec<(String, i32)>,
+        wants: Vec<(String, i32, Vec<Vec<NodeId>>)>,
         validate_only: bool,
     ) -> Result<Vec<Result<(), TopicError>>, TopicError> {
         let _g = self.admin.lock();
         let mut results = Vec::with_capacity(wants.len());
-        let mut accepted: Vec<(usize, Arc<Topic>, i32, i32)> = Vec::new();
+        let mut accepted: Vec<Growth> = Vec::new();
         let mut added = 0usize;
-        for (i, (name, count)) in wants.into_iter().enumerate() {
-            match self.check_new_partitions(&name, count) {
+        for (i, (name, count, assignments)) in wants.into_iter().enumerate() {
+            let checked = self.check_new_partitions(&name, count).and_then(|t| {
+                self.placement_of_growth(&t, count, assignments)
+                    .map(|a| (t, a))
+            });
+            match checked {
                 Err(e) => results.push(Err(e)),
-                Ok(t) => {
+                Ok((t, placed)) => {
                     let current = t.partition_count() as i32;
                     added += (count - current) as usize;
                     if added > MAX_RECORDS_PER_USER_OP {
                         return Err(TopicError::PolicyViolation(EXCESSIVE_BATCH.into()));
                     }
                     results.push(Ok(()));
-                    accepted.push((i, t, current, count));
+                    accepted.push((i, t, current, count, placed));
                 }
             }
         }
@@ -311,26 +318,36 @@ impl Topics {
             }
             return Ok(results);
         }
-        for (_, t, from, to) in &accepted {
+        for (_, t, from, to, _) in &accepted {
             tracing::info!(topic = %t.name, from, to, "added partitions");
         }
         Ok(results)
     }
 
     /// Lays out, records and publishes new partitions; undoes it all on failure.
-    fn grow_accepted(&self, accepted: &[(usize, Arc<Topic>, i32, i32)]) -> Result<(), TopicError> {
+    fn grow_accepted(&self, accepted: &[Growth]) -> Result<(), TopicError> {
         let mut made = Vec::new();
         let mut laid = Vec::with_capacity(accepted.len());
         let mut batch: RecordBatch = Vec::new();
-        for (_, t, from, to) in accepted {
+        for (_, t, from, to, assigned) in accepted {
             let lc = config::log_config(&self.broker, &self.configs_of(&t.name));
-            let placed = self.place(*from, *to)?;
+            let placed = match assigned {
+                Some(a) => a.clone(),
+                None => {
+                    let rf = self
+                        .image()
+                        .topic(&t.name)
+                        .and_then(|ti| ti.partition(0))
+                        .map_or(1, |p| p.replicas.len().max(1) as i32);
+                    self.place(*from, *to, rf)?
+                }
+            };
             match self.lay_out(&t.name, &placed, *from, &lc, &mut made) {
                 Ok(parts) => {
                     batch.extend(
                         (*from..)
                             .zip(&placed)
-                            .map(|(p, n)| partition_record(t.id, p, *n)),
+                            .map(|(p, r)| partition_record(t.id, p, r)),
                     );
                     laid.push(parts);
                 }
@@ -360,20 +377,54 @@ impl Topics {
         Ok(())
     }
 
-    /// The broker of each new partition `from..to` (see [`super::placement`]).
-    fn place(&self, from: i32, to: i32) -> Result<Vec<NodeId>, TopicError> {
+    /// The replicas of each new partition `from..to`, `rf` each (see
+    /// [`super::placement`]).
+    fn place(&self, from: i32, to: i32, rf: i32) -> Result<Vec<Vec<NodeId>>, TopicError> {
         let image = self.image();
         if image.brokers().next().is_none() {
             // Before this node registered (migrating an old data directory).
-            return Ok(vec![self.node; (to - from).max(0) as usize]);
+            return Ok(vec![vec![self.node]; (to - from).max(0) as usize]);
         }
         let start = (Uuid::new_v4().as_u128() % 65_521) as usize;
-        super::placement::assign(&image, from, to, start).ok_or_else(|| {
-            TopicError::NoBrokers(
-                "Unable to replicate the partition 1 time(s): All brokers are currently fenced."
-                    .into(),
-            )
-        })
+        super::placement::assign(&image, from, to, rf, start).map_err(placement_error)
+    }
+
+    /// The explicit replicas of the partitions a growth of `t` to `count`
+    /// adds, checked (`None`: place them automatically).
+    fn placement_of_growth(
+        &self,
+        t: &Topic,
+        count: i32,
+        assignments: Vec<Vec<NodeId>>,
+    ) -> Result<Option<Vec<Vec<NodeId>>>, TopicError> {
+        if assignments.is_empty() {
+            return Ok(None);
+        }
+        let adding = count - t.partition_count() as i32;
+        if assignments.len() as i32 != adding {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "Attempted to add {adding} additional partition(s), but only {} assignment(s) were specified.",
+                assignments.len()
+            )));
+        }
+        let existing = self
+            .image()
+            .topic(&t.name)
+            .and_then(|ti| ti.partition(0))
+            .map_or(0, |p| p.replicas.len());
+        if let Some(a) = assignments.iter().find(|a| a.len() != existing) {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {existing} replica(s).",
+                a.len()
+            )));
+        }
+        self.check_assignment(&assignments)?;
+        Ok(Some(assignments))
+    }
+
+    /// Checks explicit replica lists against the registered brokers.
+    pub fn check_assignment(&self, assignment: &[Vec<NodeId>]) -> Result<(), TopicError> {
+        super::placement::check_assignment(&self.image(), assignment).map_err(placement_error)
     }
 
     /// Checks that `name` exists and may grow to `count` partitions
@@ -444,5 +495,16 @@ impl Topics {
             p.log.set_config(lc.clone());
         }
         Ok(())
+    }
+}
+
+/// A topic growth accepted: its index in the request, the topic, the
+/// partition counts from and to, and explicit replicas of the new ones.
+type Growth = (usize, Arc<Topic>, i32, i32, Option<Vec<Vec<NodeId>>>);
+
+fn placement_error(e: super::placement::PlacementError) -> TopicError {
+    match e {
+        super::placement::PlacementError::ReplicationFactor(m) => TopicError::NoBrokers(m),
+        super::placement::PlacementError::Assignment(m) => TopicError::InvalidReplicaAssignment(m),
     }
 }

@@ -106,7 +106,7 @@ impl Topics {
             }
             p.set_placement(
                 self.node,
-                placed.leader == self.node,
+                placed.leader,
                 placed.leader_epoch,
                 &placed.replicas,
                 &placed.isr,
@@ -122,7 +122,7 @@ impl Topics {
             }
         }
         // Wake waiting fetches and produces: they find it gone and answer so.
-        p.set_placement(self.node, false, placed.leader_epoch, &[], &[]);
+        p.set_placement(self.node, NodeId::NONE, placed.leader_epoch, &[], &[]);
         let dir = p.log.dir().to_path_buf();
         let _ = p.log.close();
         let doomed = self.dir.join(format!(

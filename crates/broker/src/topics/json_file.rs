@@ -71,7 +71,7 @@ pub(super) fn read(path: &Path, node: NodeId) -> Result<RecordBatch, TopicError>
                 e.name
             )));
         }
-        let placed = vec![node; e.partitions.max(0) as usize];
+        let placed = vec![vec![node]; e.partitions.max(0) as usize];
         batch.extend(topic_records(&e.name, e.id, &placed));
         batch.extend(config_records(&e.name, e.configs));
     }
@@ -82,7 +82,7 @@ pub(super) fn read(path: &Path, node: NodeId) -> Result<RecordBatch, TopicError>
 pub(super) fn topic_records<'a>(
     name: &str,
     id: Uuid,
-    placed: &'a [NodeId],
+    placed: &'a [Vec<NodeId>],
 ) -> impl Iterator<Item = MetadataRecord> + 'a {
     let head = MetadataRecord::Topic {
         name: name.to_string(),
@@ -92,18 +92,22 @@ pub(super) fn topic_records<'a>(
         placed
             .iter()
             .enumerate()
-            .map(move |(p, node)| partition_record(id, p as i32, *node)),
+            .map(move |(p, replicas)| partition_record(id, p as i32, replicas)),
     )
 }
 
-/// A new partition placed on `node` alone, which leads it.
-pub(super) fn partition_record(topic_id: Uuid, partition: i32, node: NodeId) -> MetadataRecord {
+/// A new partition on `replicas`, all in sync, led by the first.
+pub(super) fn partition_record(
+    topic_id: Uuid,
+    partition: i32,
+    replicas: &[NodeId],
+) -> MetadataRecord {
     MetadataRecord::Partition(PartitionRecord {
         topic_id,
         partition,
-        replicas: vec![node],
-        isr: vec![node],
-        leader: node,
+        replicas: replicas.to_vec(),
+        isr: replicas.to_vec(),
+        leader: replicas.first().copied().unwrap_or(NodeId::NONE),
         leader_epoch: LeaderEpoch::FIRST,
         partition_epoch: 0,
     })

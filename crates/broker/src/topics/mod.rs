@@ -89,9 +89,12 @@ pub enum TopicError {
     /// Producer id allocation could not start (`producer-id-block`).
     #[error(transparent)]
     ProducerIds(#[from] crate::txn::producer_ids::ProducerIdsError),
-    /// INVALID_REPLICATION_FACTOR: no broker can take the partitions.
+    /// INVALID_REPLICATION_FACTOR: not enough brokers can take the partitions.
     #[error("{0}")]
     NoBrokers(String),
+    /// INVALID_REPLICA_ASSIGNMENT: explicit replicas that cannot be used.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     /// A metadata change does not fit the image (a bug, or a damaged file).
     #[error("metadata: {0}")]
     Metadata(#[from] ImageError),
@@ -128,9 +131,25 @@ pub struct NewTopic {
     pub partitions: i32,
     /// Config overrides (Kafka names).
     pub configs: BTreeMap<String, String>,
+    /// Replicas per partition when they are placed automatically.
+    pub replication_factor: i32,
+    /// Explicit replicas per partition, preferred leader first
+    /// (CreateTopics `assignments`); empty to place them automatically.
+    pub assignments: Vec<Vec<NodeId>>,
 }
 
 impl NewTopic {
+    /// A topic of `partitions` single-replica partitions placed automatically.
+    pub fn new(name: &str, partitions: i32, configs: BTreeMap<String, String>) -> NewTopic {
+        NewTopic {
+            name: name.to_string(),
+            partitions,
+            configs,
+            replication_factor: 1,
+            assignments: Vec::new(),
+        }
+    }
+
     /// Metadata records Kafka's controller would write for it.
     pub fn records(&self) -> usize {
         1 + self.partitions.max(0) as usize + self.configs.len()

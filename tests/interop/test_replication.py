@@ -1,0 +1,167 @@
+"""Replicated partitions and failover (issue: cluster, part 2) with real
+`strom server` processes and real clients: a topic with replication factor
+3 and min.insync.replicas=2 keeps every acknowledged record through the
+SIGKILL of its leader (twice), the killed broker truncates, catches up and
+rejoins the ISR; with two followers down acks=all is refused with
+NOT_ENOUGH_REPLICAS and acks=1 still accepted.
+
+The cluster's short sessions (cluster.FAST: broker.session.timeout.ms=2000)
+bound how long a dead leader keeps its partitions."""
+import threading
+import time
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import NewTopic
+
+from test_cluster import admin, cluster, read_all, wait  # noqa: F401 (cluster: the fixture)
+from yardstick import AGAINST_KAFKA
+
+pytestmark = pytest.mark.skipif(AGAINST_KAFKA, reason="starts Strom processes of its own")
+
+
+def partition(bootstrap, topic, index=0):
+    md = admin(bootstrap).list_topics(topic, timeout=10)
+    return md.topics[topic].partitions[index]
+
+
+def create_replicated(bootstrap, name, rf=None, assignment=None, min_isr=2):
+    a = admin(bootstrap)
+    config = {"min.insync.replicas": str(min_isr)}
+    if assignment:
+        t = NewTopic(name, len(assignment), replica_assignment=assignment, config=config)
+    else:
+        t = NewTopic(name, 1, rf, config=config)
+    a.create_topics([t])[name].result(30)
+    want = len(assignment[0]) if assignment else rf
+    return wait(f"{name} to be led with a full ISR", lambda: (
+        lambda p: p if p.leader >= 0 and len(p.isrs) == want else None)(partition(bootstrap, name)))
+
+
+class Writer:
+    """A confluent-kafka producer (idempotent, acks=all) writing numbered
+    records as fast as they are acknowledged, remembering which were."""
+
+    def __init__(self, bootstrap, topic):
+        self.acked, self.fatal, self.stop = [], [], threading.Event()
+        self.p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                           "linger.ms": 2, "message.timeout.ms": 60000,
+                           "error_cb": lambda e: e.fatal() and self.fatal.append(str(e))})
+        self.topic = topic
+        self.t = threading.Thread(target=self.run)
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set() and not self.fatal:
+            v = f"r{i}"
+            self.p.produce(self.topic, value=v.encode(),
+                           on_delivery=lambda err, m: err is None and self.acked.append(m.value().decode()))
+            self.p.poll(0)
+            i += 1
+            time.sleep(0.002)
+        self.p.flush(60)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join(90)
+
+    def wait_acked(self, n, timeout=60):
+        target = len(self.acked) + n
+        wait(f"{n} more acknowledged records", lambda: len(self.acked) >= target or self.fatal, timeout=timeout)
+        assert not self.fatal, self.fatal
+
+
+def test_acks_all_survives_sigkill_of_the_leader_with_no_acknowledged_record_lost(cluster):
+    p = create_replicated(cluster.bootstrap, "durable", rf=3)
+    assert sorted(p.replicas) == [1, 2, 3] and sorted(p.isrs) == [1, 2, 3], p
+    with Writer(cluster.bootstrap, "durable") as w:
+        w.wait_acked(500)
+        first = cluster.node(p.leader)
+        first.kill9()
+        # Another ISR member takes over once the dead one is fenced; the
+        # producer carries on after its metadata refresh.
+        live = ",".join(n.bootstrap for n in cluster.nodes if n.running())
+        after = wait("a new leader", lambda: (lambda q: q if q.leader not in (-1, first.node_id) else None)(
+            partition(live, "durable")))
+        assert first.node_id not in after.isrs, after
+        w.wait_acked(500)
+        # The killed broker comes back: it cuts its log to the high
+        # watermark, fetches the rest and rejoins the ISR.
+        first.restart()
+        wait("the restarted broker back in the ISR",
+             lambda: sorted(partition(cluster.bootstrap, "durable").isrs) == [1, 2, 3], timeout=60)
+        w.wait_acked(300)
+        # The second leader dies too; the third (or the first) takes over.
+        second = cluster.node(partition(cluster.bootstrap, "durable").leader)
+        second.kill9()
+        live = ",".join(n.bootstrap for n in cluster.nodes if n.running())
+        wait("a third leader", lambda: partition(live, "durable").leader not in (-1, second.node_id))
+        w.wait_acked(300)
+    assert not w.fatal, w.fatal
+    live = ",".join(n.bootstrap for n in cluster.nodes if n.running())
+    got = read_all(live, "durable", 1)
+    assert len(got) == len(set(got)), "a record written twice"
+    missing = set(w.acked) - set(got)
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
+    # In the order they were produced.
+    numbers = [int(v[1:]) for v in got]
+    assert numbers == sorted(numbers)
+    assert len(w.acked) >= 1600
+
+
+def produce_once(bootstrap, topic, acks):
+    """One record with `acks`, no retries: the broker's answer."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "retries": 0,
+                  "enable.idempotence": False, "message.timeout.ms": 10000})
+    out = []
+    p.produce(topic, value=b"x", on_delivery=lambda err, m: out.append(err))
+    p.flush(20)
+    return out[0]
+
+
+def test_with_two_followers_down_acks_all_is_refused_and_acks_1_accepted(cluster):
+    # Followers on broker-only nodes, so the metadata quorum keeps its
+    # majority and fences them.
+    cluster.add_broker()
+    cluster.add_broker()
+    wait("five brokers", lambda: len(admin(cluster.bootstrap).list_topics(timeout=10).brokers) == 5)
+    p = create_replicated(cluster.bootstrap, "guarded", assignment=[[1, 4, 5]])
+    assert p.replicas == [1, 4, 5] and p.leader == 1, p
+    assert produce_once(cluster.bootstrap, "guarded", "all") is None
+    cluster.node(4).kill9()
+    cluster.node(5).kill9()
+    wait("the ISR to shrink to the leader", lambda: partition(cluster.bootstrap, "guarded").isrs == [1])
+    err = produce_once(cluster.bootstrap, "guarded", "all")
+    assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
+    assert produce_once(cluster.bootstrap, "guarded", "1") is None
+    # One follower back is enough for min.insync.replicas=2.
+    cluster.node(4).restart()
+    wait("the follower back in the ISR", lambda: sorted(partition(cluster.bootstrap, "guarded").isrs) == [1, 4],
+         timeout=60)
+    assert produce_once(cluster.bootstrap, "guarded", "all") is None
+    got = read_all(cluster.bootstrap, "guarded", 1)
+    assert got == ["x", "x", "x"], got
+
+
+def test_replication_factors_the_cluster_cannot_meet_are_refused(cluster):
+    a = admin(cluster.bootstrap)
+    f = a.create_topics([NewTopic("too-many", 1, 4)])["too-many"]
+    with pytest.raises(KafkaException) as e:
+        f.result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert "only 3 broker(s) are registered" in e.value.args[0].str()
+    f = a.create_topics([NewTopic("nobody", 1, replica_assignment=[[1, 9]])])["nobody"]
+    with pytest.raises(KafkaException) as e:
+        f.result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    # Partitions added later get the topic's replication factor.
+    create_replicated(cluster.bootstrap, "growing", rf=2, min_isr=1)
+    from confluent_kafka.admin import NewPartitions
+    a.create_partitions([NewPartitions("growing", 3)])["growing"].result(30)
+    md = wait("three partitions", lambda: (lambda t: t if len(t.partitions) == 3 else None)(
+        admin(cluster.bootstrap).list_topics("growing", timeout=10).topics["growing"]))
+    assert all(len(q.replicas) == 2 and len(set(q.replicas)) == 2 for q in md.partitions.values()), md.partitions
