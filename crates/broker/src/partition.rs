@@ -286,8 +286,9 @@ impl Partition {
         );
         // A follower keeps the high watermark its leader gave it, and so
         // does a replica of an offline partition, for when a leader is
-        // chosen.
-        if leading || !replicas.contains(&me) {
+        // chosen. A replica moved away keeps its last one too: produces
+        // still waiting on it must not see its whole log as replicated.
+        if leading {
             self.publish_hw(&state);
         }
         drop(state);
@@ -368,7 +369,13 @@ impl Partition {
     }
 
     /// As a follower: the leader's high watermark, capped by this log's end.
-    pub fn set_follower_high_watermark(&self, hw: i64) {
+    /// A response fetched at another epoch than the one followed now (this
+    /// node leads since, or follows another leader) is ignored.
+    pub fn set_follower_high_watermark(&self, hw: i64, epoch: LeaderEpoch) {
+        let _order = self.replication.lock();
+        if self.follow_epoch.load(Ordering::Acquire) != i64::from(epoch.0) {
+            return;
+        }
         let hw = hw.min(self.log.log_end_offset()).max(0);
         self.hw.store(hw, Ordering::Release);
     }
@@ -558,7 +565,7 @@ mod tests {
             .expect("append");
         p.append_replicated(&batch_at(5, 5), LeaderEpoch(0))
             .expect("append");
-        p.set_follower_high_watermark(5);
+        p.set_follower_high_watermark(5, LeaderEpoch(0));
         assert_eq!(p.log.log_end_offset(), 10);
         // The same leader, an ISR change: nothing is cut.
         follow(&p, 0);
@@ -567,10 +574,13 @@ mod tests {
         follow(&p, 1);
         assert_eq!(p.log.log_end_offset(), 5);
         assert_eq!(p.high_watermark(), 5);
-        // A fetch made at the old epoch that lands after the change is dropped.
+        // A fetch made at the old epoch that lands after the change is
+        // dropped, and so is the high watermark it carried.
         p.append_replicated(&batch_at(5, 5), LeaderEpoch(0))
             .expect("stale");
+        p.set_follower_high_watermark(2, LeaderEpoch(0));
         assert_eq!(p.log.log_end_offset(), 5);
+        assert_eq!(p.high_watermark(), 5);
         p.append_replicated(&batch_at(5, 3), LeaderEpoch(1))
             .expect("append");
         assert_eq!(p.log.log_end_offset(), 8);
@@ -586,7 +596,7 @@ mod tests {
                 .expect("append");
             p.append_replicated(&batch_at(10, 10), LeaderEpoch(0))
                 .expect("append");
-            p.set_follower_high_watermark(10);
+            p.set_follower_high_watermark(10, LeaderEpoch(0));
             p.checkpoint_high_watermark().expect("checkpoint");
             p.log.close().expect("close");
         }
@@ -637,5 +647,33 @@ mod tests {
             &ids(&[1]),
         );
         assert_eq!(q.log.log_end_offset(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_produce_waiting_on_a_replica_moved_away_is_not_acknowledged() {
+        use crate::replication::{wait_replicated, Replicated};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Arc::new(Partition::open("t", 0, dir.path(), LogConfig::default()).expect("open"));
+        p.set_placement(
+            NodeId(1),
+            NodeId(1),
+            LeaderEpoch(0),
+            &ids(&[1, 2]),
+            &ids(&[1, 2]),
+        );
+        p.on_follower_fetch(NodeId(2), 0);
+        p.append(&BatchBuilder::new(0).record(None, Some(b"v")).build())
+            .expect("append");
+        assert_eq!(p.high_watermark(), 0, "follower 2 does not have it yet");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let waiting = tokio::spawn({
+            let p = p.clone();
+            async move { wait_replicated(&p, 1, LeaderEpoch(0), deadline).await }
+        });
+        tokio::task::yield_now().await;
+        // The partition moves to broker 2 alone; this replica is dropped.
+        p.set_placement(NodeId(1), NodeId(2), LeaderEpoch(1), &ids(&[2]), &ids(&[2]));
+        assert_eq!(waiting.await.expect("join"), Replicated::NotLeader);
+        assert_eq!(p.high_watermark(), 0);
     }
 }

@@ -392,6 +392,6 @@ fn apply(
             tracing::warn!(partition = %f.tp, error = %e, "cannot move a follower's log start");
         }
     }
-    log.set_follower_high_watermark(pd.high_watermark);
+    log.set_follower_high_watermark(pd.high_watermark, f.epoch);
     Ok(after > before)
 }
