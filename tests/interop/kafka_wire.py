@@ -437,3 +437,25 @@ def list_groups_v0(bootstrap):
         conn.close()
     assert r.take(">h") == 0
     return {r.string(): r.string() for _ in range(r.take(">i"))}
+
+
+# ---------------------------------------------------------------- OffsetForLeaderEpoch (test_replication.py)
+
+def offset_for_leader_epoch_v3(bootstrap, topic, partition, leader_epoch, current_leader_epoch=-1):
+    """OffsetForLeaderEpoch v3 (the last non-flexible version) for one
+    partition, as a consumer asks it (replica id -1): (error code, leader
+    epoch, end offset)."""
+    conn = RawConnection(bootstrap)
+    try:
+        body = struct.pack(">hhi", 23, 3, 1) + _str("epoch-test")
+        body += struct.pack(">i", -1) + struct.pack(">i", 1) + _str(topic)
+        body += struct.pack(">i", 1) + struct.pack(">iii", partition, current_leader_epoch, leader_epoch)
+        r = _Reader(conn.send_frame(struct.pack(">i", len(body)) + body), 4)
+    finally:
+        conn.close()
+    r.take(">i")  # throttle time
+    assert r.take(">i") == 1 and r.string() == topic
+    assert r.take(">i") == 1
+    error, index, epoch, end = r.take(">h"), r.take(">i"), r.take(">i"), r.take(">q")
+    assert index == partition
+    return error, epoch, end

@@ -2,18 +2,22 @@
 `strom server` processes and real clients: a topic with replication factor
 3 and min.insync.replicas=2 keeps every acknowledged record through the
 SIGKILL of its leader (twice), the killed broker truncates, catches up and
-rejoins the ISR; with two followers down acks=all is refused with
-NOT_ENOUGH_REPLICAS and acks=1 still accepted.
+rejoins the ISR; a diverged tail is cut where the new leader's epoch
+says; with two followers down acks=all is refused with NOT_ENOUGH_REPLICAS
+and acks=1 still accepted.
 
 The cluster's short sessions (cluster.FAST: broker.session.timeout.ms=2000)
 bound how long a dead leader keeps its partitions."""
+import os
+import signal
 import threading
 import time
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from kafka_wire import offset_for_leader_epoch_v3
 from test_cluster import admin, cluster, read_all, wait  # noqa: F401 (cluster: the fixture)
 from yardstick import AGAINST_KAFKA
 
@@ -23,6 +27,14 @@ pytestmark = pytest.mark.skipif(AGAINST_KAFKA, reason="starts Strom processes of
 def partition(bootstrap, topic, index=0):
     md = admin(bootstrap).list_topics(topic, timeout=10)
     return md.topics[topic].partitions[index]
+
+
+def high_watermark(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "hw-reader"})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    finally:
+        c.close()
 
 
 def create_replicated(bootstrap, name, rf=None, assignment=None, min_isr=2):
@@ -89,8 +101,8 @@ def test_acks_all_survives_sigkill_of_the_leader_with_no_acknowledged_record_los
             partition(live, "durable")))
         assert first.node_id not in after.isrs, after
         w.wait_acked(500)
-        # The killed broker comes back: it cuts its log to the high
-        # watermark, fetches the rest and rejoins the ISR.
+        # The killed broker comes back: it cuts what the new leader does
+        # not have (by leader epoch), fetches the rest and rejoins the ISR.
         first.restart()
         wait("the restarted broker back in the ISR",
              lambda: sorted(partition(cluster.bootstrap, "durable").isrs) == [1, 2, 3], timeout=60)
@@ -165,3 +177,58 @@ def test_replication_factors_the_cluster_cannot_meet_are_refused(cluster):
     md = wait("three partitions", lambda: (lambda t: t if len(t.partitions) == 3 else None)(
         admin(cluster.bootstrap).list_topics("growing", timeout=10).topics["growing"]))
     assert all(len(q.replicas) == 2 and len(set(q.replicas)) == 2 for q in md.partitions.values()), md.partitions
+
+
+def test_a_replica_with_a_diverged_tail_cuts_it_where_the_new_leader_says(cluster):
+    """KIP-101 with real processes: leader 4 takes records follower 5 never
+    gets (acks=1 while 5 is stopped), dies, and 5 leads at a new epoch.
+    Restarted, 4 keeps its log until 5's answer to its first fetch (the
+    diverging epoch) says where the two part; it cuts there, copies 5's
+    records and can lead with exactly them. OffsetForLeaderEpoch on 5
+    tells a consumer where each epoch ends."""
+    cluster.add_broker()
+    cluster.add_broker()
+    wait("five brokers", lambda: len(admin(cluster.bootstrap).list_topics(timeout=10).brokers) == 5)
+    p = create_replicated(cluster.bootstrap, "diverged", assignment=[[4, 5]], min_isr=1)
+    assert p.leader == 4, p
+    old = Producer({"bootstrap.servers": cluster.node(4).bootstrap, "acks": "1", "linger.ms": 0,
+                    "enable.idempotence": False, "retries": 0})
+    for i in range(20):
+        old.produce("diverged", value=f"base{i}".encode())
+    assert old.flush(30) == 0
+    wait("follower 5 to have the base records", lambda: high_watermark(cluster.bootstrap, "diverged") == 20)
+    # Well inside 5's session (2 s): stopped, 4 takes the tail alone, dies.
+    # The wait lets 5's fetch in flight end (replica.fetch.wait.max.ms is
+    # 500) so that no answer waiting in its socket carries the tail.
+    five = cluster.node(5)
+    os.kill(five.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.7)
+        for i in range(7):
+            old.produce("diverged", value=f"tail{i}".encode())
+        assert old.flush(5) == 0
+        cluster.node(4).kill9()
+    finally:
+        os.kill(five.proc.pid, signal.SIGCONT)
+    live = ",".join(n.bootstrap for n in cluster.nodes if n.running())
+    wait("5 to lead", lambda: partition(live, "diverged").leader == 5)
+    new = Producer({"bootstrap.servers": five.bootstrap, "acks": "all", "enable.idempotence": True})
+    for i in range(11):
+        new.produce("diverged", value=f"new{i}".encode())
+    assert new.flush(30) == 0
+
+    # Where each epoch ends, as a consumer would ask after the leader change.
+    answers = {offset_for_leader_epoch_v3(five.bootstrap, "diverged", 0, e) for e in range(40)}
+    assert (0, -1, -1) in answers, "an epoch newer than any: undefined"
+    ends = sorted(end for err, ep, end in answers if err == 0 and ep >= 0)
+    assert 20 in ends and 31 in ends, answers
+
+    four = cluster.node(4)
+    four.restart()
+    wait("4 back in the ISR", lambda: sorted(partition(cluster.bootstrap, "diverged").isrs) == [4, 5], timeout=60)
+    assert "diverged from the leader's; truncated" in four.read_log()
+    five.kill9()
+    live = ",".join(n.bootstrap for n in cluster.nodes if n.running())
+    wait("4 to lead again", lambda: partition(live, "diverged").leader == 4)
+    got = read_all(live, "diverged", 1)
+    assert got == [f"base{i}" for i in range(20)] + [f"new{i}" for i in range(11)], got

@@ -103,6 +103,11 @@ pub async fn dispatch(
             v,
             &list_offsets::handle(broker, v, decode_body(&frame)?),
         ),
+        ApiKey::OffsetForLeaderEpoch => encode(
+            &frame,
+            v,
+            &offset_for_leader_epoch::handle(broker, decode_body(&frame)?),
+        ),
         ApiKey::Metadata => encode(
             &frame,
             v,

@@ -254,11 +254,24 @@ impl Partition {
             if follows { i64::from(epoch.0) } else { -1 },
             Ordering::Release,
         );
-        if follows && new_leadership {
-            // A new leader: what this log holds past the high watermark may
-            // not be on it (an old leader's unreplicated tail, or what a
-            // follower copied from a leader that then died). Cut it and
-            // fetch the rest from the new leader.
+        if leading {
+            self.log.lead_at_epoch(epoch.0);
+        } else {
+            self.log.stop_leading();
+        }
+        if follows && new_leadership && self.log.latest_epoch().is_some() {
+            // The log knows its leader epochs: it is kept whole, and the
+            // new leader's answer to the first fetch (its diverging epoch)
+            // says where it parts from the leader's (KIP-101, KIP-320).
+            if known_hw >= 0 {
+                self.hw
+                    .store(known_hw.min(self.log.log_end_offset()), Ordering::Release);
+            }
+        } else if follows && new_leadership {
+            // A log from before leader epochs: what it holds past the high
+            // watermark may not be on the new leader (an old leader's
+            // unreplicated tail, or what a follower copied from a leader
+            // that then died). Cut it and fetch the rest from the leader.
             let to = known_hw.max(self.log.log_start_offset());
             if to < self.log.log_end_offset() {
                 match self.truncate_to(to) {
@@ -299,10 +312,33 @@ impl Partition {
     /// Cuts the log at `offset` (a follower's divergent tail) and rebuilds
     /// the producer state from what is left.
     pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        let cuts_records = offset < self.log.log_end_offset();
         self.log.truncate_to(offset)?;
+        if !cuts_records {
+            return Ok(());
+        }
         let state = rebuild(&self.log, true)?;
         *self.producers.lock() = state;
+        let leo = self.log.log_end_offset();
+        let _ = self
+            .hw
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |hw| {
+                (hw > leo).then_some(leo)
+            });
         Ok(())
+    }
+
+    /// As a follower at `epoch`: the leader said this log parts from its
+    /// own at `offset` (a Fetch's diverging epoch); cuts it there unless
+    /// the partition is followed at another epoch since. Returns whether
+    /// it cut.
+    pub fn truncate_diverged(&self, offset: i64, epoch: LeaderEpoch) -> Result<bool, StorageError> {
+        let _order = self.replication.lock();
+        if self.follow_epoch.load(Ordering::Acquire) != i64::from(epoch.0) {
+            return Ok(false);
+        }
+        self.truncate_to(offset)?;
+        Ok(true)
     }
 
     /// Saves the high watermark of a replicated partition if it moved since
@@ -584,6 +620,80 @@ mod tests {
         p.append_replicated(&batch_at(5, 3), LeaderEpoch(1))
             .expect("append");
         assert_eq!(p.log.log_end_offset(), 8);
+    }
+
+    /// `batch_at`, written by the leader of `epoch`.
+    fn batch_of_epoch(offset: i64, n: usize, epoch: i32) -> Vec<u8> {
+        let mut b = batch_at(offset, n);
+        BatchHeader::set_partition_leader_epoch(&mut b, epoch);
+        b
+    }
+
+    #[test]
+    fn a_follower_with_leader_epochs_keeps_its_log_until_the_leader_says_where_it_parts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default()).expect("open");
+        follow(&p, 1);
+        p.append_replicated(&batch_of_epoch(0, 5, 1), LeaderEpoch(1))
+            .expect("append");
+        p.append_replicated(&batch_of_epoch(5, 5, 1), LeaderEpoch(1))
+            .expect("append");
+        p.set_follower_high_watermark(5, LeaderEpoch(1));
+        assert_eq!(p.log.latest_epoch(), Some(1));
+        // A new leader: nothing is cut on a guess.
+        follow(&p, 2);
+        assert_eq!(p.log.log_end_offset(), 10);
+        assert_eq!(p.high_watermark(), 5);
+        // Its answer from an older epoch is ignored; at the epoch followed
+        // the log is cut where the leader's epoch 1 ends.
+        assert!(!p.truncate_diverged(7, LeaderEpoch(1)).expect("stale"));
+        assert_eq!(p.log.log_end_offset(), 10);
+        assert!(p.truncate_diverged(7, LeaderEpoch(2)).expect("cut"));
+        assert_eq!(
+            p.log.log_end_offset(),
+            5,
+            "the batch holding offset 7 goes whole"
+        );
+        assert_eq!(p.high_watermark(), 5);
+        assert!(p.truncate_diverged(3, LeaderEpoch(2)).expect("cut"));
+        assert_eq!(p.high_watermark(), 0, "below the high watermark: capped");
+    }
+
+    #[test]
+    fn a_leader_stamps_its_epoch_and_starts_it_at_the_log_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open("t", 0, dir.path(), LogConfig::default()).expect("open");
+        p.set_placement(
+            NodeId(1),
+            NodeId(1),
+            LeaderEpoch(4),
+            &ids(&[1, 2]),
+            &ids(&[1]),
+        );
+        p.append(&BatchBuilder::new(0).record(None, Some(b"v")).build())
+            .expect("append");
+        p.set_placement(
+            NodeId(1),
+            NodeId(1),
+            LeaderEpoch(6),
+            &ids(&[1, 2]),
+            &ids(&[1]),
+        );
+        let r = p.log.read(0, 1 << 20, None).expect("read");
+        let (h, _, _) = Batches::new(&r.records)
+            .next()
+            .expect("one batch")
+            .expect("valid");
+        assert_eq!(h.partition_leader_epoch, 4);
+        assert_eq!(p.log.end_offset_for_epoch(4), (4, 1));
+        assert_eq!(p.log.end_offset_for_epoch(6), (6, 1));
+        // Following now: appends keep the leader's epochs.
+        follow(&p, 7);
+        p.append_replicated(&batch_of_epoch(1, 2, 7), LeaderEpoch(7))
+            .expect("append");
+        // Epoch 6 wrote nothing and gives way to 7 at the same offset.
+        assert_eq!(p.log.end_offset_for_epoch(6), (4, 1));
+        assert_eq!(p.log.end_offset_for_epoch(7), (7, 3));
     }
 
     #[test]

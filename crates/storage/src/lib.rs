@@ -47,6 +47,7 @@
 mod checkpoint;
 pub mod cleaner;
 mod config;
+mod epochs;
 mod error;
 mod index;
 mod log;
@@ -54,5 +55,6 @@ mod reserve;
 mod segment;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
+pub use epochs::{EpochEntry, LEADER_EPOCH_CHECKPOINT};
 pub use error::{Result, StorageError};
 pub use log::{system_clock, AppendInfo, Clock, Log, ReadResult};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,10 +14,13 @@ use strom_record::{BatchHeader, HEADER_LEN};
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START_OFFSET};
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
+use crate::epochs::EpochCache;
 use crate::error::{Result, StorageError};
 use crate::index::{self, OffsetEntry};
 use crate::reserve;
 use crate::segment::{push_time, Segment};
+
+mod leader_epochs;
 
 /// Milliseconds since the Unix epoch; injectable for tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -153,6 +156,16 @@ pub struct Log {
     /// rolling: the cleaner (for a whole clean), retention, DeleteRecords,
     /// truncation. Lock order: segment_edit, then writer.
     segment_edit: Mutex<()>,
+    /// Leader epochs and where they start (checkpointed). Changed under
+    /// the writer lock; lock order: writer, then epochs.
+    epochs: Mutex<EpochCache>,
+    /// The leader epoch appends as leader are stamped with (-1: batches
+    /// keep the epoch they came with).
+    stamp_epoch: AtomicI32,
+    /// The cache holds an epoch led from the log end that is not saved
+    /// yet: saved before the first record written at it (an epoch with no
+    /// record is dropped at open anyway), so leading costs no fsync.
+    epochs_unsaved: AtomicBool,
 }
 
 impl std::fmt::Debug for Log {
@@ -308,6 +321,12 @@ impl Log {
             .max(first_base)
             .min(next_offset);
         let active = segments.values().next_back().expect("non-empty").clone();
+        let mut epochs = EpochCache::load(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        // Epochs whose records recovery cut off, or that retention removed.
+        let cut_end = epochs.truncate_from_end(next_offset);
+        if cut_end | epochs.truncate_from_start(log_start) {
+            epochs.save(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        }
         Ok(Log {
             dir,
             config: RwLock::new(config),
@@ -342,6 +361,9 @@ impl Log {
             write_gate: Mutex::new(()),
             opened_clean: clean.is_some(),
             segment_edit: Mutex::new(()),
+            epochs: Mutex::new(epochs),
+            stamp_epoch: AtomicI32::new(-1),
+            epochs_unsaved: AtomicBool::new(false),
         })
     }
 
@@ -516,6 +538,11 @@ impl Log {
 
             // Offsets (and times) go into copies of the headers; the records
             // are written from the caller's buffer as they are.
+            let stamp = if keep_offsets {
+                -1
+            } else {
+                self.stamp_epoch.load(Ordering::Acquire)
+            };
             let mut next = base_offset;
             let mut pos = 0usize;
             let mut headers = Vec::with_capacity(count);
@@ -526,12 +553,15 @@ impl Log {
                 if keep_offsets {
                     next = h.base_offset;
                 }
-                patched.push(BatchHeader::patched_header(
-                    &batches[pos..pos + len],
-                    next,
-                    append_time,
-                ));
+                let mut header =
+                    BatchHeader::patched_header(&batches[pos..pos + len], next, append_time);
                 let mut h2 = h;
+                if stamp >= 0 {
+                    // Outside the CRC: no checksum to redo.
+                    BatchHeader::set_partition_leader_epoch(&mut header, stamp);
+                    h2.partition_leader_epoch = stamp;
+                }
+                patched.push(header);
                 h2.base_offset = next;
                 if append_time >= 0 {
                     h2.max_timestamp = append_time;
@@ -541,6 +571,9 @@ impl Log {
                 pos += len;
             }
 
+            // Before the records: a crash between the two leaves an epoch
+            // starting at the log end, which the next open drops.
+            self.note_epochs(keep_offsets || stamp >= 0, &headers)?;
             let newest_ts = headers
                 .iter()
                 .map(|(_, h)| h.max_timestamp)
@@ -1087,7 +1120,10 @@ impl Log {
         let mut w = self.writer.lock();
         self.drain_pending()?;
         if offset >= self.log_end_offset() {
-            return Ok(());
+            // Nothing to cut but an epoch led here without a record, which a
+            // new leader may not know (Kafka does the same).
+            let leo = self.log_end_offset();
+            return self.edit_epochs(|c| c.truncate_from_end(leo));
         }
         self.mark_dirty(&mut w)?;
         let now = (self.clock)();
@@ -1165,6 +1201,7 @@ impl Log {
                 .map_err(|e| self.io(&self.dir, e))?;
             self.log_start_offset.store(new_end, Ordering::Release);
         }
+        self.edit_epochs(|c| c.truncate_from_end(new_end))?;
         tracing::info!(log = %self.dir.display(), offset, log_end_offset = new_end, "truncated log");
         Ok(())
     }
@@ -1189,6 +1226,7 @@ impl Log {
         checkpoint::write_i64(&self.dir, LOG_START_OFFSET, offset)
             .map_err(|e| self.io(&self.dir, e))?;
         self.log_start_offset.store(offset, Ordering::Release);
+        self.edit_epochs(|c| c.truncate_from_start(offset))?;
         drop(_w);
         // While the cleaner rewrites segments, the ones below the new start
         // are left for the next retention pass (reads already stop there).
@@ -1282,6 +1320,7 @@ impl Log {
                 checkpoint::write_i64(&self.dir, LOG_START_OFFSET, new_start)
                     .map_err(|e| self.io(&self.dir, e))?;
                 self.log_start_offset.store(new_start, Ordering::Release);
+                self.edit_epochs(|c| c.truncate_from_start(new_start))?;
             }
         }
         let n = self.delete_segments_below_start()?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use parking_lot::Mutex;
@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::s;
 use crate::broker::Broker;
 use crate::metadata::{LeaderEpoch, NodeId};
+use crate::partition::Partition;
 use crate::replication;
 
 /// Most sessions kept (Kafka's `max.incremental.fetch.session.cache.slots`).
@@ -34,6 +35,8 @@ struct SessionPartition {
     topic_id: Uuid,
     /// The leader epoch the client believes current (-1: unknown).
     epoch: i32,
+    /// The epoch of the last batch the client has (Fetch v12+; -1: none).
+    last_fetched_epoch: i32,
     fetch_offset: i64,
     max_bytes: i32,
     /// (high watermark, log start offset) last sent; `None` before the first response.
@@ -91,6 +94,7 @@ struct Want {
     key: Key,
     topic_id: Uuid,
     epoch: i32,
+    last_fetched_epoch: i32,
     fetch_offset: i64,
     max_bytes: i32,
     last_sent: Option<(i64, i64)>,
@@ -102,6 +106,7 @@ impl Want {
             key,
             topic_id: p.topic_id,
             epoch: p.epoch,
+            last_fetched_epoch: p.last_fetched_epoch,
             fetch_offset: p.fetch_offset,
             max_bytes: p.max_bytes,
             last_sent,
@@ -152,6 +157,32 @@ fn gather(
             Ok(led) => {
                 // Before reading: an append after the read wakes this fetch.
                 led.log.waiters.register(waiter);
+                match diverging(&led.log, w) {
+                    Ok(None) => {}
+                    Ok(Some((epoch, end_offset))) => {
+                        // No records, and the follower's offset means
+                        // nothing here until it has cut its log.
+                        let pd = PartitionData::default()
+                            .with_partition_index(w.key.1)
+                            .with_high_watermark(led.log.high_watermark())
+                            .with_last_stable_offset(led.log.last_stable_offset())
+                            .with_log_start_offset(led.log.log.log_start_offset())
+                            .with_diverging_epoch(
+                                EpochEndOffset::default()
+                                    .with_epoch(epoch)
+                                    .with_end_offset(end_offset),
+                            )
+                            .with_records(Some(Bytes::new()));
+                        out.push((w.key.clone(), w.topic_id, pd));
+                        error = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
+                        error = true;
+                        continue;
+                    }
+                }
                 if let Some(node) = replica {
                     if w.fetch_offset <= led.log.log.log_end_offset() {
                         let effects = led.log.on_follower_fetch(node, w.fetch_offset);
@@ -246,6 +277,22 @@ fn gather(
     (out, total, error)
 }
 
+/// Where the fetcher's log parts from this leader's, from the epoch of
+/// its last batch (KIP-320, Kafka's `Partition.readRecords`): the
+/// largest epoch here at most that one and where its records end, when
+/// that is before the fetch offset or an older epoch. OFFSET_OUT_OF_RANGE
+/// when the epoch cannot be placed or the offset is before the log start.
+fn diverging(p: &Partition, w: &Want) -> Result<Option<(i32, i64)>, ResponseError> {
+    if w.last_fetched_epoch < 0 {
+        return Ok(None);
+    }
+    let (epoch, end) = p.log.end_offset_for_epoch(w.last_fetched_epoch);
+    if epoch < 0 || end < 0 || w.fetch_offset < p.log.log_start_offset() {
+        return Err(ResponseError::OffsetOutOfRange);
+    }
+    Ok((epoch < w.last_fetched_epoch || end < w.fetch_offset).then_some((epoch, end)))
+}
+
 /// The broker's `fetch.max.bytes` (Kafka's default 55 MiB).
 fn broker_max_bytes(broker: &Broker) -> i32 {
     broker
@@ -316,6 +363,11 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
                     SessionPartition {
                         topic_id: id,
                         epoch: p.current_leader_epoch,
+                        last_fetched_epoch: if version >= 12 {
+                            p.last_fetched_epoch
+                        } else {
+                            -1
+                        },
                         fetch_offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes,
                         last_sent: None,
@@ -357,6 +409,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
                     Some((_, sp)) => {
                         sp.fetch_offset = p.fetch_offset;
                         sp.epoch = p.epoch;
+                        sp.last_fetched_epoch = p.last_fetched_epoch;
                         sp.max_bytes = p.max_bytes;
                     }
                     None => sess.partitions.push((k, p)),

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod partitions_admin;
 pub mod produce;
 pub mod topics_admin;

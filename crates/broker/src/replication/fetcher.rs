@@ -298,13 +298,17 @@ fn request(
 ) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for f in followed {
-        let offset = next
-            .get(&f.tp)
-            .copied()
-            .unwrap_or_else(|| f.log.log.log_end_offset());
+        let (offset, last_epoch) = match next.get(&f.tp) {
+            Some(at) => (*at, -1),
+            None => (
+                f.log.log.log_end_offset(),
+                f.log.log.latest_epoch().unwrap_or(-1),
+            ),
+        };
         let part = FetchPartition::default()
             .with_partition(f.tp.partition)
             .with_current_leader_epoch(f.epoch.0)
+            .with_last_fetched_epoch(last_epoch)
             .with_fetch_offset(offset)
             .with_log_start_offset(f.log.log.log_start_offset())
             .with_partition_max_bytes(config.partition_max_bytes);
@@ -366,6 +370,14 @@ fn apply(
             return Err(());
         }
     }
+    if pd.diverging_epoch.epoch >= 0 && pd.diverging_epoch.end_offset >= 0 {
+        return truncate_diverged(
+            f,
+            pd.diverging_epoch.epoch,
+            pd.diverging_epoch.end_offset,
+            next,
+        );
+    }
     let records: Bytes = pd.records.clone().unwrap_or_default();
     let before = log.log.log_end_offset();
     if !records.is_empty() {
@@ -394,4 +406,41 @@ fn apply(
     }
     log.set_follower_high_watermark(pd.high_watermark, f.epoch);
     Ok(after > before)
+}
+
+/// The leader says our log parts from its own after `leader_end` (the end
+/// of its epoch `leader_epoch`, the largest it has at most our latest):
+/// cut where both logs still agree, as Kafka's follower does (KIP-279).
+/// When we have that epoch too, both have it up to the smaller of the two
+/// ends; when we do not, our records up to the end of our largest epoch
+/// before it are checked in the next round. `Ok(true)`: fetch again now.
+fn truncate_diverged(
+    f: &Followed,
+    leader_epoch: i32,
+    leader_end: i64,
+    next: &mut HashMap<TopicPartition, i64>,
+) -> Result<bool, ()> {
+    let log = &f.log;
+    let leo = log.log.log_end_offset();
+    let (epoch, end) = log.log.end_offset_for_epoch(leader_epoch);
+    let to = if epoch < 0 || end < 0 {
+        leader_end.min(leo)
+    } else if epoch == leader_epoch {
+        leader_end.min(end)
+    } else {
+        end.min(leo)
+    };
+    next.remove(&f.tp);
+    match log.truncate_diverged(to, f.epoch) {
+        Ok(cut) => {
+            if cut {
+                tracing::info!(partition = %f.tp, leader_epoch, leader_end, offset = to, log_end_offset = log.log.log_end_offset(), "follower log diverged from the leader's; truncated");
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::error!(partition = %f.tp, error = %e, "cannot truncate a follower's diverged log");
+            Err(())
+        }
+    }
 }

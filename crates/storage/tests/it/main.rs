@@ -3,6 +3,7 @@
 mod basics;
 mod cleaner;
 mod crash;
+mod epochs;
 mod model;
 
 use std::sync::atomic::{AtomicI64, Ordering};
