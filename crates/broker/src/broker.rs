@@ -14,7 +14,7 @@ use crate::handlers::fetch::FetchSessions;
 use crate::metadata::controller::{ControllerReply, ControllerRequest};
 use crate::metadata::lifecycle::{self, Membership};
 use crate::metadata::records::{BrokerRegistration, Endpoint};
-use crate::metadata::{MetadataError, MetadataStore, NodeId};
+use crate::metadata::{ControllerTimings, MetadataError, MetadataStore, NodeId};
 use crate::replica::ReplicaManager;
 use crate::topics::{TopicError, Topics};
 use crate::txn::producer_ids::ProducerIds;
@@ -268,13 +268,23 @@ fn open_cluster_store(
     let election = config
         .get_i64("controller.quorum.election.timeout.ms", 1000)
         .max(20) as u64;
+    let rebalance = config.get_bool("auto.leader.rebalance.enable").then(|| {
+        Duration::from_secs(
+            config
+                .get_i64("leader.imbalance.check.interval.seconds", 300)
+                .max(1) as u64,
+        )
+    });
     Ok(MetadataStore::open_cluster(
         dir,
         NodeId(config.node_id()),
         voters,
         listen,
-        Duration::from_millis(session),
-        Duration::from_millis(election),
+        ControllerTimings {
+            session: Duration::from_millis(session),
+            election: Duration::from_millis(election),
+            rebalance,
+        },
     )?)
 }
 

@@ -191,6 +191,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("broker.rack", STR, "", 0),
     def("broker.heartbeat.interval.ms", Int, "2000", 1),
     def("broker.session.timeout.ms", Int, "9000", 1),
+    def("auto.leader.rebalance.enable", Boolean, "true", 0),
+    def("leader.imbalance.check.interval.seconds", Long, "300", 1),
     def("controller.quorum.election.timeout.ms", Int, "1000", 1),
     def("controller.quorum.fetch.timeout.ms", Int, "2000", 1),
     def("log.dirs", STR, "./strom-data", 0),

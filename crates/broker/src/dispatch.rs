@@ -163,11 +163,10 @@ pub async fn dispatch(
             v,
             &describe_topic_partitions::handle(broker, decode_body(&frame)?),
         ),
-        ApiKey::ElectLeaders => encode(
-            &frame,
-            v,
-            &partitions_admin::elect_leaders(broker, v, decode_body(&frame)?),
-        ),
+        ApiKey::ElectLeaders => encode(&frame, v, &{
+            let req = decode_body(&frame)?;
+            off_worker(|| elect_leaders::handle(broker, v, req))
+        }),
         ApiKey::AlterPartitionReassignments => encode(&frame, v, &{
             let req = decode_body(&frame)?;
             off_worker(|| partitions_admin::alter_reassignments(broker, req))

@@ -12,6 +12,7 @@ pub mod delete_records;
 pub mod describe_configs;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;

@@ -1,21 +1,18 @@
-//! ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments.
+//! AlterPartitionReassignments and ListPartitionReassignments.
 //! Reassignments go to the controller, which moves the partition (see
-//! [`crate::metadata::reassignment`]); elections are not needed while
-//! every partition has one replica. Checks and messages are Kafka's
+//! [`crate::metadata::reassignment`]). Checks and messages are Kafka's
 //! controller's.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
-use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
-    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsResponse, TopicName,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use thiserror::Error;
 
@@ -25,15 +22,9 @@ use crate::metadata::controller::{ControllerReply, ControllerRequest};
 use crate::metadata::reassignment::ReassignError;
 use crate::metadata::NodeId;
 
-/// Why a partition cannot be elected or reassigned (Kafka's messages).
+/// Why a partition cannot be reassigned (Kafka's messages).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 enum PartitionAdminError {
-    #[error("No such topic as {0}")]
-    ElectNoTopic(String),
-    #[error("No such partition as {0}-{1}")]
-    ElectNoPartition(String, i32),
-    #[error("Leader election not needed for topic partition.")]
-    ElectionNotNeeded,
     #[error("Unable to find a topic named {0}.")]
     ReassignNoTopic(String),
     #[error("Unable to find partition {0}:{1}.")]
@@ -44,11 +35,7 @@ impl PartitionAdminError {
     fn code(&self) -> i16 {
         use PartitionAdminError::*;
         match self {
-            ElectNoTopic(_)
-            | ElectNoPartition(..)
-            | ReassignNoTopic(_)
-            | ReassignNoPartition(..) => ResponseError::UnknownTopicOrPartition,
-            ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+            ReassignNoTopic(_) | ReassignNoPartition(..) => ResponseError::UnknownTopicOrPartition,
         }
         .code()
     }
@@ -57,90 +44,6 @@ impl PartitionAdminError {
 /// The partitions of `topic`, if it exists.
 fn partition_count(broker: &Broker, topic: &str) -> Option<i32> {
     broker.topics.get(topic).map(|t| t.partition_count() as i32)
-}
-
-/// Kafka's election types: 0 preferred, 1 unclean.
-fn valid_election_type(t: i8) -> bool {
-    t == 0 || t == 1
-}
-
-fn elect_one(broker: &Broker, topic: &str, partition: i32) -> PartitionAdminError {
-    match partition_count(broker, topic) {
-        None => PartitionAdminError::ElectNoTopic(topic.to_string()),
-        Some(n) if partition < 0 || partition >= n => {
-            PartitionAdminError::ElectNoPartition(topic.to_string(), partition)
-        }
-        // The only replica leads already: preferred and unclean alike.
-        Some(_) => PartitionAdminError::ElectionNotNeeded,
-    }
-}
-
-fn result(partition: i32, e: &PartitionAdminError) -> PartitionResult {
-    PartitionResult::default()
-        .with_partition_id(partition)
-        .with_error_code(e.code())
-        .with_error_message(Some(s(e.to_string())))
-}
-
-/// ElectLeaders (v0 is always a preferred election). With no partitions
-/// named, every topic is listed and, as in Kafka, partitions that need no
-/// election are left out; named partitions each get their answer.
-pub fn elect_leaders(
-    broker: &Broker,
-    version: i16,
-    req: ElectLeadersRequest,
-) -> ElectLeadersResponse {
-    if version >= 1 && !valid_election_type(req.election_type) {
-        // Kafka refuses the request: the error on the request and each partition.
-        let e = ResponseError::InvalidRequest.code();
-        let results = req
-            .topic_partitions
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| {
-                ReplicaElectionResult::default()
-                    .with_partition_result(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                PartitionResult::default()
-                                    .with_partition_id(*p)
-                                    .with_error_code(e)
-                            })
-                            .collect(),
-                    )
-                    .with_topic(t.topic)
-            })
-            .collect();
-        return ElectLeadersResponse::default()
-            .with_error_code(e)
-            .with_replica_election_results(results);
-    }
-    let results = match req.topic_partitions {
-        None => {
-            let mut names: Vec<String> =
-                broker.topics.all().iter().map(|t| t.name.clone()).collect();
-            names.sort();
-            names
-                .into_iter()
-                .map(|t| ReplicaElectionResult::default().with_topic(TopicName(s(t))))
-                .collect()
-        }
-        Some(topics) => topics
-            .into_iter()
-            .map(|t| {
-                let partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| result(*p, &elect_one(broker, &t.topic.0, *p)))
-                    .collect();
-                ReplicaElectionResult::default()
-                    .with_topic(t.topic)
-                    .with_partition_result(partitions)
-            })
-            .collect(),
-    };
-    ElectLeadersResponse::default().with_replica_election_results(results)
 }
 
 fn check_exists(broker: &Broker, topic: &str, partition: i32) -> Result<(), PartitionAdminError> {

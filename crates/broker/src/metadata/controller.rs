@@ -25,6 +25,7 @@ use strom_quorum::{ProposeError, Quorum};
 
 use uuid::Uuid;
 
+use super::election::{self, ElectError, ElectionType};
 use super::image::MetadataImage;
 use super::reassignment::{self, ReassignError};
 use super::records::{encode_batch, BrokerRegistration, MetadataRecord, PartitionChange};
@@ -80,6 +81,14 @@ pub enum ControllerRequest {
         /// The ISR it wants.
         isr: Vec<NodeId>,
     },
+    /// Elect leaders (ElectLeaders): `None` elects every partition whose
+    /// preferred replica could lead and does not.
+    Elect {
+        /// How.
+        how: ElectionType,
+        /// Which partitions, by topic name and index.
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// The controller's answer.
@@ -119,6 +128,13 @@ pub enum ControllerReply {
         offset: u64,
         /// One result per partition asked about, in order.
         results: Vec<Result<(), ReassignError>>,
+    },
+    /// Elections: per partition, elected or why not.
+    Elected {
+        /// The batch's offset (the image's when nothing was committed).
+        offset: u64,
+        /// The partitions asked about (all elected ones for `None`), in order.
+        results: Vec<(String, i32, Result<(), ElectError>)>,
     },
     /// The request does not fit the image (a name taken meanwhile, …).
     Refused(String),
@@ -406,6 +422,22 @@ pub fn decide(
                 },
             }
         }
+        ControllerRequest::Elect { how, partitions } => {
+            let partitions = partitions.unwrap_or_else(|| election::all_partitions(image));
+            let mut records = Vec::new();
+            let mut results = Vec::with_capacity(partitions.len());
+            for (topic, partition) in partitions {
+                let r = election::elect(image, &topic, partition, how).map(|r| records.push(r));
+                results.push((topic, partition, r));
+            }
+            Decision {
+                records,
+                reply: ControllerReply::Elected {
+                    offset: image.offset,
+                    results,
+                },
+            }
+        }
     }
 }
 
@@ -468,13 +500,50 @@ impl Controller {
                 match &mut reply {
                     ControllerReply::Committed { offset }
                     | ControllerReply::Registered { offset, .. }
-                    | ControllerReply::Reassigned { offset, .. } => *offset = at,
+                    | ControllerReply::Reassigned { offset, .. }
+                    | ControllerReply::Elected { offset, .. } => *offset = at,
                     _ => {}
                 }
                 reply
             }
             Err(ProposeError::NotLeader { .. }) => ControllerReply::NotLeader,
             Err(e) => ControllerReply::Failed(e.to_string()),
+        }
+    }
+
+    /// Gives every partition whose preferred replica could lead and does
+    /// not its preferred leader back (`auto.leader.rebalance.enable`); call
+    /// every `leader.imbalance.check.interval.seconds` on every voter (a
+    /// no-op unless this node leads).
+    pub async fn balance_leaders(&self) {
+        let Some(q) = self.quorum.upgrade() else {
+            return;
+        };
+        if q.leader() != Some(q.node_id()) {
+            return;
+        }
+        drop(q);
+        let imbalanced = election::imbalanced(&self.image.read());
+        if imbalanced.is_empty() {
+            return;
+        }
+        let reply = self
+            .run(ControllerRequest::Elect {
+                how: ElectionType::Preferred,
+                partitions: Some(imbalanced),
+            })
+            .await;
+        if let ControllerReply::Elected { results, .. } = &reply {
+            let moved: Vec<String> = results
+                .iter()
+                .filter(|(_, _, r)| r.is_ok())
+                .map(|(t, p, _)| format!("{t}-{p}"))
+                .collect();
+            if !moved.is_empty() {
+                tracing::info!(partitions = ?moved, "preferred replicas lead again (auto.leader.rebalance.enable)");
+            }
+        } else {
+            tracing::warn!(reply = ?reply, "leader balancing failed");
         }
     }
 

@@ -329,3 +329,93 @@ fn a_commit_that_does_not_fit_is_refused() {
     assert!(d.records.is_empty());
     assert!(matches!(d.reply, ControllerReply::Refused(_)));
 }
+
+#[test]
+fn preferred_and_unclean_elections_follow_kafkas_rules() {
+    let now = Instant::now();
+    let (mut image, mut live) = registered(&[1, 2, 3], now);
+    image = with_topic(&image, &[1, 2, 3]);
+    let p = |img: &MetadataImage| img.topic("t").unwrap().partition(0).unwrap().clone();
+    let epoch = |img: &MetadataImage, id| img.broker(NodeId(id)).unwrap().epoch;
+    let elect = |img: &MetadataImage, live: &mut Liveness, how, partitions| {
+        let d = decide(img, live, ControllerRequest::Elect { how, partitions }, now);
+        let ControllerReply::Elected { results, .. } = d.reply else {
+            panic!("not an election reply: {:?}", d.reply)
+        };
+        (applied(img, &d.records), results)
+    };
+    let named = || {
+        Some(vec![
+            ("t".to_string(), 0),
+            ("t".to_string(), 5),
+            ("u".to_string(), 0),
+        ])
+    };
+    let (_, results) = elect(&image, &mut live, ElectionType::Preferred, named());
+    assert_eq!(
+        results,
+        vec![
+            ("t".to_string(), 0, Err(ElectError::NotNeeded)),
+            (
+                "t".to_string(),
+                5,
+                Err(ElectError::UnknownPartition("t".into(), 5))
+            ),
+            (
+                "u".to_string(),
+                0,
+                Err(ElectError::UnknownTopic("u".into()))
+            ),
+        ]
+    );
+    // 1 fenced: 2 leads. Back but not in sync: it cannot lead yet.
+    image = applied(&image, &fence_records(&image, NodeId(1), epoch(&image, 1)));
+    image = applied(
+        &image,
+        &unfence_records(&image, NodeId(1), epoch(&image, 1)),
+    );
+    assert_eq!(p(&image).leader, NodeId(2));
+    assert!(election::imbalanced(&image).is_empty());
+    let (_, results) = elect(&image, &mut live, ElectionType::Preferred, None);
+    assert_eq!(
+        results[0].2,
+        Err(ElectError::PreferredNotAvailable("t".into(), 0, NodeId(1)))
+    );
+    // In sync again: the balancing elects it, at a new epoch.
+    image = applied(
+        &image,
+        &[MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: image.topic("t").unwrap().id,
+            partition: 0,
+            isr: Some(vec![NodeId(2), NodeId(3), NodeId(1)]),
+            ..Default::default()
+        })],
+    );
+    assert_eq!(election::imbalanced(&image), vec![("t".to_string(), 0)]);
+    let before = p(&image).leader_epoch;
+    let (next, results) = elect(&image, &mut live, ElectionType::Preferred, None);
+    assert_eq!(results, vec![("t".to_string(), 0, Ok(()))]);
+    assert_eq!(p(&next).leader, NodeId(1));
+    assert!(p(&next).leader_epoch > before);
+    // Unclean: not needed while a leader lives; with every in-sync replica
+    // gone, a live out-of-sync replica leads alone.
+    image = next;
+    let (_, results) = elect(&image, &mut live, ElectionType::Unclean, named());
+    assert_eq!(results[0].2, Err(ElectError::NotNeeded));
+    image = applied(&image, &fence_records(&image, NodeId(3), epoch(&image, 3)));
+    image = applied(&image, &fence_records(&image, NodeId(2), epoch(&image, 2)));
+    image = applied(&image, &fence_records(&image, NodeId(1), epoch(&image, 1)));
+    assert_eq!(p(&image).leader, NodeId::NONE);
+    assert_eq!(p(&image).isr, vec![NodeId(1)]);
+    image = applied(
+        &image,
+        &unfence_records(&image, NodeId(3), epoch(&image, 3)),
+    );
+    assert_eq!(p(&image).leader, NodeId::NONE, "3 is not in sync");
+    let (next, results) = elect(&image, &mut live, ElectionType::Unclean, named());
+    assert_eq!(results[0].2, Ok(()));
+    assert_eq!(
+        (p(&next).leader, p(&next).isr.clone()),
+        (NodeId(3), vec![NodeId(3)])
+    );
+}

@@ -7,8 +7,10 @@
 //! - [`store`]: the metadata log (the quorum) batches are committed to.
 //! - [`controller`]: the quorum leader's service deciding every change.
 //! - [`reassignment`]: moving partitions between brokers, and ISR changes.
+//! - [`election`]: preferred and unclean leader elections.
 
 pub mod controller;
+pub mod election;
 pub mod ids;
 pub mod image;
 pub mod lifecycle;
@@ -19,4 +21,4 @@ pub mod store;
 pub use ids::{LeaderEpoch, NodeId, TopicPartition};
 pub use image::{ImageChanges, ImageError, MetadataImage, PartitionImage, TopicImage};
 pub use records::{MetadataRecord, RecordBatch};
-pub use store::{MetadataError, MetadataStore};
+pub use store::{ControllerTimings, MetadataError, MetadataStore};

@@ -31,6 +31,20 @@ use super::image::{ImageChanges, MetadataImage};
 use super::records::{decode_batch, MetadataRecord};
 use super::NodeId;
 
+/// The controller's timers, from the broker's config.
+#[derive(Debug, Clone, Copy)]
+pub struct ControllerTimings {
+    /// `broker.session.timeout.ms`: brokers silent this long are fenced.
+    pub session: Duration,
+    /// `controller.quorum.election.timeout.ms`: a quorum leader silent at
+    /// least this long is replaced.
+    pub election: Duration,
+    /// `leader.imbalance.check.interval.seconds` when
+    /// `auto.leader.rebalance.enable`: preferred replicas are given their
+    /// leadership back this often.
+    pub rebalance: Option<Duration>,
+}
+
 /// How long a change waits for the controller (an election included).
 const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -212,29 +226,27 @@ impl MetadataStore {
     /// quorum of `voters` (Kafka's `controller.quorum.voters`): a voter when
     /// its id is among them, listening on `listen` (its controller
     /// listener), else an observer whose RPC listener takes a free port on
-    /// `listen`'s host. Voters fence brokers silent for `session`; a leader
-    /// silent for `election` (at least) is replaced.
+    /// `listen`'s host. Voters run the controller's timers (`timings`).
     pub fn open_cluster(
         data_dir: &Path,
         node: NodeId,
         voters: BTreeMap<u64, SocketAddr>,
         listen: SocketAddr,
-        session: Duration,
-        election: Duration,
+        timings: ControllerTimings,
     ) -> Result<MetadataStore, MetadataError> {
         let id = u64::try_from(node.0).unwrap_or(0);
         let mut cfg = QuorumConfig::new(id, voters, listen, data_dir.join(METADATA_DIR));
         // Kafka's controller.quorum.election.timeout.ms is the minimum; the
         // heartbeat stays well inside it.
-        let min = (election.as_millis() as u64).max(20);
+        let min = (timings.election.as_millis() as u64).max(20);
         cfg.election_timeout_ms = (min, min * 2);
         cfg.heartbeat_interval_ms = (min / 5).max(5);
-        Self::start(cfg, Some(session))
+        Self::start(cfg, Some(timings))
     }
 
     fn start(
         cfg: QuorumConfig,
-        fence_after: Option<Duration>,
+        timings: Option<ControllerTimings>,
     ) -> Result<MetadataStore, MetadataError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -269,16 +281,29 @@ impl MetadataStore {
             let c = c.clone();
             Box::pin(async move { c.handle(req).await })
         }));
-        if let (Some(session), true) = (fence_after, voter) {
+        if let (Some(timings), true) = (timings, voter) {
             let c = Arc::downgrade(&controller);
             runtime.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(250));
                 loop {
                     tick.tick().await;
                     let Some(c) = c.upgrade() else { return };
-                    c.fence_expired(session).await;
+                    c.fence_expired(timings.session).await;
                 }
             });
+            if let Some(every) = timings.rebalance {
+                let c = Arc::downgrade(&controller);
+                runtime.spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    // The first tick is at once: wait one interval first.
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        let Some(c) = c.upgrade() else { return };
+                        c.balance_leaders().await;
+                    }
+                });
+            }
         }
         // The service holds the controller; the task above only a weak reference.
         drop(controller);
