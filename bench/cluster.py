@@ -123,7 +123,7 @@ def create(bootstrap, topic, partitions, rf):
 
 FAILOVER = """
 import json, sys, threading, time
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 bootstrap, topic = sys.argv[1], sys.argv[2]
 acked, lock = {}, threading.Lock()
 p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 1,
@@ -145,13 +145,15 @@ p.flush(60)
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-failover", "enable.auto.commit": False,
               "enable.partition.eof": True})
 c.assign([TopicPartition(topic, 0, 0)])
-seen = set()
-while True:
-    m = c.poll(5)
+seen, end = set(), time.time() + 120
+while time.time() < end:
+    m = c.poll(1)
     if m is None:
-        break
+        continue
     if m.error():
-        break
+        if m.error().code() == KafkaError._PARTITION_EOF:
+            break
+        continue  # the dead broker's connection, a leader moving: read on
     seen.add(int(m.value()))
 c.close()
 print(json.dumps({"sent_at": sent_at, "acked": acked, "lost": len(set(acked) - seen), "read": len(seen)}))
@@ -160,7 +162,8 @@ print(json.dumps({"sent_at": sent_at, "acked": acked, "lost": len(set(acked) - s
 
 def failover(c, topic):
     """Seconds from a SIGKILL of the leader to the first acknowledgement of
-    a record sent after it, and acknowledged records lost."""
+    a record sent after it and to the metadata naming a new leader, and
+    acknowledged records lost."""
     create(c.bootstrap, topic, 1, 3)
     leader = placed(c.bootstrap, topic)[0][0]
     proc = subprocess.Popen([sys.executable, "-c", FAILOVER, c.bootstrap, topic, "12"], stdout=subprocess.PIPE,
@@ -170,14 +173,23 @@ def failover(c, topic):
     killed_at = time.time()
     node = next(n for n in c.nodes if n.node_id == leader)
     node.stop(signal.SIGKILL)
+    # When the metadata names a new leader (fencing plus election).
+    elected = None
+    while elected is None and time.time() < killed_at + 60:
+        try:
+            if placed(c.live(), topic)[0][0] not in (-1, leader):
+                elected = time.time() - killed_at
+        except Exception:  # noqa: BLE001 (a broker going away mid-request)
+            pass
+        time.sleep(0.05)
     out, _ = proc.communicate(timeout=180)
     r = json.loads(out.strip().splitlines()[-1])
     after = [int(i) for i, t in r["sent_at"].items() if t >= killed_at]
     first = min((r["acked"][str(i)] for i in after if str(i) in r["acked"]), default=None)
     seen = node.start()
     node.wait_started(seen)
-    return {"seconds": None if first is None else first - killed_at, "lost": r["lost"], "read": r["read"],
-            "acked": len(r["acked"])}
+    return {"seconds": None if first is None else first - killed_at, "new_leader_in_metadata": elected,
+            "lost": r["lost"], "read": r["read"], "acked": len(r["acked"])}
 
 
 def main():
