@@ -34,7 +34,9 @@
 //!
 //! # Scale: files and memory per partition
 //!
-//! Opening a log opens no file. A segment opens its `.log` on first use and
+//! Opening a log opens no segment file (it reads only its small state
+//! files: the clean-shutdown marker, the log start, the leader-epoch
+//! checkpoint). A segment opens its `.log` on first use and
 //! [`Log::release_idle_handles`] closes handles idle for a while, so open
 //! descriptors grow with *busy* partitions (1 for the active segment, +2 index
 //! files while appends are crossing index intervals, +1 per segment being

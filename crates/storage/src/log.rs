@@ -195,10 +195,11 @@ impl Log {
 
     /// Opens (or creates) the log in `dir`.
     ///
-    /// After a clean shutdown this reads only the directory listing and two
-    /// tiny files. Otherwise every segment is scanned and checked (length,
-    /// magic, CRC32C, offset order); the first bad batch and everything after
-    /// it is cut off, indexes are rebuilt, and what was done is logged.
+    /// After a clean shutdown this reads only the directory listing and
+    /// three tiny files (the last the leader-epoch checkpoint). Otherwise
+    /// every segment is scanned and checked (length, magic, CRC32C, offset
+    /// order); the first bad batch and everything after it is cut off,
+    /// indexes are rebuilt, and what was done is logged.
     pub fn open_with_clock(
         dir: impl Into<PathBuf>,
         config: LogConfig,
