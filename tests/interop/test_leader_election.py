@@ -1,8 +1,8 @@
 """Preferred-leader election (issue: cluster, part 2) with real `strom
 server` processes: after a failover the partition is led by another
 replica; once the preferred (first) replica is back in sync, Kafka's own
-`kafka-leader-election.sh` and confluent-kafka's `elect_leaders` give it
-its leadership back, with Kafka's answers for an election not needed and
+`kafka-leader-election.sh`, confluent-kafka's `elect_leaders` and `strom
+topics elect-leaders` give it its leadership back, with Kafka's answers for an election not needed and
 for a preferred replica not available; with `auto.leader.rebalance.enable`
 the controller does it by itself every
 `leader.imbalance.check.interval.seconds`."""
@@ -12,12 +12,20 @@ import pytest
 from confluent_kafka import ElectionType, KafkaError, TopicPartition
 
 from cluster import Cluster
+from conftest import STROM
 from test_cluster import admin, cluster, wait  # noqa: F401 (cluster: the fixture)
 from test_kafka_tools import KAFKA, tool
 from test_replication import create_replicated, partition
 from yardstick import AGAINST_KAFKA
 
 pytestmark = pytest.mark.skipif(AGAINST_KAFKA, reason="starts Strom processes of its own")
+
+
+def strom_cli(c, *args):
+    r = subprocess.run([STROM, "topics", "--bootstrap", c.bootstrap, *args], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
 
 def code(results, topic):
@@ -60,6 +68,14 @@ def test_kafka_leader_election_and_elect_leaders_bring_the_preferred_replica_bac
     assert partition(cluster.bootstrap, "pref").leader == 2
     got = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition("pref", 0)]).result(30)
     assert code(got, "pref") == KafkaError.ELECTION_NOT_NEEDED, got
+
+    # Strom's CLI, the same way.
+    fail_over(cluster, "pref")
+    out = strom_cli(cluster, "elect-leaders", "--topic", "pref", "--partition", "0")
+    assert "Successfully completed leader election (PREFERRED) for partitions pref-0" in out, out
+    assert partition(cluster.bootstrap, "pref").leader == 2
+    out = strom_cli(cluster, "elect-leaders", "--election-type", "unclean", "--topic", "pref", "--partition", "0")
+    assert "Valid replica already elected for partitions pref-0" in out, out
 
     # The preferred replica down: not available, and the leader stays.
     cluster.node(2).kill9()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use strom_client::{Admin, ConfigChange};
+use strom_client::{Admin, ConfigChange, ElectionOutcome, ElectionType, ELECTION_NOT_NEEDED};
 
 use crate::bootstrap::Bootstrap;
 use crate::table::print_table;
@@ -70,6 +70,75 @@ enum TopicsCommand {
     /// one partition at once, or --generate / --execute / --verify / --cancel
     /// with Kafka's JSON files, or --list the moves in progress.
     Reassign(crate::reassign::ReassignArgs),
+    /// Give partitions their preferred (first) replica as leader again, or
+    /// (--election-type unclean) elect any live replica of a partition
+    /// with no live in-sync one (like kafka-leader-election.sh).
+    ElectLeaders {
+        /// preferred, or unclean (records only other replicas had are lost).
+        #[arg(long, value_enum, default_value = "preferred")]
+        election_type: Election,
+        /// Topic of the partition to elect (with --partition).
+        #[arg(long, requires = "partition", conflicts_with = "all_topic_partitions")]
+        topic: Option<String>,
+        /// Partition to elect (with --topic).
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        /// Every partition of every topic.
+        #[arg(long)]
+        all_topic_partitions: bool,
+    },
+}
+
+/// `--election-type`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Election {
+    Preferred,
+    Unclean,
+}
+
+/// Prints an election's outcomes as kafka-leader-election.sh does; an
+/// error when a partition could not be elected.
+fn print_elections(how: ElectionType, outcomes: &[ElectionOutcome]) -> Result<()> {
+    let list = |f: &dyn Fn(&ElectionOutcome) -> bool| {
+        outcomes
+            .iter()
+            .filter(|o| f(o))
+            .map(|o| format!("{}-{}", o.topic, o.partition))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let done = list(&|o| o.error_code == 0);
+    if !done.is_empty() {
+        println!(
+            "Successfully completed leader election ({}) for partitions {done}",
+            how.name()
+        );
+    }
+    let kept = list(&|o| o.error_code == ELECTION_NOT_NEEDED);
+    if !kept.is_empty() {
+        println!("Valid replica already elected for partitions {kept}");
+    }
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| {
+            (o.error_code != ELECTION_NOT_NEEDED)
+                .then(|| o.error())
+                .flatten()
+                .map(|e| format!("{}-{}: {e}", o.topic, o.partition))
+        })
+        .collect();
+    if outcomes.is_empty() {
+        println!("No partition needed an election");
+    }
+    if !failed.is_empty() {
+        bail!(
+            "leader election ({}) failed for {} partition(s):\n{}",
+            how.name(),
+            failed.len(),
+            failed.join("\n")
+        );
+    }
+    Ok(())
 }
 
 fn parse_configs(list: &[String]) -> Result<BTreeMap<String, String>> {
@@ -142,6 +211,24 @@ pub fn run(args: TopicsArgs) -> Result<()> {
             TopicsCommand::Delete { topic } => {
                 admin.delete_topic(&topic).await?;
                 println!("Deleted topic {topic}.");
+            }
+            TopicsCommand::ElectLeaders {
+                election_type,
+                topic,
+                partition,
+                all_topic_partitions,
+            } => {
+                let named = match (topic, partition) {
+                    (Some(t), Some(p)) => Some(vec![(t, p)]),
+                    _ if all_topic_partitions => None,
+                    _ => bail!("name a partition with --topic and --partition, or give --all-topic-partitions"),
+                };
+                let how = match election_type {
+                    Election::Preferred => ElectionType::Preferred,
+                    Election::Unclean => ElectionType::Unclean,
+                };
+                let outcomes = admin.elect_leaders(how, named.as_deref()).await?;
+                print_elections(how, &outcomes)?;
             }
             TopicsCommand::Reassign(_) => unreachable!("handled before connecting"),
         }
