@@ -77,17 +77,14 @@ pub fn handle(broker: &Broker, version: i16, req: ElectLeadersRequest) -> ElectL
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
             .collect()
     });
-    let store = broker.topics.store();
-    let decided = match store.call(&ControllerRequest::Elect {
-        how,
-        partitions: named.clone(),
-    }) {
-        Ok(ControllerReply::Elected { offset, results }) => {
-            if let Err(e) = store.wait_applied(offset) {
-                tracing::warn!(error = %e, "elections committed but not yet applied here");
-            }
-            Ok(results)
-        }
+    let decided = match broker
+        .topics
+        .store()
+        .call_applied(&ControllerRequest::Elect {
+            how,
+            partitions: named.clone(),
+        }) {
+        Ok(ControllerReply::Elected { results, .. }) => Ok(results),
         Ok(other) => Err(format!("the controller answered {other:?}")),
         Err(e) => Err(e.to_string()),
     };

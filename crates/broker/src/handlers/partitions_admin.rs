@@ -104,14 +104,12 @@ pub fn alter_reassignments(
     let decided: Result<Vec<Result<(), ReassignError>>, String> = if asks.is_empty() {
         Ok(Vec::new())
     } else {
-        let store = broker.topics.store();
-        match store.call(&ControllerRequest::Reassign(asks)) {
-            Ok(ControllerReply::Reassigned { offset, results }) => {
-                if let Err(e) = store.wait_applied(offset) {
-                    tracing::warn!(error = %e, "reassignment committed but not yet applied here");
-                }
-                Ok(results)
-            }
+        match broker
+            .topics
+            .store()
+            .call_applied(&ControllerRequest::Reassign(asks))
+        {
+            Ok(ControllerReply::Reassigned { results, .. }) => Ok(results),
             Ok(other) => Err(format!("the controller answered {other:?}")),
             Err(e) => Err(e.to_string()),
         }

@@ -334,6 +334,21 @@ impl MetadataStore {
         self.call_within(req, CONTROLLER_TIMEOUT)
     }
 
+    /// [`MetadataStore::call`], then (for a reply that committed a change)
+    /// waits until this node's image has applied it, so a request that
+    /// follows here sees the change. Blocks the calling thread.
+    pub fn call_applied(&self, req: &ControllerRequest) -> Result<ControllerReply, MetadataError> {
+        let reply = self.call(req)?;
+        if let ControllerReply::Reassigned { offset, .. }
+        | ControllerReply::Elected { offset, .. } = &reply
+        {
+            if let Err(e) = self.wait_applied(*offset) {
+                tracing::warn!(error = %e, "a controller change committed but not yet applied here");
+            }
+        }
+        Ok(reply)
+    }
+
     /// [`MetadataStore::call`] giving up after `timeout`.
     pub fn call_within(
         &self,
