@@ -439,6 +439,20 @@ def list_groups_v0(bootstrap):
     return {r.string(): r.string() for _ in range(r.take(">i"))}
 
 
+def find_coordinator_v1(bootstrap, key, key_type=0):
+    """FindCoordinator v1 (0: a group, 1: a transactional id): (error, node id)."""
+    conn = RawConnection(bootstrap)
+    try:
+        body = struct.pack(">hhi", 10, 1, 1) + _str("coordinator-test") + _str(key) + struct.pack(">b", key_type)
+        r = _Reader(conn.send_frame(struct.pack(">i", len(body)) + body), 4)
+    finally:
+        conn.close()
+    r.take(">i")  # throttle
+    error = r.take(">h")
+    r.string()  # message
+    return error, r.take(">i")
+
+
 # ---------------------------------------------------------------- OffsetForLeaderEpoch (test_replication.py)
 
 def offset_for_leader_epoch_v3(bootstrap, topic, partition, leader_epoch, current_leader_epoch=-1):

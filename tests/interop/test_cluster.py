@@ -401,8 +401,8 @@ def consume(cons, n, timeout=30):
 
 
 def test_coordinators_follow_their_partitions_to_a_new_broker(cluster, tmp_path):
-    """Every __consumer_offsets and __transaction_state partition moves to a
-    new broker: its coordinators load the groups and transactions from the
+    """Every __consumer_offsets and __transaction_state partition moves its
+    leadership to a new broker: its coordinators load the groups and transactions from the
     copied logs (the old ones drop theirs). Committed offsets are there, a
     live consumer commits on, and a transaction open across the move
     commits."""
@@ -428,8 +428,13 @@ def test_coordinators_follow_their_partitions_to_a_new_broker(cluster, tmp_path)
 
     d = cluster.add_broker()
     wait("four brokers", lambda: len(admin(d.bootstrap).list_topics(timeout=10).brokers) == 4)
-    moves = {(t, p): [d.node_id] for t, n in [("__consumer_offsets", 12), ("__transaction_state", 6)]
-             for p in range(n)}
+    # Each internal partition keeps three replicas (min.insync.replicas of
+    # __transaction_state is 2): the new broker first, and the two that do
+    # not lead it now, so leadership moves to the new broker.
+    moves = {}
+    for t in ["__consumer_offsets", "__transaction_state"]:
+        for p, leader in leaders(cluster.bootstrap, t).items():
+            moves[(t, p)] = [d.node_id] + [n.node_id for n in cluster.nodes[:3] if n.node_id != leader]
     move_with_strom_cli(cluster.bootstrap, moves, tmp_path)
     for t in ["__consumer_offsets", "__transaction_state"]:
         wait(f"the new broker to lead {t}", lambda: set(leaders(cluster.bootstrap, t).values()) == {d.node_id})

@@ -120,7 +120,20 @@ impl Broker {
                 Duration::from_millis(every),
             );
         }
+        // A single-node server has one broker to put the internal topics on
+        // (Kafka's single-node sample config sets the same).
+        let internal_rf = |name: &str| {
+            if single {
+                1
+            } else {
+                config.get_i64(name, 3).clamp(1, i64::from(i16::MAX)) as i32
+            }
+        };
         let group_config = GroupConfig {
+            offsets_replication_factor: internal_rf("offsets.topic.replication.factor"),
+            commit_timeout: Duration::from_millis(
+                config.get_i64("offsets.commit.timeout.ms", 5000).max(1) as u64,
+            ),
             initial_rebalance_delay_ms: config
                 .get_i64("group.initial.rebalance.delay.ms", 3000)
                 .max(0) as u64,
@@ -142,6 +155,15 @@ impl Broker {
         };
         let groups = GroupCoordinator::open(topics.clone(), group_config, single)?;
         let txn_config = TxnConfig {
+            state_replication_factor: internal_rf("transaction.state.log.replication.factor"),
+            state_min_isr: if single {
+                1
+            } else {
+                config.get_i64("transaction.state.log.min.isr", 2).max(1)
+            },
+            write_timeout: Duration::from_millis(
+                config.get_i64("request.timeout.ms", 30_000).max(1) as u64,
+            ),
             max_timeout_ms: config.get_i64("transaction.max.timeout.ms", 900_000) as i32,
             id_expiration_ms: config.get_i64("transactional.id.expiration.ms", 604_800_000),
             state_partitions: config.get_i64("transaction.state.log.num.partitions", 50) as i32,

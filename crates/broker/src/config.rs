@@ -67,6 +67,8 @@ pub enum ConfigType {
     String = 2,
     /// 32-bit integer.
     Int = 3,
+    /// 16-bit integer.
+    Short = 4,
     /// 64-bit integer.
     Long = 5,
     /// 64-bit floating point.
@@ -165,7 +167,7 @@ mod validate;
 
 pub use dynamic::{DynamicConfigs, Scope};
 
-use ConfigType::{Boolean, Double, Int, List, Long};
+use ConfigType::{Boolean, Double, Int, List, Long, Short};
 const STR: ConfigType = ConfigType::String;
 
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
@@ -238,6 +240,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("group.max.session.timeout.ms", Int, "1800000", 1),
     def("offsets.topic.num.partitions", Int, "50", 1),
     def("offsets.topic.segment.bytes", Int, "104857600", 1),
+    def("offsets.topic.replication.factor", Short, "3", 1),
+    def("offsets.commit.timeout.ms", Int, "5000", 1),
     def("offsets.retention.minutes", Int, "10080", 1),
     def("offset.metadata.max.bytes", Int, "4096", 0),
     def("group.consumer.session.timeout.ms", Int, "45000", 1),
@@ -254,6 +258,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     def("transaction.state.log.num.partitions", Int, "50", 1),
     def("transaction.state.log.segment.bytes", Int, "104857600", 1),
+    def("transaction.state.log.replication.factor", Short, "3", 1),
+    def("transaction.state.log.min.isr", Int, "2", 1),
     def("connections.max.idle.ms", Long, "600000", -1),
     def("max.connections.per.ip", Int, "2147483647", 0),
     def("max.connections.per.ip.overrides", STR, "", 0),

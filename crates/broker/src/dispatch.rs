@@ -215,7 +215,7 @@ pub async fn dispatch(
         ApiKey::OffsetCommit => encode(
             &frame,
             v,
-            &groups::offset_commit(broker, decode_body(&frame)?),
+            &groups::offset_commit(broker, decode_body(&frame)?).await,
         ),
         ApiKey::OffsetFetch => encode(
             &frame,
@@ -274,12 +274,12 @@ pub async fn dispatch(
         ApiKey::TxnOffsetCommit => encode(
             &frame,
             v,
-            &txn::txn_offset_commit(broker, decode_body(&frame)?),
+            &txn::txn_offset_commit(broker, decode_body(&frame)?).await,
         ),
         ApiKey::WriteTxnMarkers => encode(
             &frame,
             v,
-            &txn::write_txn_markers(broker, decode_body(&frame)?),
+            &txn::write_txn_markers(broker, decode_body(&frame)?).await,
         ),
         ApiKey::DescribeTransactions => encode(
             &frame,

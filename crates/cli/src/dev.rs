@@ -31,7 +31,9 @@ enum DevCommand {
 /// `strom dev cluster` options.
 #[derive(Debug, Args)]
 struct ClusterArgs {
-    /// Number of nodes.
+    /// Number of nodes. With fewer than 3, the internal topics
+    /// (`__consumer_offsets`, `__transaction_state`) get that many replicas
+    /// instead of Kafka's 3, so groups and transactions work.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     brokers: u16,
     /// Folder holding every node's data directory and log.
@@ -53,6 +55,19 @@ pub fn run(args: DevArgs) -> Result<()> {
     match args.command {
         DevCommand::Cluster(a) => cluster(a),
     }
+}
+
+/// The internal topics' replication on a cluster of fewer than Kafka's
+/// three brokers (each node's `--set` comes after, so the user's win).
+fn internal_topic_sets(n: u16) -> Vec<String> {
+    if n >= 3 {
+        return Vec::new();
+    }
+    vec![
+        format!("offsets.topic.replication.factor={n}"),
+        format!("transaction.state.log.replication.factor={n}"),
+        format!("transaction.state.log.min.isr={}", n.min(2)),
+    ]
 }
 
 fn cluster(a: ClusterArgs) -> Result<()> {
@@ -94,7 +109,7 @@ fn cluster(a: ClusterArgs) -> Result<()> {
             .arg("controller.listener.names=CONTROLLER")
             .arg("--set")
             .arg(format!("controller.quorum.voters={}", voters.join(",")));
-        for s in &a.set {
+        for s in internal_topic_sets(n).iter().chain(&a.set) {
             cmd.arg("--set").arg(s);
         }
         cmd.stdin(Stdio::null())
@@ -155,4 +170,23 @@ fn cluster(a: ClusterArgs) -> Result<()> {
     }
     println!("strom dev cluster: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::internal_topic_sets;
+
+    #[test]
+    fn small_dev_clusters_replicate_the_internal_topics_on_what_they_have() {
+        assert!(internal_topic_sets(3).is_empty());
+        assert_eq!(
+            internal_topic_sets(2),
+            [
+                "offsets.topic.replication.factor=2",
+                "transaction.state.log.replication.factor=2",
+                "transaction.state.log.min.isr=2"
+            ]
+        );
+        assert_eq!(internal_topic_sets(1)[2], "transaction.state.log.min.isr=1");
+    }
 }

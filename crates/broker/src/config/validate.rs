@@ -1,7 +1,7 @@
 //! Kafka's `ConfigDef` validation of one value: the parse, the range or
 //! choices, the special validators, and Kafka's error messages.
 
-use super::ConfigType::{self, Boolean, Double, Int, List, Long};
+use super::ConfigType::{self, Boolean, Double, Int, List, Long, Short};
 use super::{Check, ConfigDef, ConfigError};
 
 /// Checks `value` against `def` as Kafka's `ConfigDef` does, returning the
@@ -15,12 +15,20 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<String, ConfigError> {
     };
     let trimmed = value.trim();
     match def.kind {
-        Int | Long => {
-            let type_name = if def.kind == Int { "INT" } else { "LONG" };
+        Short | Int | Long => {
+            let type_name = match def.kind {
+                Short => "SHORT",
+                Int => "INT",
+                _ => "LONG",
+            };
             let v: i64 = trimmed
                 .parse()
                 .ok()
-                .filter(|v| def.kind == Long || i32::try_from(*v).is_ok())
+                .filter(|v| match def.kind {
+                    Short => i16::try_from(*v).is_ok(),
+                    Int => i32::try_from(*v).is_ok(),
+                    _ => true,
+                })
                 .ok_or_else(|| bad(format!("Not a number of type {type_name}")))?;
             if def.check == Check::GzipLevel {
                 if v != -1 && !(1..=9).contains(&v) {

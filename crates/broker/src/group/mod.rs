@@ -40,6 +40,7 @@ use parking_lot::Mutex;
 use strom_record::{BatchBuilder, OwnedRecord};
 use tokio::sync::oneshot;
 
+use crate::replication::coordinator_write::Written;
 use crate::topics::{TopicError, Topics};
 use state::Group;
 use store::{Entry, OFFSETS_TOPIC};
@@ -74,6 +75,11 @@ pub struct GroupConfig {
     pub max_size: usize,
     /// `offsets.topic.num.partitions`.
     pub offsets_partitions: i32,
+    /// `offsets.topic.replication.factor` (1 on a single-node server).
+    pub offsets_replication_factor: i32,
+    /// `offsets.commit.timeout.ms`: how long a write waits for the in-sync
+    /// replicas of its `__consumer_offsets` partition.
+    pub commit_timeout: std::time::Duration,
     /// `offsets.topic.segment.bytes`: small segments let the cleaner reach
     /// old commits sooner.
     pub offsets_segment_bytes: i64,
@@ -141,10 +147,12 @@ impl GroupCoordinator {
             "segment.bytes".to_string(),
             self.config.offsets_segment_bytes.to_string(),
         );
-        match self
-            .topics
-            .create(OFFSETS_TOPIC, self.config.offsets_partitions, cfg)
-        {
+        match self.topics.create_replicated(
+            OFFSETS_TOPIC,
+            self.config.offsets_partitions,
+            self.config.offsets_replication_factor,
+            cfg,
+        ) {
             Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -165,6 +173,17 @@ impl GroupCoordinator {
             .ok_or(code(ResponseError::CoordinatorNotAvailable))
     }
 
+    /// Where the writes for `group` so far end, to wait for its in-sync
+    /// replicas ([`crate::replication::coordinator_write`]).
+    pub fn written(&self, group: &str) -> Option<Written> {
+        self.offsets_partition(group).ok().map(Written::now)
+    }
+
+    /// `offsets.commit.timeout.ms`.
+    pub fn commit_timeout(&self) -> std::time::Duration {
+        self.config.commit_timeout
+    }
+
     /// Appends entries of one group to its `__consumer_offsets` partition.
     fn persist(&self, group: &str, entries: &[Entry]) -> Result<(), i16> {
         if entries.is_empty() {
@@ -183,7 +202,7 @@ impl GroupCoordinator {
             });
         }
         let bytes = b.build();
-        p.log.append(&bytes).map_err(|e| {
+        p.append(&bytes).map_err(|e| {
             tracing::error!(group = %Escaped(group), error = %e, "cannot write __consumer_offsets");
             code(ResponseError::CoordinatorNotAvailable)
         })?;
@@ -250,6 +269,8 @@ pub(crate) mod test_support {
             max_session_timeout_ms: 1_000_000,
             max_size: usize::MAX,
             offsets_partitions: 3,
+            offsets_replication_factor: 1,
+            commit_timeout: std::time::Duration::from_secs(5),
             offsets_segment_bytes: 104_857_600,
             offsets_retention_ms: retention_ms,
             offset_metadata_max_bytes: 4096,

@@ -227,8 +227,17 @@ pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest) -> SyncG
             ..Default::default()
         }),
     };
+    // The group's new assignments are stored before anyone acts on them.
+    let mut error = outcome.error;
+    if error == 0 {
+        if let Some(w) = broker.groups.written(&req.group_id.0) {
+            if let Err(e) = w.replicated(broker.groups.commit_timeout()).await {
+                error = e.code();
+            }
+        }
+    }
     let mut r = SyncGroupResponse::default()
-        .with_error_code(outcome.error)
+        .with_error_code(error)
         .with_assignment(outcome.assignment);
     if version >= 5 {
         r = r
@@ -304,6 +313,33 @@ pub(crate) fn to_commit(
     )
 }
 
+/// Waits for the in-sync replicas of `group`'s `__consumer_offsets`
+/// partition to have what the coordinator just wrote for it, as Kafka's
+/// coordinator appends with acks=all; if they do not in
+/// `offsets.commit.timeout.ms`, every partition that was accepted gets the
+/// failure instead (COORDINATOR_NOT_AVAILABLE, or NOT_COORDINATOR when the
+/// partition's leadership left meanwhile).
+pub(crate) async fn replicated(
+    broker: &Broker,
+    group: &str,
+    result: Result<Vec<i16>, i16>,
+) -> Result<Vec<i16>, i16> {
+    let Ok(mut codes) = result else {
+        return result;
+    };
+    if !codes.contains(&0) {
+        return Ok(codes);
+    }
+    if let Some(w) = broker.groups.written(group) {
+        if let Err(e) = w.replicated(broker.groups.commit_timeout()).await {
+            for c in codes.iter_mut().filter(|c| **c == 0) {
+                *c = e.code();
+            }
+        }
+    }
+    Ok(codes)
+}
+
 /// Hands out the error code of each partition in request order: the
 /// per-partition codes of a commit, or its one code for all.
 pub(crate) struct PartitionCodes {
@@ -327,8 +363,8 @@ impl PartitionCodes {
     }
 }
 
-/// OffsetCommit.
-pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+/// OffsetCommit: answered once the commit is on every in-sync replica.
+pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = crate::partition::now_ms();
     let flat = req
         .topics
@@ -347,7 +383,7 @@ pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitR
         })
         .collect();
     let inst = opt(&req.group_instance_id);
-    let mut codes = PartitionCodes::new(match not_coordinator(broker, &req.group_id.0) {
+    let result = match not_coordinator(broker, &req.group_id.0) {
         Some(e) => Err(e),
         None => broker.groups.commit(
             &req.group_id.0,
@@ -356,7 +392,8 @@ pub fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitR
             inst.as_deref(),
             flat,
         ),
-    });
+    };
+    let mut codes = PartitionCodes::new(replicated(broker, &req.group_id.0, result).await);
     let topics = req
         .topics
         .into_iter()

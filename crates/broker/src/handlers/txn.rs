@@ -6,10 +6,12 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 
-use super::groups::{to_commit, PartitionCodes};
+use super::groups::{replicated, to_commit, PartitionCodes};
 use super::s;
 use crate::broker::Broker;
 use crate::partition::now_ms;
+use crate::replication::coordinator_write::Written;
+use crate::replication::Replicated;
 use crate::txn::coordinator::write_marker;
 use crate::txn::producer_state::Marker;
 
@@ -126,7 +128,10 @@ pub fn end_txn(broker: &Broker, version: i16, req: EndTxnRequest) -> EndTxnRespo
 }
 
 /// TxnOffsetCommit: consumed offsets that commit with the transaction.
-pub fn txn_offset_commit(broker: &Broker, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub async fn txn_offset_commit(
+    broker: &Broker,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
     let now = now_ms();
     let flat = req
         .topics
@@ -165,7 +170,7 @@ pub fn txn_offset_commit(broker: &Broker, req: TxnOffsetCommitRequest) -> TxnOff
                 flat,
             )
         });
-    let mut codes = PartitionCodes::new(result);
+    let mut codes = PartitionCodes::new(replicated(broker, &req.group_id.0, result).await);
     let topics = req
         .topics
         .into_iter()
@@ -187,47 +192,62 @@ pub fn txn_offset_commit(broker: &Broker, req: TxnOffsetCommitRequest) -> TxnOff
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
-/// WriteTxnMarkers: markers sent by a transaction coordinator (ours writes
-/// its markers locally; this serves tools and future multi-node setups).
-pub fn write_txn_markers(broker: &Broker, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
-    let markers = req
-        .markers
-        .into_iter()
-        .map(|m| {
-            let marker = if m.transaction_result { Marker::Commit } else { Marker::Abort };
-            let topics = m
-                .topics
-                .into_iter()
-                .map(|t| {
-                    let partitions = t
-                        .partition_indexes
-                        .iter()
-                        .map(|&i| {
-                            let code = match broker.replicas.leader_of(&t.name.0, i).map(|led| led.log) {
-                                Err(e) => e.code().code(),
-                                Ok(p) => match write_marker(&broker.groups, &p, m.producer_id.0, m.producer_epoch, marker) {
-                                    Ok(_) => 0,
-                                    Err(e) => {
-                                        tracing::error!(topic = %p.topic, partition = i, error = %e, "cannot write marker");
-                                        ResponseError::KafkaStorageError.code()
-                                    }
-                                },
-                            };
-                            write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
-                                .with_partition_index(i)
-                                .with_error_code(code)
-                        })
-                        .collect();
-                    write_txn_markers_response::WritableTxnMarkerTopicResult::default()
-                        .with_name(t.name)
-                        .with_partitions(partitions)
-                })
-                .collect();
+/// WriteTxnMarkers: markers sent by a transaction coordinator on another
+/// broker (or a tool). Each partition answers once its in-sync replicas
+/// have the marker, as Kafka appends markers with acks=all: the
+/// coordinator completes the transaction only after that.
+pub async fn write_txn_markers(
+    broker: &Broker,
+    req: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let timeout = broker.txns.write_timeout();
+    let mut markers = Vec::with_capacity(req.markers.len());
+    for m in req.markers {
+        let marker = if m.transaction_result {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        };
+        let mut topics = Vec::with_capacity(m.topics.len());
+        for t in m.topics {
+            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
+            for &i in &t.partition_indexes {
+                let written = broker.replicas.leader_of(&t.name.0, i).map(|led| led.log).map_err(|e| e.code().code()).and_then(|p| {
+                    let w = crate::dispatch::off_worker(|| write_marker(&broker.groups, &p, m.producer_id.0, m.producer_epoch, marker));
+                    match w {
+                        Ok(_) => Ok(Written::now(p)),
+                        Err(e) => {
+                            tracing::error!(topic = %p.topic, partition = i, error = %e, "cannot write marker");
+                            Err(ResponseError::KafkaStorageError.code())
+                        }
+                    }
+                });
+                let code = match written {
+                    Err(c) => c,
+                    Ok(w) => match w.wait(timeout).await {
+                        Replicated::Yes => 0,
+                        Replicated::TimedOut => ResponseError::RequestTimedOut.code(),
+                        Replicated::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+                    },
+                };
+                partitions.push(
+                    write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(i)
+                        .with_error_code(code),
+                );
+            }
+            topics.push(
+                write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
             write_txn_markers_response::WritableTxnMarkerResult::default()
                 .with_producer_id(m.producer_id)
-                .with_topics(topics)
-        })
-        .collect();
+                .with_topics(topics),
+        );
+    }
     WriteTxnMarkersResponse::default().with_markers(markers)
 }
 

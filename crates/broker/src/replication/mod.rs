@@ -4,6 +4,7 @@
 //! between brokers (reassignment: the new replica catches up as a
 //! follower, joins the ISR, then takes over).
 
+pub mod coordinator_write;
 pub mod fetcher;
 pub mod hw_checkpoint;
 pub mod leader;

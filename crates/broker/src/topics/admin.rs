@@ -96,7 +96,20 @@ impl Topics {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, TopicError> {
-        let new = NewTopic::new(name, partitions, configs);
+        self.create_replicated(name, partitions, 1, configs)
+    }
+
+    /// Creates a topic whose partitions have `replication_factor` replicas
+    /// placed over the registered brokers (the internal topics).
+    pub fn create_replicated(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let mut new = NewTopic::new(name, partitions, configs);
+        new.replication_factor = replication_factor;
         match self.create_all(vec![new], false)?.pop() {
             Some(Ok(Some(t))) => Ok(t),
             Some(Err(e)) => Err(e),

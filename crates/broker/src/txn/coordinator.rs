@@ -24,6 +24,7 @@ use crate::group::store::{partition_for, OFFSETS_TOPIC};
 use crate::group::GroupCoordinator;
 use crate::metadata::NodeId;
 use crate::partition::now_ms;
+use crate::replication::coordinator_write::Written;
 use crate::topics::{Partition, TopicError, Topics};
 
 /// Coordinator settings (Kafka's names in the comments).
@@ -37,6 +38,13 @@ pub struct TxnConfig {
     pub state_partitions: i32,
     /// `transaction.state.log.segment.bytes`.
     pub state_segment_bytes: i64,
+    /// `transaction.state.log.replication.factor` (1 on a single-node server).
+    pub state_replication_factor: i32,
+    /// `transaction.state.log.min.isr`: the topic's `min.insync.replicas`.
+    pub state_min_isr: i64,
+    /// How long a write to `__transaction_state` or a marker waits for the
+    /// in-sync replicas (`request.timeout.ms`, as Kafka's coordinator).
+    pub write_timeout: std::time::Duration,
     /// `producer.id.expiration.ms`.
     pub producer_id_expiration_ms: i64,
 }
@@ -155,6 +163,11 @@ impl TxnCoordinator {
         Ok(c)
     }
 
+    /// How long a coordinator write waits for the in-sync replicas.
+    pub fn write_timeout(&self) -> std::time::Duration {
+        self.config.write_timeout
+    }
+
     /// A fresh producer id for an idempotent (non-transactional) producer.
     pub fn new_producer_id(&self) -> Result<i64, ResponseError> {
         self.ids.next().map_err(|e| {
@@ -178,10 +191,16 @@ impl TxnCoordinator {
             "segment.bytes".to_string(),
             self.config.state_segment_bytes.to_string(),
         );
-        match self
-            .topics
-            .create(TXN_TOPIC, self.config.state_partitions, cfg)
-        {
+        cfg.insert(
+            "min.insync.replicas".to_string(),
+            self.config.state_min_isr.to_string(),
+        );
+        match self.topics.create_replicated(
+            TXN_TOPIC,
+            self.config.state_partitions,
+            self.config.state_replication_factor,
+            cfg,
+        ) {
             Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "cannot create {TXN_TOPIC}");
@@ -201,9 +220,16 @@ impl TxnCoordinator {
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }
 
-    /// Writes the id's state (or its tombstone) and waits until it is durable.
+    /// Writes the id's state (or its tombstone) and waits until it is
+    /// durable and on every in-sync replica. With fewer in-sync replicas
+    /// than `transaction.state.log.min.isr` nothing is written
+    /// (COORDINATOR_NOT_AVAILABLE, Kafka's answer for NOT_ENOUGH_REPLICAS).
     fn persist(&self, id: &str, rec: Option<&TxnRecord>) -> Result<(), ResponseError> {
         let p = self.state_partition(id)?;
+        if (p.isr_size() as i64) < self.config.state_min_isr {
+            tracing::warn!(transactional_id = %Escaped(id), isr = p.isr_size(), min_isr = self.config.state_min_isr, "too few in-sync replicas of {TXN_TOPIC} to change a transaction");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
         let now = now_ms();
         let buf = BatchBuilder::new(now)
             .push(OwnedRecord {
@@ -213,14 +239,14 @@ impl TxnCoordinator {
                 timestamp: now,
             })
             .build();
-        p.log
-            .append(&buf)
-            .and_then(|_| p.log.flush())
+        p.append(&buf)
+            .map_err(|e| e.to_string())
+            .and_then(|_| p.log.flush().map_err(|e| e.to_string()))
             .map_err(|e| {
                 tracing::error!(transactional_id = %Escaped(id), error = %e, "cannot write {TXN_TOPIC}");
                 ResponseError::CoordinatorNotAvailable
             })?;
-        Ok(())
+        Written::now(p).replicated_blocking(self.config.write_timeout)
     }
 
     fn meta(&self, id: &str) -> Option<Arc<Mutex<TxnMeta>>> {
@@ -485,11 +511,18 @@ impl TxnCoordinator {
         let image = self.topics.image();
         let mut remote: BTreeMap<NodeId, Vec<(String, i32)>> = BTreeMap::new();
         for (topic, index) in &m.rec.partitions {
-            if let Some(p) = self.topics.get(topic).and_then(|t| t.partition(*index)) {
+            if let Some(p) = self
+                .topics
+                .get(topic)
+                .and_then(|t| t.partition(*index))
+                .filter(|p| p.is_leading())
+            {
                 write_marker(groups, &p, pid, epoch, marker).map_err(|e| {
                     tracing::error!(transactional_id = %Escaped(&m.id), topic, partition = index, error = %e, "cannot write transaction marker");
                     ResponseError::CoordinatorNotAvailable
                 })?;
+                // Complete only once the marker cannot be lost with this broker.
+                Written::now(p).replicated_blocking(self.config.write_timeout)?;
                 continue;
             }
             match image.topic(topic).and_then(|t| t.partition(*index)) {
