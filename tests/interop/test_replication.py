@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from kafka_wire import offset_for_leader_epoch_v3
+from kafka_wire import RawConnection, batch, offset_for_leader_epoch_v3, record
 from test_cluster import admin, cluster, read_all, wait  # noqa: F401 (cluster: the fixture)
 from yardstick import AGAINST_KAFKA
 
@@ -54,11 +54,11 @@ class Writer:
     """A confluent-kafka producer (idempotent, acks=all) writing numbered
     records as fast as they are acknowledged, remembering which were."""
 
-    def __init__(self, bootstrap, topic):
+    def __init__(self, bootstrap, topic, **conf):
         self.acked, self.fatal, self.stop = [], [], threading.Event()
         self.p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                            "linger.ms": 2, "message.timeout.ms": 60000,
-                           "error_cb": lambda e: e.fatal() and self.fatal.append(str(e))})
+                           "error_cb": lambda e: e.fatal() and self.fatal.append(str(e)), **conf})
         self.topic = topic
         self.t = threading.Thread(target=self.run)
 
@@ -123,6 +123,73 @@ def test_acks_all_survives_sigkill_of_the_leader_with_no_acknowledged_record_los
     numbers = [int(v[1:]) for v in got]
     assert numbers == sorted(numbers)
     assert len(w.acked) >= 1600
+
+
+def test_a_controlled_shutdown_hands_leadership_over_before_the_broker_stops(cluster):
+    """SIGTERM of the leader: it is fenced and its partition led by another
+    in-sync replica before it exits, so the producer carries on at once
+    (no session timeout to wait out) and nothing acknowledged is lost."""
+    p = create_replicated(cluster.bootstrap, "handover", rf=3)
+    with Writer(cluster.bootstrap, "handover") as w:
+        w.wait_acked(300)
+        leaving = cluster.node(p.leader)
+        leaving.stop()
+        live = ",".join(n.bootstrap for n in cluster.nodes if n.running())
+        # Moved during the shutdown, not after a session timeout (2 s).
+        after = wait("the new leader in the survivors' metadata", lambda: (
+            lambda q: q if q.leader not in (-1, leaving.node_id) else None)(partition(live, "handover")),
+            timeout=1.5, every=0.05)
+        assert leaving.node_id not in after.isrs, after
+        w.wait_acked(300)
+        leaving.restart()
+        wait("the stopped broker back in the ISR",
+             lambda: sorted(partition(cluster.bootstrap, "handover").isrs) == [1, 2, 3], timeout=60)
+        w.wait_acked(100)
+    assert not w.fatal, w.fatal
+    got = read_all(cluster.bootstrap, "handover", 1)
+    assert len(got) == len(set(got)), "a record written twice"
+    assert not set(w.acked) - set(got)
+
+
+def test_a_frozen_leader_that_was_replaced_acknowledges_no_acks_all_write(cluster):
+    """The leader is frozen (SIGSTOP: cut off from every broker and client,
+    its process and its belief that it leads intact) until another in-sync
+    replica has taken over. Thawed, it is sent an acks=all write straight
+    away, before or after it learns it was replaced: it must not
+    acknowledge it (no two brokers accept acks=all writes for one
+    partition), and nothing the live leader acknowledged is lost."""
+    p = create_replicated(cluster.bootstrap, "zombie", rf=3)
+    with Writer(cluster.bootstrap, "zombie", **{"request.timeout.ms": 5000}) as w:
+        w.wait_acked(300)
+        old = cluster.node(p.leader)
+        os.kill(old.proc.pid, signal.SIGSTOP)
+        try:
+            live = ",".join(n.bootstrap for n in cluster.nodes if n is not old)
+            after = wait("a new leader", lambda: (lambda q: q if q.leader not in (-1, old.node_id) else None)(
+                partition(live, "zombie")))
+            assert old.node_id not in after.isrs, after
+            w.wait_acked(300)
+        finally:
+            os.kill(old.proc.pid, signal.SIGCONT)
+        conn = RawConnection(old.bootstrap)
+        try:
+            zombie = batch(record(0, None, b"zombie"), 1, 0, int(time.time() * 1000))
+            error = conn.produce("zombie", 0, zombie, acks=-1)[0]
+        finally:
+            conn.close()
+        # NOT_LEADER_OR_FOLLOWER once it knows; REQUEST_TIMED_OUT or
+        # NOT_ENOUGH_REPLICAS while it still thinks it leads.
+        assert error in (6, 7, 19, 20), f"the replaced leader answered {error}"
+        wait("the thawed broker back in the ISR",
+             lambda: sorted(partition(cluster.bootstrap, "zombie").isrs) == [1, 2, 3], timeout=60)
+        w.wait_acked(100)
+    assert not w.fatal, w.fatal
+    got = read_all(cluster.bootstrap, "zombie", 1)
+    assert "zombie" not in got, "a write the replaced leader took survived"
+    assert len(got) == len(set(got)), "a record written twice"
+    assert not set(w.acked) - set(got)
+    numbers = [int(v[1:]) for v in got]
+    assert numbers == sorted(numbers)
 
 
 def produce_once(bootstrap, topic, acks):

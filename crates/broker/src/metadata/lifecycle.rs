@@ -132,7 +132,17 @@ pub fn controlled_shutdown(store: &MetadataStore, m: &Membership) {
     };
     match store.call_within(&req, Duration::from_secs(5)) {
         Ok(ControllerReply::Heartbeat { fenced: true, .. }) => {
-            tracing::info!(node_id = %m.id, "controlled shutdown: fenced by the controller")
+            // The fence moved this broker's leaderships to other in-sync
+            // replicas; once this node's image has it too, its partitions
+            // are followers here, so clients still talking to it are told
+            // NOT_LEADER_OR_FOLLOWER and go to the new leaders before it stops.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !store.image().broker(m.id).is_some_and(|b| b.fenced)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            tracing::info!(node_id = %m.id, "controlled shutdown: fenced by the controller, leadership moved")
         }
         Ok(other) => tracing::warn!(?other, "controlled shutdown not acknowledged"),
         Err(e) => tracing::warn!(error = %e, "controlled shutdown: the controller did not answer"),
