@@ -34,6 +34,8 @@ def state_partition(txn_id, n=TXN_STATE_PARTITIONS):
 
 
 def create_rf3(bootstrap, name, partitions):
+    # A cluster just started may not have unfenced every broker yet.
+    wait("3 brokers registered", lambda: len(admin(bootstrap).list_topics(timeout=10).brokers) >= 3)
     a = admin(bootstrap)  # kept alive until the result is in
     a.create_topics([NewTopic(name, partitions, 3, config={"min.insync.replicas": "2"})])[name].result(30)
     wait(f"{name} led with full ISRs", lambda: all(

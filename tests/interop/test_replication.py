@@ -38,6 +38,9 @@ def high_watermark(bootstrap, topic):
 
 
 def create_replicated(bootstrap, name, rf=None, assignment=None, min_isr=2):
+    want_brokers = len(assignment[0]) if assignment else rf
+    # A cluster just started may not have unfenced every broker yet.
+    wait(f"{want_brokers} brokers registered", lambda: len(admin(bootstrap).list_topics(timeout=10).brokers) >= want_brokers)
     a = admin(bootstrap)
     config = {"min.insync.replicas": str(min_isr)}
     if assignment:
