@@ -162,7 +162,11 @@ def test_a_frozen_leader_that_was_replaced_acknowledges_no_acks_all_write(cluste
     acknowledge it (no two brokers accept acks=all writes for one
     partition), and nothing the live leader acknowledged is lost."""
     p = create_replicated(cluster.bootstrap, "zombie", rf=3)
-    with Writer(cluster.bootstrap, "zombie", **{"request.timeout.ms": 5000}) as w:
+    # A frozen broker keeps its sockets open, so librdkafka only gives up on
+    # the produce requests in flight to it after socket.timeout.ms (60 s by
+    # default), and an idempotent producer holds the partition until then.
+    conf = {"request.timeout.ms": 5000, "socket.timeout.ms": 10000}
+    with Writer(cluster.bootstrap, "zombie", **conf) as w:
         w.wait_acked(300)
         old = cluster.node(p.leader)
         os.kill(old.proc.pid, signal.SIGSTOP)
