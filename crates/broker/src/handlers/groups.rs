@@ -18,11 +18,13 @@ fn opt(v: &Option<StrBytes>) -> Option<String> {
 
 /// The broker that coordinates `key`: the leader of its partition of
 /// `__consumer_offsets` (groups, `key_type` 0) or `__transaction_state`
-/// (transactional ids, 1), creating the topic first if no one has yet.
+/// (transactional ids, 1), creating the topic first if no one has yet; at
+/// its endpoint for `listener`.
 fn coordinator_for(
     broker: &Broker,
     key_type: i8,
     key: &str,
+    listener: &str,
 ) -> Result<super::cluster_view::BrokerView, ResponseError> {
     let topic = if key_type == 0 {
         crate::group::store::OFFSETS_TOPIC
@@ -58,7 +60,8 @@ fn coordinator_for(
         .partition(p)
         .map(|p| p.leader)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    super::cluster_view::endpoint_of(broker, leader).ok_or(ResponseError::CoordinatorNotAvailable)
+    super::cluster_view::endpoint_of(broker, leader, listener)
+        .ok_or(ResponseError::CoordinatorNotAvailable)
 }
 
 /// NOT_COORDINATOR unless this broker coordinates `group` (it leads the
@@ -87,11 +90,13 @@ pub(crate) fn not_coordinator(broker: &Broker, group: &str) -> Option<i16> {
         .then(|| ResponseError::CoordinatorLoadInProgress.code())
 }
 
-/// FindCoordinator: the leader of the key's internal partition.
+/// FindCoordinator: the leader of the key's internal partition, at its
+/// endpoint for `listener` (the one the request came in on).
 pub fn find_coordinator(
     broker: &Broker,
     version: i16,
     req: FindCoordinatorRequest,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if req.key_type != 0 && req.key_type != 1 {
         let e = ResponseError::InvalidRequest;
@@ -106,7 +111,7 @@ pub fn find_coordinator(
             .into_iter()
             .map(|k| {
                 let c = find_coordinator_response::Coordinator::default();
-                match coordinator_for(broker, req.key_type, &k) {
+                match coordinator_for(broker, req.key_type, &k, listener) {
                     Ok(b) => c
                         .with_key(k)
                         .with_node_id(BrokerId(b.id.0))
@@ -122,7 +127,7 @@ pub fn find_coordinator(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match coordinator_for(broker, req.key_type, &req.key) {
+    match coordinator_for(broker, req.key_type, &req.key, listener) {
         Ok(b) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(b.id.0))
             .with_host(s(b.host))
@@ -230,10 +235,8 @@ pub async fn sync(broker: &Broker, version: i16, req: SyncGroupRequest) -> SyncG
     // The group's new assignments are stored before anyone acts on them.
     let mut error = outcome.error;
     if error == 0 {
-        if let Some(w) = broker.groups.written(&req.group_id.0) {
-            if let Err(e) = w.replicated(broker.groups.commit_timeout()).await {
-                error = e.code();
-            }
+        if let Err(code) = group_write_replicated(broker, &req.group_id.0).await {
+            error = code;
         }
     }
     let mut r = SyncGroupResponse::default()
@@ -330,14 +333,24 @@ pub(crate) async fn replicated(
     if !codes.contains(&0) {
         return Ok(codes);
     }
-    if let Some(w) = broker.groups.written(group) {
-        if let Err(e) = w.replicated(broker.groups.commit_timeout()).await {
-            for c in codes.iter_mut().filter(|c| **c == 0) {
-                *c = e.code();
-            }
+    if let Err(code) = group_write_replicated(broker, group).await {
+        for c in codes.iter_mut().filter(|c| **c == 0) {
+            *c = code;
         }
     }
     Ok(codes)
+}
+
+/// Waits, up to `offsets.commit.timeout.ms`, for the in-sync replicas to
+/// have the coordinator's last write for `group`; the error code otherwise.
+async fn group_write_replicated(broker: &Broker, group: &str) -> Result<(), i16> {
+    match broker.groups.written(group) {
+        Some(w) => w
+            .replicated(broker.groups.commit_timeout())
+            .await
+            .map_err(|e| e.code()),
+        None => Ok(()),
+    }
 }
 
 /// Hands out the error code of each partition in request order: the

@@ -195,34 +195,49 @@ pub async fn txn_offset_commit(
 /// WriteTxnMarkers: markers sent by a transaction coordinator on another
 /// broker (or a tool). Each partition answers once its in-sync replicas
 /// have the marker, as Kafka appends markers with acks=all: the
-/// coordinator completes the transaction only after that.
+/// coordinator completes the transaction only after that. Every marker is
+/// written before any is waited on, so the waits overlap: one replication
+/// round trip for the request, not one per partition.
 pub async fn write_txn_markers(
     broker: &Broker,
     req: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let timeout = broker.txns.write_timeout();
-    let mut markers = Vec::with_capacity(req.markers.len());
-    for m in req.markers {
-        let marker = if m.transaction_result {
-            Marker::Commit
-        } else {
-            Marker::Abort
-        };
-        let mut topics = Vec::with_capacity(m.topics.len());
-        for t in m.topics {
-            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
-            for &i in &t.partition_indexes {
-                let written = broker.replicas.leader_of(&t.name.0, i).map(|led| led.log).map_err(|e| e.code().code()).and_then(|p| {
-                    let w = crate::dispatch::off_worker(|| write_marker(&broker.groups, &p, m.producer_id.0, m.producer_epoch, marker));
-                    match w {
-                        Ok(_) => Ok(Written::now(p)),
-                        Err(e) => {
-                            tracing::error!(topic = %p.topic, partition = i, error = %e, "cannot write marker");
-                            Err(ResponseError::KafkaStorageError.code())
-                        }
-                    }
-                });
-                let code = match written {
+    let written: Vec<_> = req
+        .markers
+        .into_iter()
+        .map(|m| {
+            let marker = if m.transaction_result {
+                Marker::Commit
+            } else {
+                Marker::Abort
+            };
+            let (pid, epoch) = (m.producer_id.0, m.producer_epoch);
+            let topics: Vec<_> = m
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partition_indexes
+                        .iter()
+                        .map(|&i| {
+                            let w = write_one_marker(broker, &t.name.0, i, pid, epoch, marker);
+                            (i, w)
+                        })
+                        .collect();
+                    (t.name, parts)
+                })
+                .collect();
+            (m.producer_id, topics)
+        })
+        .collect();
+    let mut markers = Vec::with_capacity(written.len());
+    for (producer_id, topics) in written {
+        let mut topic_results = Vec::with_capacity(topics.len());
+        for (name, parts) in topics {
+            let mut partitions = Vec::with_capacity(parts.len());
+            for (i, w) in parts {
+                let code = match w {
                     Err(c) => c,
                     Ok(w) => match w.wait(timeout).await {
                         Replicated::Yes => 0,
@@ -236,19 +251,43 @@ pub async fn write_txn_markers(
                         .with_error_code(code),
                 );
             }
-            topics.push(
+            topic_results.push(
                 write_txn_markers_response::WritableTxnMarkerTopicResult::default()
-                    .with_name(t.name)
+                    .with_name(name)
                     .with_partitions(partitions),
             );
         }
         markers.push(
             write_txn_markers_response::WritableTxnMarkerResult::default()
-                .with_producer_id(m.producer_id)
-                .with_topics(topics),
+                .with_producer_id(producer_id)
+                .with_topics(topic_results),
         );
     }
     WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// Appends producer `pid`'s marker to the partition this broker leads: where it ended,
+/// to wait on, or the partition's error code.
+fn write_one_marker(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    pid: i64,
+    epoch: i16,
+    marker: Marker,
+) -> Result<Written, i16> {
+    let p = broker
+        .replicas
+        .leader_of(topic, index)
+        .map_err(|e| e.code().code())?
+        .log;
+    match crate::dispatch::off_worker(|| write_marker(&broker.groups, &p, pid, epoch, marker)) {
+        Ok(_) => Ok(Written::now(p)),
+        Err(e) => {
+            tracing::error!(topic, partition = index, error = %e, "cannot write marker");
+            Err(ResponseError::KafkaStorageError.code())
+        }
+    }
 }
 
 /// DescribeTransactions.
