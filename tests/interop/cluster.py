@@ -28,6 +28,9 @@ def free_ports(n):
 
 
 class Node:
+    # What the process logs once it serves.
+    started_line = r"strom broker started"
+
     def __init__(self, cluster, node_id, port, controller_port):
         self.cluster = cluster
         self.node_id = node_id
@@ -65,7 +68,7 @@ class Node:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node {self.node_id} exited early:\n{self.read_log()[-4000:]}")
-            if re.search(r"strom broker started", self.read_log()):
+            if re.search(self.started_line, self.read_log()):
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"node {self.node_id} did not start:\n{self.read_log()[-4000:]}")

@@ -440,7 +440,7 @@ def list_groups_v0(bootstrap):
 
 
 def find_coordinator_v1(bootstrap, key, key_type=0):
-    """FindCoordinator v1 (0: a group, 1: a transactional id): (error, node id)."""
+    """FindCoordinator v1 (0: a group, 1: a transactional id): (error, node id, host, port)."""
     conn = RawConnection(bootstrap)
     try:
         body = struct.pack(">hhi", 10, 1, 1) + _str("coordinator-test") + _str(key) + struct.pack(">b", key_type)
@@ -450,7 +450,7 @@ def find_coordinator_v1(bootstrap, key, key_type=0):
     r.take(">i")  # throttle
     error = r.take(">h")
     r.string()  # message
-    return error, r.take(">i")
+    return error, r.take(">i"), r.string(), r.take(">i")
 
 
 # ---------------------------------------------------------------- OffsetForLeaderEpoch (test_replication.py)

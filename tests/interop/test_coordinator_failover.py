@@ -178,10 +178,10 @@ def test_the_internal_topics_wait_for_enough_brokers(tmp_path):
                                      "transaction.state.log.replication.factor=4"]).start()
     try:
         for key_type in (0, 1):
-            assert find_coordinator_v1(c.nodes[0].bootstrap, "early", key_type) == (15, -1)
+            assert find_coordinator_v1(c.nodes[0].bootstrap, "early", key_type)[:2] == (15, -1)
         assert "__consumer_offsets" not in admin(c.bootstrap).list_topics(timeout=10).topics
         c.add_broker()
-        error, node = wait("a coordinator once four brokers are registered", lambda: (
+        error, node, _, _ = wait("a coordinator once four brokers are registered", lambda: (
             lambda r: r if r[0] == 0 else None)(find_coordinator_v1(c.nodes[0].bootstrap, "early")))
         assert node in (1, 2, 3, 4)
         offsets = admin(c.bootstrap).list_topics("__consumer_offsets", timeout=10).topics["__consumer_offsets"]

@@ -16,9 +16,22 @@ use crate::metadata::lifecycle::{self, Membership};
 use crate::metadata::records::{BrokerRegistration, Endpoint};
 use crate::metadata::{ControllerTimings, MetadataError, MetadataStore, NodeId};
 use crate::replica::ReplicaManager;
+use crate::replication::throttle::ByteRate;
 use crate::topics::{TopicError, Topics};
 use crate::txn::producer_ids::ProducerIds;
 use crate::txn::{TxnConfig, TxnCoordinator};
+
+/// Where one listener's clients are told to connect (`advertised.listeners`,
+/// or the address it was bound to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedListener {
+    /// Listener name, upper case (`PLAINTEXT`, `INTERNAL`, …).
+    pub name: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+}
 
 /// One broker node: configuration, topics and shared services.
 #[derive(Debug)]
@@ -33,8 +46,9 @@ pub struct Broker {
     pub cluster_id: String,
     /// This node's id.
     pub node_id: i32,
-    /// Host and port clients are told to connect to.
-    pub advertised: (String, i32),
+    /// Where clients of each listener are told to connect, in `listeners`
+    /// order; registered with the controller as this broker's endpoints.
+    pub advertised: Vec<AdvertisedListener>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessions,
     /// The group coordinator (this node coordinates every group).
@@ -45,12 +59,25 @@ pub struct Broker {
     pub cleaner: LogCleaner,
     /// This broker's registration with the controller.
     pub membership: Arc<Membership>,
+    /// What this leader sent throttled followers
+    /// (`leader.replication.throttled.rate`).
+    pub leader_throttle: ByteRate,
 }
 
 impl Broker {
-    /// Opens the broker's data directory, advertising `advertised`.
+    /// Opens the broker's data directory, advertising `advertised` for its
+    /// first listener.
     pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Broker, TopicError> {
         let layout = ClusterLayout::from_config(&config)?;
+        let name = layout
+            .broker_listeners
+            .first()
+            .map_or_else(|| "PLAINTEXT".to_string(), |l| l.name.clone());
+        let advertised = vec![AdvertisedListener {
+            name,
+            host: advertised.0,
+            port: advertised.1,
+        }];
         Self::open_in(config, &layout, advertised)
     }
 
@@ -60,7 +87,7 @@ impl Broker {
     pub fn open_in(
         config: BrokerConfig,
         layout: &ClusterLayout,
-        advertised: (String, i32),
+        advertised: Vec<AdvertisedListener>,
     ) -> Result<Broker, TopicError> {
         let config = Arc::new(config);
         let dir = config.data_dir();
@@ -80,10 +107,8 @@ impl Broker {
             id: node,
             epoch: 0,
             incarnation: uuid::Uuid::new_v4(),
-            endpoints: layout
-                .advertised
+            endpoints: advertised
                 .iter()
-                .take(1)
                 .map(|l| {
                     let protocol = layout
                         .protocols
@@ -93,8 +118,8 @@ impl Broker {
                     (
                         l.name.clone(),
                         Endpoint {
-                            host: advertised.0.clone(),
-                            port: u16::try_from(advertised.1).unwrap_or(0),
+                            host: l.host.clone(),
+                            port: u16::try_from(l.port).unwrap_or(0),
                             security_protocol: protocol,
                         },
                     )
@@ -193,6 +218,7 @@ impl Broker {
         txns.recover(&groups);
         let cleaner = LogCleaner::start(topics.clone());
         let replicas = ReplicaManager::new(NodeId(config.node_id()), topics.clone());
+        let leader_throttle = ByteRate::from_config(&config);
         Ok(Broker {
             membership,
             replicas,
@@ -205,11 +231,17 @@ impl Broker {
             cluster_id,
             advertised,
             fetch_sessions: FetchSessions::default(),
+            leader_throttle,
         })
     }
 }
 
 impl Broker {
+    /// Where clients of `listener` are told this broker is.
+    pub fn advertised_on(&self, listener: &str) -> Option<&AdvertisedListener> {
+        self.advertised.iter().find(|l| l.name == listener)
+    }
+
     /// Applies the coordinator moves recorded since the last call: the
     /// group and transaction coordinators load the state of the internal
     /// partitions this node now leads and drop that of those it no longer
@@ -271,7 +303,7 @@ fn resolve(what: &str, host: &str, port: u16) -> Result<SocketAddr, TopicError> 
 /// Joins the metadata quorum of `controller.quorum.voters`: as a voter on
 /// the controller listener, or as an observer on a free port of the
 /// client listener's host.
-fn open_cluster_store(
+pub(crate) fn open_cluster_store(
     dir: &Path,
     config: &BrokerConfig,
     layout: &ClusterLayout,

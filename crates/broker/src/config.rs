@@ -229,6 +229,16 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.cleaner.delete.retention.ms", Long, "86400000", 0),
     def("unclean.leader.election.enable", Boolean, "false", 0),
     def("replica.lag.time.max.ms", Long, "30000", 1),
+    def("leader.replication.throttled.rate", Long, LONG_MAX, 0),
+    def("follower.replication.throttled.rate", Long, LONG_MAX, 0),
+    def("replication.quota.window.num", Int, "11", 1),
+    def(
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        Long,
+        LONG_MAX,
+        0,
+    ),
+    def("replication.quota.window.size.seconds", Int, "1", 1),
     def(
         "replica.high.watermark.checkpoint.interval.ms",
         Long,

@@ -138,9 +138,11 @@ async fn write_response(
 
 /// Serves one connection until the peer closes it, a request is malformed,
 /// a limit closes it, or shutdown is signalled (a request being handled is
-/// finished first). `slot` counts it against the connection limits.
+/// finished first). `slot` counts it against the connection limits;
+/// `listener` is the name of the listener it came in on.
 pub async fn serve(
     stream: TcpStream,
+    listener: Arc<str>,
     broker: Arc<Broker>,
     net: Arc<NetState>,
     slot: ConnectionSlot,
@@ -269,7 +271,7 @@ pub async fn serve(
             }
         }
         tracing::trace!(peer = %peer, api = ?req.api_key, version = req.api_version, correlation_id = req.correlation_id, client = %Escaped(req.client_id()), "request");
-        match dispatch(&broker, req, &peer).await {
+        match dispatch(&broker, req, &peer, &listener).await {
             Ok(Some(resp)) => match write_response(&mut wr, resp, &net, limits.max_idle).await {
                 Ok(()) => {}
                 Err(WriteEnd::Io(e)) => {

@@ -59,11 +59,13 @@ pub(crate) fn off_worker<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Handles one request from `peer`. `Ok(None)` means no response is due (acks=0 produce).
+/// Handles one request from `peer`, which connected to `listener`.
+/// `Ok(None)` means no response is due (acks=0 produce).
 pub async fn dispatch(
     broker: &Broker,
     frame: RequestFrame,
     peer: &str,
+    listener: &str,
 ) -> Result<Option<Response>, DispatchError> {
     let v = frame.api_version;
     if frame.api_key == ApiKey::ApiVersions {
@@ -111,7 +113,7 @@ pub async fn dispatch(
         ApiKey::Metadata => encode(
             &frame,
             v,
-            &metadata::handle(broker, v, decode_body(&frame)?).await,
+            &metadata::handle(broker, v, decode_body(&frame)?, listener).await,
         ),
         ApiKey::CreateTopics => encode(
             &frame,
@@ -151,7 +153,7 @@ pub async fn dispatch(
         ApiKey::DescribeCluster => encode(
             &frame,
             v,
-            &cluster::describe_cluster(broker, v, decode_body(&frame)?),
+            &cluster::describe_cluster(broker, v, decode_body(&frame)?, listener),
         ),
         ApiKey::DescribeQuorum => encode(
             &frame,
@@ -195,7 +197,7 @@ pub async fn dispatch(
         ApiKey::FindCoordinator => encode(
             &frame,
             v,
-            &groups::find_coordinator(broker, v, decode_body(&frame)?),
+            &groups::find_coordinator(broker, v, decode_body(&frame)?, listener),
         ),
         ApiKey::JoinGroup => {
             let req = decode_body(&frame)?;

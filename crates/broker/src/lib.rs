@@ -15,6 +15,7 @@ pub mod broker;
 pub mod cleaner;
 pub mod config;
 mod connection;
+pub mod controller_node;
 mod dispatch;
 mod durable;
 pub mod group;

@@ -217,6 +217,11 @@ impl Partition {
         }
     }
 
+    /// Whether `node` is in the (maximal) ISR.
+    pub fn in_isr(&self, node: NodeId) -> bool {
+        self.replication.lock().maximal_isr().contains(&node)
+    }
+
     /// Replicas in the (maximal) ISR, this one included.
     pub fn isr_size(&self) -> usize {
         self.replication.lock().maximal_isr().len().max(1)

@@ -2,14 +2,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::broker::Broker;
+use crate::broker::{AdvertisedListener, Broker};
 use crate::config::cluster::ClusterLayout;
 use crate::config::BrokerConfig;
 use crate::net::fd::{self, SpareFd};
@@ -67,29 +68,65 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
     let layout = ClusterLayout::from_config(&config)?;
     if !layout.roles.broker {
         return Err(ServerError::Config(crate::config::ConfigError::Refused(
-            "process.roles=controller (a controller without a broker) is not available yet: run process.roles=broker,controller on the voters (docs/OPERATIONS.md)".into(),
+            "process.roles=controller runs no broker: start it with controller_node::ControllerNode".into(),
         )));
     }
-    // The first broker listener serves clients (one listener for now).
-    let bound = &layout.broker_listeners[0];
-    let addr = bound.address();
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServerError::Bind {
+    // Every broker listener serves clients; a connection knows which one
+    // it came in on (Metadata answers with that listener's endpoints).
+    let mut bound = Vec::with_capacity(layout.broker_listeners.len());
+    for l in &layout.broker_listeners {
+        let addr = l.address();
+        let fail = |source| ServerError::Bind {
             addr: addr.clone(),
             source,
-        })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: addr.clone(),
-        source,
+        };
+        let listener = TcpListener::bind(&addr).await.map_err(fail)?;
+        let local = listener.local_addr().map_err(fail)?;
+        bound.push(Bound {
+            name: Arc::from(l.name.as_str()),
+            listener,
+            local,
+        });
+    }
+    let local = bound.first().map(|b| b.local).ok_or_else(|| {
+        ServerError::Config(crate::config::ConfigError::Refused(
+            "listeners must contain a listener that is not a controller listener".into(),
+        ))
     })?;
     // Advertised as configured, or as bound (the real port when it was 0).
-    let advertised = match layout.advertised.iter().find(|l| l.name == bound.name) {
-        Some(a) if config.is_set("advertised.listeners") && !a.host.is_empty() => {
-            (a.host.clone(), i32::from(a.port))
-        }
-        _ => (local.ip().to_string(), i32::from(local.port())),
-    };
+    let advertised: Vec<AdvertisedListener> = bound
+        .iter()
+        .map(|b| {
+            let name = b.name.to_string();
+            match layout.advertised.iter().find(|l| l.name == name) {
+                Some(a)
+                    if config.is_set("advertised.listeners")
+                        && !a.host.is_empty()
+                        && a.port != 0 =>
+                {
+                    AdvertisedListener {
+                        name,
+                        host: a.host.clone(),
+                        port: i32::from(a.port),
+                    }
+                }
+                _ => AdvertisedListener {
+                    name,
+                    host: b.local.ip().to_string(),
+                    port: i32::from(b.local.port()),
+                },
+            }
+        })
+        .collect();
+    let first = advertised
+        .first()
+        .map(|a| format!("{}:{}", a.host, a.port))
+        .unwrap_or_default();
+    let all = advertised
+        .iter()
+        .map(|a| format!("{}://{}:{}", a.name, a.host, a.port))
+        .collect::<Vec<_>>()
+        .join(",");
     let limits = NetLimits::from_config(&config, fd::nofile_limit())?;
     let retention_every = Duration::from_millis(
         config
@@ -110,7 +147,7 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
     };
     let broker = Arc::new(broker);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    tracing::info!(listen = %local, advertised = %format!("{}:{}", advertised.0, advertised.1), cluster_id = %broker.cluster_id, node_id = broker.node_id, "strom broker started");
+    tracing::info!(listen = %local, advertised = %first, listeners = %all, cluster_id = %broker.cluster_id, node_id = broker.node_id, "strom broker started");
 
     let b = broker.clone();
     let task = tokio::spawn(async move {
@@ -132,11 +169,12 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
             let accepted = tokio::select! {
                 a = async {
                     net.connection_slot().await;
-                    listener.accept().await
+                    accept_any(&bound).await
                 } => a,
                 Some(_) = conns.join_next(), if !conns.is_empty() => continue,
                 _ = stop.changed() => break,
             };
+            let (on, accepted) = accepted;
             match accepted {
                 Ok((stream, addr)) => {
                     let slot = match net.admit(addr.ip()) {
@@ -150,15 +188,19 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
                         }
                     };
                     let (b, n, rx) = (b.clone(), net.clone(), shutdown_rx.clone());
-                    conns.spawn(crate::connection::serve(stream, b, n, slot, rx));
+                    let name = bound[on].name.clone();
+                    conns.spawn(crate::connection::serve(stream, name, b, n, slot, rx));
                 }
                 Err(e) if fd::is_exhaustion(&e) => {
                     // Refuse the waiting connection with the spare
                     // descriptor instead of spinning on it.
                     let refused = spare.release()
                         && matches!(
-                            tokio::time::timeout(Duration::from_millis(10), listener.accept())
-                                .await,
+                            tokio::time::timeout(
+                                Duration::from_millis(10),
+                                bound[on].listener.accept()
+                            )
+                            .await,
                             Ok(Ok(_))
                         );
                     spare.reacquire();
@@ -176,7 +218,7 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
                 }
             }
         }
-        drop(listener);
+        drop(bound);
         if !single {
             // Fenced first, so clients go elsewhere at once.
             let b = b.clone();
@@ -209,6 +251,27 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
         shutdown,
         task,
     })
+}
+
+/// One bound broker listener.
+struct Bound {
+    /// Its name (`PLAINTEXT`, `INTERNAL`, …).
+    name: Arc<str>,
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+/// Waits for a connection on any of `bound`: which one, and the result.
+async fn accept_any(bound: &[Bound]) -> (usize, std::io::Result<(TcpStream, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for (i, b) in bound.iter().enumerate() {
+            if let Poll::Ready(r) = b.listener.poll_accept(cx) {
+                return Poll::Ready((i, r));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Retention, interval flushes and idle file-handle release, off the request path.

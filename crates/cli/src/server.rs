@@ -8,9 +8,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use strom_broker::BrokerConfig;
 
-/// Run a Strom broker.
+/// Run a Strom broker, controller, or both.
 ///
 /// With no flags: a single node on 127.0.0.1:9092 with data in ./strom-data.
+/// In a cluster, process.roles picks the roles (broker,controller: the
+/// default; broker; or controller, a dedicated voter of the metadata quorum
+/// with no broker listener).
 /// Settings use Kafka's broker config names and are read, lowest precedence
 /// first, from the TOML file (--config), STROM_* environment variables
 /// (STROM_LOG_RETENTION_MS=1000 sets log.retention.ms) and flags.
@@ -129,6 +132,22 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let roles = strom_broker::config::cluster::ClusterLayout::from_config(&config)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .roles;
+    if !roles.broker {
+        // process.roles=controller: a dedicated voter of the metadata quorum.
+        return rt.block_on(async move {
+            let node = tokio::task::spawn_blocking(move || {
+                strom_broker::controller_node::ControllerNode::start(&config)
+            })
+            .await??;
+            wait_for_signal().await?;
+            tracing::info!("signal received, shutting down");
+            tokio::task::spawn_blocking(move || node.shutdown()).await?;
+            Ok(())
+        });
+    }
     rt.block_on(async move {
         let handle = strom_broker::start(config).await?;
         wait_for_signal().await?;

@@ -22,11 +22,13 @@ const ENDPOINT_CONTROLLER: i8 = 2;
 
 /// Handles DescribeCluster. This node is a broker endpoint: a request for
 /// controllers or an unknown endpoint type gets Kafka's error (INVALID_REQUEST
-/// at v0, where the field is absent and cannot differ).
+/// at v0, where the field is absent and cannot differ). Brokers are listed
+/// at their endpoints for `listener`, the one the request came in on.
 pub fn describe_cluster(
     broker: &Broker,
     version: i16,
     req: DescribeClusterRequest,
+    listener: &str,
 ) -> DescribeClusterResponse {
     if req.endpoint_type != ENDPOINT_BROKER {
         let (e, msg) = if req.endpoint_type == ENDPOINT_CONTROLLER {
@@ -51,19 +53,20 @@ pub fn describe_cluster(
             .with_controller_id(BrokerId(-1))
             .with_cluster_authorized_operations(authorized::OMITTED);
     }
-    let mut brokers: Vec<DescribeClusterBroker> = super::cluster_view::live_brokers(broker)
-        .into_iter()
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id.0))
-                .with_host(s(b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.map(s))
-        })
-        .collect();
+    let mut brokers: Vec<DescribeClusterBroker> =
+        super::cluster_view::live_brokers(broker, listener)
+            .into_iter()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id.0))
+                    .with_host(s(b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.map(s))
+            })
+            .collect();
     if version >= 2 && req.include_fenced_brokers {
         // v2: fenced brokers too, marked (KIP-1073).
-        for b in super::cluster_view::fenced_brokers(broker) {
+        for b in super::cluster_view::fenced_brokers(broker, listener) {
             if !brokers.iter().any(|x| x.broker_id.0 == b.id.0) {
                 brokers.push(
                     DescribeClusterBroker::default()

@@ -144,6 +144,14 @@ fn gather(
     let mut total = 0usize;
     let mut error = false;
     let mut first = true;
+    // Only a follower's fetch is throttled, and only with a rate set.
+    let limit = match replica {
+        Some(_) => broker
+            .config
+            .get_i64("leader.replication.throttled.rate", i64::MAX),
+        None => i64::MAX,
+    };
+    let now = crate::partition::now_ms().max(0) as u64;
     for w in wants {
         let part = if w.key.0.is_empty() {
             Err(ResponseError::UnknownTopicId)
@@ -153,7 +161,7 @@ fn gather(
                 .leader_at(&w.key.0, w.key.1, LeaderEpoch(w.epoch))
                 .map_err(|e| e.code())
         };
-        let p = match part {
+        let (p, throttled) = match part {
             Ok(led) => {
                 // Before reading: an append after the read wakes this fetch.
                 led.log.waiters.register(waiter);
@@ -197,7 +205,11 @@ fn gather(
                         }
                     }
                 }
-                led.log
+                let throttled = limit != i64::MAX
+                    && replica.is_some_and(|node| {
+                        !led.log.in_isr(node) && leader_throttles(broker, &led.topic.name, w.key.1)
+                    });
+                (led.log, throttled)
             }
             Err(e) => {
                 out.push((w.key.clone(), w.topic_id, partition_error(w.key.1, e)));
@@ -229,7 +241,8 @@ fn gather(
             .with_last_stable_offset(stable)
             .with_log_start_offset(if version >= 5 { lso } else { -1 });
         let mut records = Bytes::new();
-        if w.fetch_offset != upper && w.fetch_offset <= end && (first || budget > 0) {
+        let held = throttled && broker.leader_throttle.exceeds(limit, now);
+        if w.fetch_offset != upper && w.fetch_offset <= end && (first || budget > 0) && !held {
             // The first partition with data gets at least one whole batch
             // even past the budget, as Kafka does (minOneMessage).
             let limit = (w.max_bytes.max(0) as usize).min(budget);
@@ -267,6 +280,9 @@ fn gather(
         if !records.is_empty() {
             first = false;
             budget = budget.saturating_sub(records.len());
+            if throttled {
+                broker.leader_throttle.record(records.len() as u64, now);
+            }
         }
         total += records.len();
         let changed = pd.error_code != 0 || !records.is_empty() || w.last_sent != Some((hw, lso));
@@ -275,6 +291,16 @@ fn gather(
         }
     }
     (out, total, error)
+}
+
+/// Whether `topic` names partition `index` on this broker in
+/// `leader.replication.throttled.replicas`.
+fn leader_throttles(broker: &Broker, topic: &str, index: i32) -> bool {
+    broker
+        .topics
+        .configs_of(topic)
+        .get("leader.replication.throttled.replicas")
+        .is_some_and(|v| replication::throttle::names_replica(v, index, NodeId(broker.node_id)))
 }
 
 /// Where the fetcher's log parts from this leader's, from the epoch of

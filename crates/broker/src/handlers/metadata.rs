@@ -72,8 +72,14 @@ enum Slot {
 /// once is answered once, as Kafka does (it reads the request's topics into
 /// a set), so the response never grows past the topics that exist or were
 /// asked for. Topics to auto-create are created in one batch, off the async
-/// workers and within Kafka's per-request limits.
-pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+/// workers and within Kafka's per-request limits. Brokers are listed at
+/// their endpoints for `listener`, the one the request came in on.
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    req: MetadataRequest,
+    listener: &str,
+) -> MetadataResponse {
     let topics = &broker.topics;
     // v0: an empty list means all topics; v1+: null means all topics.
     let all = match &req.topics {
@@ -169,7 +175,7 @@ pub async fn handle(broker: &Broker, version: i16, req: MetadataRequest) -> Meta
             e.topic_authorized_operations = super::authorized::TOPIC;
         }
     }
-    let brokers = super::cluster_view::live_brokers(broker)
+    let brokers = super::cluster_view::live_brokers(broker, listener)
         .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()

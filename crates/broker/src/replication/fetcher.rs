@@ -22,8 +22,12 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::peer::Peer;
+use super::throttle::FollowerThrottle;
 use crate::metadata::{LeaderEpoch, NodeId, TopicPartition};
 use crate::partition::Partition;
+
+/// How long a fetcher with only throttled replicas waits for the rate to drop.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(100);
 
 /// Fetch v12: replica id in the request body, topics by name, the
 /// leader's log start and high watermark in the response.
@@ -64,6 +68,10 @@ pub struct Followed {
     pub log: Arc<Partition>,
     /// The leader epoch it is followed at.
     pub epoch: LeaderEpoch,
+    /// Out of the ISR and named in its topic's
+    /// `follower.replication.throttled.replicas`: fetched within
+    /// `follower.replication.throttled.rate`.
+    pub throttled: bool,
 }
 
 /// Where a leader is reached.
@@ -88,6 +96,7 @@ struct Fetcher {
 pub struct ReplicaFetchers {
     me: NodeId,
     config: FetcherConfig,
+    throttle: Arc<FollowerThrottle>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     fetchers: Mutex<HashMap<NodeId, Fetcher>>,
 }
@@ -103,10 +112,11 @@ impl std::fmt::Debug for ReplicaFetchers {
 
 impl ReplicaFetchers {
     /// The fetchers of node `me`; none runs until [`ReplicaFetchers::set`].
-    pub fn new(me: NodeId, config: FetcherConfig) -> ReplicaFetchers {
+    pub fn new(me: NodeId, config: FetcherConfig, throttle: FollowerThrottle) -> ReplicaFetchers {
         ReplicaFetchers {
             me,
             config,
+            throttle: Arc::new(throttle),
             runtime: Mutex::new(None),
             fetchers: Mutex::new(HashMap::new()),
         }
@@ -141,6 +151,7 @@ impl ReplicaFetchers {
                 partitions.clone(),
                 changed.clone(),
                 self.config,
+                self.throttle.clone(),
             ));
             fetchers.insert(
                 leader,
@@ -206,6 +217,7 @@ async fn run(
     partitions: Followers,
     changed: Arc<Notify>,
     config: FetcherConfig,
+    throttle: Arc<FollowerThrottle>,
 ) {
     // Where to fetch next when it is not the log end (after the leader's
     // log start moved past ours).
@@ -231,10 +243,23 @@ async fn run(
             }
         };
         loop {
-            let followed: Vec<Followed> = partitions.lock().values().cloned().collect();
+            let mut followed: Vec<Followed> = partitions.lock().values().cloned().collect();
             if followed.is_empty() {
                 changed.notified().await;
                 continue;
+            }
+            // Over follower.replication.throttled.rate, throttled replicas
+            // sit this round out (as Kafka's fetcher leaves them out).
+            let now = crate::partition::now_ms().max(0) as u64;
+            if followed.iter().any(|f| f.throttled) && throttle.holds(now) {
+                followed.retain(|f| !f.throttled);
+                if followed.is_empty() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(THROTTLE_PAUSE) => {}
+                        _ = changed.notified() => {}
+                    }
+                    continue;
+                }
             }
             next.retain(|tp, _| followed.iter().any(|f| f.tp == *tp));
             let req = request(me, &followed, &next, &config);
@@ -271,6 +296,10 @@ async fn run(
                         .is_none_or(|now| now.epoch != f.epoch)
                     {
                         continue;
+                    }
+                    if f.throttled {
+                        let bytes = pd.records.as_ref().map_or(0, |r| r.len());
+                        throttle.rate.record(bytes as u64, now);
                     }
                     match apply(f, pd, &mut next) {
                         Ok(moved) => progressed |= moved,

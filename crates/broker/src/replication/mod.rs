@@ -9,6 +9,7 @@ pub mod fetcher;
 pub mod hw_checkpoint;
 pub mod leader;
 pub mod peer;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Instant;

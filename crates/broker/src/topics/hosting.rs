@@ -20,6 +20,7 @@ use crate::config;
 use crate::metadata::{ImageChanges, MetadataImage, NodeId, TopicPartition};
 use crate::names;
 use crate::replication::fetcher::{Followed, LeaderAddr};
+use crate::replication::throttle::names_replica;
 
 impl Topics {
     /// Applies one batch's changes to the hosted logs (the metadata store's
@@ -37,9 +38,11 @@ impl Topics {
             self.host_if_assigned(image, tp);
             self.set_role(image, tp, false);
         }
+        // A topic's configs name its throttled replicas.
         if !(changes.created.is_empty()
             && changes.changed.is_empty()
-            && changes.removed_topics.is_empty())
+            && changes.removed_topics.is_empty()
+            && changes.topic_configs.is_empty())
         {
             self.follow(image);
         }
@@ -156,7 +159,7 @@ impl Topics {
                 let Some(log) = t.partition(i) else { continue };
                 let Some(addr) = image
                     .broker(placed.leader)
-                    .and_then(|b| b.endpoints.values().next())
+                    .and_then(|b| self.peer_endpoint(b))
                     .map(|e| LeaderAddr {
                         host: e.host.clone(),
                         port: i32::from(e.port),
@@ -173,6 +176,11 @@ impl Topics {
                         topic_id: ti.id,
                         log,
                         epoch: placed.leader_epoch,
+                        throttled: !placed.isr.contains(&self.node)
+                            && ti
+                                .configs
+                                .get("follower.replication.throttled.replicas")
+                                .is_some_and(|v| names_replica(v, i, self.node)),
                     });
             }
         }

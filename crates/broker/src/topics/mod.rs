@@ -29,6 +29,7 @@ use crate::metadata::{
 };
 use crate::names;
 use crate::replication::fetcher::{FetcherConfig, ReplicaFetchers};
+use crate::replication::throttle::FollowerThrottle;
 use coordinator_moves::CoordinatorMoves;
 
 mod admin;
@@ -213,6 +214,8 @@ pub struct Topics {
     /// Coordinator partitions whose leadership arrived or left, for the
     /// coordinators to load or unload.
     coordinator_moves: CoordinatorMoves,
+    /// `inter.broker.listener.name`: where this broker reaches the others.
+    inter_broker_listener: String,
 }
 
 /// Kafka's internal topics, whose partitions' leaders coordinate groups
@@ -222,6 +225,18 @@ pub fn is_internal_topic(name: &str) -> bool {
 }
 
 impl Topics {
+    /// Where this broker reaches broker `reg`: its endpoint for
+    /// `inter.broker.listener.name` (the first one of a registration
+    /// without it).
+    pub fn peer_endpoint<'a>(
+        &self,
+        reg: &'a crate::metadata::records::BrokerRegistration,
+    ) -> Option<&'a crate::metadata::records::Endpoint> {
+        reg.endpoints
+            .get(&self.inter_broker_listener)
+            .or_else(|| reg.endpoints.values().next())
+    }
+
     /// Opens the single node's metadata log in `dir` (migrating a
     /// `topics.json` left by an earlier version on the first start) and the
     /// logs of its topics.
@@ -243,8 +258,13 @@ impl Topics {
         json_file::migrate(dir, node, &store)?;
         let image = store.image();
         strays::set_aside(dir, &image, node);
+        let inter_broker_listener = config::cluster::ClusterLayout::from_config(&broker)
+            .map(|l| l.inter_broker_listener)
+            .unwrap_or_default();
+        let follower_throttle = FollowerThrottle::new(broker.clone());
         let topics = Topics {
             dir: dir.to_path_buf(),
+            inter_broker_listener,
             broker,
             node,
             store,
@@ -252,7 +272,7 @@ impl Topics {
             collisions: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             hosting: Mutex::new(()),
-            fetchers: ReplicaFetchers::new(node, FetcherConfig::default()),
+            fetchers: ReplicaFetchers::new(node, FetcherConfig::default(), follower_throttle),
             coordinator_moves: CoordinatorMoves::default(),
         };
         let mut map = HashMap::new();

@@ -510,6 +510,7 @@ impl TxnCoordinator {
         let (pid, epoch) = (m.rec.producer_id, m.rec.epoch);
         let image = self.topics.image();
         let mut remote: BTreeMap<NodeId, Vec<(String, i32)>> = BTreeMap::new();
+        let mut local = Vec::new();
         for (topic, index) in &m.rec.partitions {
             if let Some(p) = self
                 .topics
@@ -521,8 +522,7 @@ impl TxnCoordinator {
                     tracing::error!(transactional_id = %Escaped(&m.id), topic, partition = index, error = %e, "cannot write transaction marker");
                     ResponseError::CoordinatorNotAvailable
                 })?;
-                // Complete only once the marker cannot be lost with this broker.
-                Written::now(p).replicated_blocking(self.config.write_timeout)?;
+                local.push(Written::now(p));
                 continue;
             }
             match image.topic(topic).and_then(|t| t.partition(*index)) {
@@ -542,7 +542,7 @@ impl TxnCoordinator {
         for (leader, partitions) in remote {
             let endpoint = image
                 .broker(leader)
-                .and_then(|b| b.endpoints.values().next().cloned())
+                .and_then(|b| self.topics.peer_endpoint(b).cloned())
                 .ok_or(ResponseError::CoordinatorNotAvailable)?;
             let sent = super::remote_markers::send(
                 &endpoint.host,
@@ -557,6 +557,11 @@ impl TxnCoordinator {
                 tracing::error!(transactional_id = %Escaped(&m.id), broker = %leader, error = %e, "cannot write transaction markers on another broker");
                 ResponseError::CoordinatorNotAvailable
             })?;
+        }
+        // Complete only once no marker can be lost with this broker; the
+        // waits overlap, as every marker was written before the first.
+        for w in local {
+            w.replicated_blocking(self.config.write_timeout)?;
         }
         let mut rec = m.rec.clone();
         rec.state = if commit {
