@@ -178,15 +178,7 @@ def test_a_frozen_leader_that_was_replaced_acknowledges_no_acks_all_write(cluste
             w.wait_acked(300)
         finally:
             os.kill(old.proc.pid, signal.SIGCONT)
-        conn = RawConnection(old.bootstrap)
-        try:
-            zombie = batch(record(0, None, b"zombie"), 1, 0, int(time.time() * 1000))
-            error = conn.produce("zombie", 0, zombie, acks=-1)[0]
-        finally:
-            conn.close()
-        # NOT_LEADER_OR_FOLLOWER once it knows; REQUEST_TIMED_OUT or
-        # NOT_ENOUGH_REPLICAS while it still thinks it leads.
-        assert error in (6, 7, 19, 20), f"the replaced leader answered {error}"
+        assert_refuses_zombie(old.bootstrap, "zombie")
         wait("the thawed broker back in the ISR",
              lambda: sorted(partition(cluster.bootstrap, "zombie").isrs) == [1, 2, 3], timeout=60)
         w.wait_acked(100)
@@ -197,6 +189,20 @@ def test_a_frozen_leader_that_was_replaced_acknowledges_no_acks_all_write(cluste
     assert not set(w.acked) - set(got)
     numbers = [int(v[1:]) for v in got]
     assert numbers == sorted(numbers)
+
+
+def assert_refuses_zombie(bootstrap, topic):
+    """Sends a record "zombie" with acks=all straight to `bootstrap`, a
+    replaced leader, and checks it is not acknowledged: NOT_LEADER_OR_FOLLOWER
+    once it knows; REQUEST_TIMED_OUT or NOT_ENOUGH_REPLICAS(_AFTER_APPEND)
+    while it still thinks it leads."""
+    conn = RawConnection(bootstrap)
+    try:
+        zombie = batch(record(0, None, b"zombie"), 1, 0, int(time.time() * 1000))
+        error = conn.produce(topic, 0, zombie, acks=-1)[0]
+    finally:
+        conn.close()
+    assert error in (6, 7, 19, 20), f"the replaced leader answered {error}"
 
 
 def produce_once(bootstrap, topic, acks):
