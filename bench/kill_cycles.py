@@ -22,17 +22,17 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Cluster, create, placed  # noqa: E402
-from run import ROOT  # noqa: E402
+from run import ROOT, STROM  # noqa: E402
 
 TOPIC, PARTITIONS = "soak", 3
 
@@ -99,10 +99,18 @@ def read_back(bootstrap):
 
 
 def controller(bootstrap):
+    """The metadata quorum's leader as `strom cluster describe` shows it
+    (DescribeQuorum), or None while there is none."""
     try:
-        return AdminClient({"bootstrap.servers": bootstrap}).describe_cluster().result(10).controller.id
-    except Exception:  # noqa: BLE001 (no controller at this moment)
+        out = subprocess.run([STROM, "cluster", "describe", "--bootstrap", bootstrap],
+                             capture_output=True, text=True, timeout=30).stdout
+    except subprocess.TimeoutExpired:
         return None
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) > 1 and f[0].isdigit() and f[1] == "leader":
+            return int(f[0])
+    return None
 
 
 def main():
