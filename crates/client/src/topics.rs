@@ -37,7 +37,7 @@ pub struct ConfigValue {
     pub is_default: bool,
 }
 
-/// A change to a topic config (IncrementalAlterConfigs).
+/// A change to a topic or broker config (IncrementalAlterConfigs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigChange {
     /// Set `name` to a value.
@@ -194,6 +194,30 @@ impl Admin {
         name: &str,
         changes: &[ConfigChange],
     ) -> Result<(), ClientError> {
+        self.alter_configs(2, name, changes, format!("altering topic {name}"))
+            .await
+    }
+
+    /// Changes the dynamic configs of broker `id` (IncrementalAlterConfigs);
+    /// as in Kafka, the request must go to that broker, so connect this
+    /// admin to it.
+    pub async fn alter_broker_configs(
+        &mut self,
+        id: i32,
+        changes: &[ConfigChange],
+    ) -> Result<(), ClientError> {
+        let name = id.to_string();
+        self.alter_configs(4, &name, changes, format!("altering broker {id}"))
+            .await
+    }
+
+    async fn alter_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        changes: &[ConfigChange],
+        context: String,
+    ) -> Result<(), ClientError> {
         let configs = changes
             .iter()
             .map(|c| match c {
@@ -212,7 +236,7 @@ impl Admin {
             .collect();
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
             incremental_alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(2)
+                .with_resource_type(resource_type)
                 .with_resource_name(s(name))
                 .with_configs(configs),
         ]);
@@ -223,11 +247,7 @@ impl Admin {
         let res = r.responses.into_iter().next().ok_or_else(|| {
             ClientError::Protocol("empty IncrementalAlterConfigs response".into())
         })?;
-        check_with_message(
-            res.error_code,
-            res.error_message,
-            format!("altering topic {name}"),
-        )
+        check_with_message(res.error_code, res.error_message, context)
     }
 
     /// Grows a topic to `count` partitions.

@@ -4,12 +4,14 @@
 //!
 //! Moves are started and cancelled with AlterPartitionReassignments and
 //! watched with ListPartitionReassignments, sent to the bootstrap broker,
-//! which forwards them to the controller. Kafka's throttles
-//! (`--throttle`, `--replica-alter-log-dirs-throttle`) and log-dir moves
-//! are not offered.
+//! which forwards them to the controller. `--throttle` holds the copying
+//! to a byte rate, and `--verify` removes the throttles once every move is
+//! done, as Kafka's tool does ([`throttle`]); log-dir moves are not offered.
 
 mod plan;
+mod throttle;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use plan::{join_ids, tp_name, Assignment, Tp};
     after_help = "Examples:\n  \
         strom topics reassign --topic orders --partition 0 --replicas 4,5\n  \
         strom topics reassign --generate --topics-to-move-json-file topics.json --broker-list 4,5,6 > plan.txt\n  \
-        strom topics reassign --reassignment-json-file plan.json --execute\n  \
+        strom topics reassign --reassignment-json-file plan.json --execute --throttle 50000000\n  \
         strom topics reassign --reassignment-json-file plan.json --verify\n  \
         strom topics reassign --reassignment-json-file plan.json --cancel\n  \
         strom topics reassign --list\n\n\
@@ -58,6 +60,15 @@ pub struct ReassignArgs {
     /// With --execute: start even though other reassignments are in progress.
     #[arg(long, requires = "execute")]
     additional: bool,
+    /// With --execute: hold the copying to this many bytes/s (Kafka's
+    /// leader/follower.replication.throttled.rate on the brokers of the
+    /// moves, and the topics' *.replication.throttled.replicas); --verify
+    /// removes the throttles once every move is done.
+    #[arg(long, value_name = "BYTES_PER_SEC", requires = "execute")]
+    throttle: Option<u64>,
+    /// With --verify: leave the throttles in place when the moves are done.
+    #[arg(long, requires = "verify")]
+    preserve_throttles: bool,
     /// Say, for each partition of --reassignment-json-file, whether its move is
     /// completed or still in progress.
     #[arg(long, requires = "reassignment_json_file")]
@@ -90,8 +101,12 @@ enum Action {
     Execute {
         moves: Assignment,
         additional: bool,
+        throttle: Option<u64>,
     },
-    Verify(Assignment),
+    Verify {
+        moves: Assignment,
+        preserve_throttles: bool,
+    },
     Cancel(Assignment),
     List,
     Generate {
@@ -112,6 +127,12 @@ fn action(args: ReassignArgs) -> Result<Action> {
             .context("--reassignment-json-file is required")?;
         plan::parse_reassignment(&read(path)?).with_context(|| format!("in {}", path.display()))
     };
+    if args.throttle.is_some() && !args.execute {
+        bail!("Option \"[throttle]\" can only be used with action \"[execute]\"");
+    }
+    if args.preserve_throttles && !args.verify {
+        bail!("Option \"[preserve-throttles]\" can only be used with action \"[verify]\"");
+    }
     Ok(if let Some(topic) = args.topic {
         let partition = args
             .partition
@@ -133,9 +154,13 @@ fn action(args: ReassignArgs) -> Result<Action> {
         Action::Execute {
             moves: reassignment(&args.reassignment_json_file)?,
             additional: args.additional,
+            throttle: args.throttle,
         }
     } else if args.verify {
-        Action::Verify(reassignment(&args.reassignment_json_file)?)
+        Action::Verify {
+            moves: reassignment(&args.reassignment_json_file)?,
+            preserve_throttles: args.preserve_throttles,
+        }
     } else if args.cancel {
         Action::Cancel(reassignment(&args.reassignment_json_file)?)
     } else if args.list {
@@ -160,8 +185,15 @@ pub fn run(bootstrap: &str, args: ReassignArgs) -> Result<()> {
         let mut admin = Admin::connect(bootstrap, Duration::from_secs(30)).await?;
         match action {
             Action::One(tp, replicas) => one(&mut admin, tp, replicas).await,
-            Action::Execute { moves, additional } => execute(&mut admin, &moves, additional).await,
-            Action::Verify(moves) => verify(&mut admin, &moves).await,
+            Action::Execute {
+                moves,
+                additional,
+                throttle,
+            } => execute(&mut admin, &moves, additional, throttle).await,
+            Action::Verify {
+                moves,
+                preserve_throttles,
+            } => verify(&mut admin, &moves, preserve_throttles).await,
             Action::Cancel(moves) => cancel(&mut admin, &moves).await,
             Action::List => list(&mut admin).await,
             Action::Generate { topics, brokers } => generate(&mut admin, &topics, &brokers).await,
@@ -246,7 +278,12 @@ async fn one(admin: &mut Admin, tp: Tp, replicas: Vec<i32>) -> Result<()> {
     Ok(())
 }
 
-async fn execute(admin: &mut Admin, moves: &Assignment, additional: bool) -> Result<()> {
+async fn execute(
+    admin: &mut Admin,
+    moves: &Assignment,
+    additional: bool,
+    throttle: Option<u64>,
+) -> Result<()> {
     if !additional && !admin.list_partition_reassignments(None).await?.is_empty() {
         bail!(
             "Cannot execute because there is an existing partition assignment. \
@@ -261,6 +298,10 @@ async fn execute(admin: &mut Admin, moves: &Assignment, additional: bool) -> Res
          Save this to use as the --reassignment-json-file option during rollback",
         plan::format_reassignment(&current)
     );
+    if let Some(rate) = throttle {
+        println!("Warning: You must run --verify periodically, until the reassignment completes, to ensure the throttle is removed.");
+        throttle::set(admin, &current, moves, rate).await?;
+    }
     let parts = moves
         .iter()
         .map(|((t, p), r)| (t.clone(), *p, Some(r.clone())))
@@ -296,7 +337,7 @@ async fn in_progress(admin: &mut Admin, moves: &Assignment) -> Result<Vec<Tp>> {
         .collect())
 }
 
-async fn verify(admin: &mut Admin, moves: &Assignment) -> Result<()> {
+async fn verify(admin: &mut Admin, moves: &Assignment, preserve_throttles: bool) -> Result<()> {
     let ongoing = in_progress(admin, moves).await?;
     let current = current_of(admin, moves).await?;
     println!("Status of partition reassignment:");
@@ -313,6 +354,12 @@ async fn verify(admin: &mut Admin, moves: &Assignment) -> Result<()> {
                 join_ids(target)
             );
         }
+    }
+    // Every move done: the throttles go, whether or not --execute set them.
+    if ongoing.is_empty() && !preserve_throttles {
+        println!();
+        let topics: BTreeSet<String> = moves.keys().map(|(t, _)| t.clone()).collect();
+        throttle::clear(admin, &topics).await?;
     }
     Ok(())
 }
@@ -455,12 +502,28 @@ mod tests {
         .expect("write");
         let f = file.to_str().expect("utf-8");
         match parse(&["--reassignment-json-file", f, "--execute", "--additional"]) {
-            Ok(Action::Execute { moves, additional }) => {
+            Ok(Action::Execute {
+                moves,
+                additional,
+                throttle,
+            }) => {
                 assert!(additional);
                 assert_eq!(moves.len(), 1);
+                assert_eq!(throttle, None);
             }
             _ => panic!("expected --execute"),
         }
+        match parse(&[
+            "--reassignment-json-file",
+            f,
+            "--execute",
+            "--throttle",
+            "1000",
+        ]) {
+            Ok(Action::Execute { throttle, .. }) => assert_eq!(throttle, Some(1000)),
+            _ => panic!("expected --execute --throttle"),
+        }
+        assert!(parse(&["--reassignment-json-file", f, "--verify", "--throttle", "1"]).is_err());
         assert!(matches!(
             parse(&["--reassignment-json-file", f, "--cancel"]),
             Ok(Action::Cancel(_))
