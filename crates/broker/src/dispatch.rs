@@ -158,7 +158,8 @@ pub async fn dispatch(
         ApiKey::DescribeQuorum => encode(
             &frame,
             v,
-            &describe_quorum::handle(broker, decode_body(&frame)?),
+            // The leader's view may take a controller round trip.
+            &off_worker(|| decode_body(&frame).map(|req| describe_quorum::handle(broker, req)))?,
         ),
         ApiKey::DescribeTopicPartitions => encode(
             &frame,

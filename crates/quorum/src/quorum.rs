@@ -72,7 +72,7 @@ pub enum ProposeError {
 }
 
 /// One replica's replication state, as Kafka's `DescribeQuorum` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaDescription {
     /// The node id.
     pub node_id: u64,
@@ -87,7 +87,7 @@ pub struct ReplicaDescription {
 
 /// The state of the quorum as this node sees it (Kafka's `DescribeQuorum` response). Complete
 /// only on the leader; other nodes know the leader, the epoch and their own log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumDescription {
     /// The current leader, if known.
     pub leader_id: Option<u64>,

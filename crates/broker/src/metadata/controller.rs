@@ -89,6 +89,9 @@ pub enum ControllerRequest {
         /// Which partitions, by topic name and index.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// The quorum as its leader sees it (DescribeQuorum: only the leader
+    /// knows every replica's progress).
+    DescribeQuorum,
 }
 
 /// The controller's answer.
@@ -143,6 +146,8 @@ pub enum ControllerReply {
     /// The node that ran the request was not the leader after all (a
     /// restarted node that led before, a leader just deposed): ask again.
     NotLeader,
+    /// The leader's description of the quorum.
+    Quorum(strom_quorum::QuorumDescription),
 }
 
 /// What [`decide`] wants done: records to commit and the reply to give once
@@ -438,6 +443,8 @@ pub fn decide(
                 },
             }
         }
+        // Answered by the driver, which has the quorum.
+        ControllerRequest::DescribeQuorum => refuse("DescribeQuorum is not a change".into()),
     }
 }
 
@@ -482,6 +489,12 @@ impl Controller {
     }
 
     async fn run(&self, req: ControllerRequest) -> ControllerReply {
+        if matches!(req, ControllerRequest::DescribeQuorum) {
+            return match self.quorum.upgrade() {
+                Some(q) => ControllerReply::Quorum(q.describe()),
+                None => ControllerReply::Failed("the quorum has stopped".into()),
+            };
+        }
         let mut live = self.state.lock().await;
         let registering = match &req {
             ControllerRequest::Register { broker, .. } => Some(broker.id),

@@ -442,9 +442,31 @@ impl MetadataStore {
         q.leader().and_then(|l| i32::try_from(l).ok()).map(NodeId)
     }
 
-    /// What Kafka's DescribeQuorum reports.
+    /// What Kafka's DescribeQuorum reports, as this node sees it.
     pub fn describe(&self) -> Option<QuorumDescription> {
         self.running.lock().as_ref().map(|(_, q)| q.describe())
+    }
+
+    /// What Kafka's DescribeQuorum reports, as the leader sees it (every
+    /// replica's progress; Kafka's brokers forward DescribeQuorum to the
+    /// active controller). This node's own view when the leader cannot be
+    /// asked. Blocks the calling thread.
+    pub fn describe_from_leader(&self) -> Option<QuorumDescription> {
+        let (local, me) = {
+            let running = self.running.lock();
+            let (_, q) = running.as_ref()?;
+            (q.describe(), q.node_id())
+        };
+        if local.leader_id.is_none_or(|l| l == me) {
+            return Some(local);
+        }
+        match self.call_within(&ControllerRequest::DescribeQuorum, Duration::from_secs(5)) {
+            Ok(ControllerReply::Quorum(d)) => Some(d),
+            other => {
+                tracing::debug!(reply = ?other, "DescribeQuorum not answered by the leader; answering with this node's view");
+                Some(local)
+            }
+        }
     }
 
     /// Stops the quorum (its files stay) and the metadata runtime.

@@ -354,7 +354,7 @@ impl Topics {
 
     /// What Kafka's DescribeQuorum reports of the metadata quorum.
     pub fn quorum(&self) -> Option<strom_quorum::QuorumDescription> {
-        self.store.describe()
+        self.store.describe_from_leader()
     }
 
     /// The broker configuration.
