@@ -177,10 +177,22 @@ impl Topics {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, topics = accepted.len(), "creating topics failed; none of them was created");
+                // Another broker may have created a name first (two brokers
+                // making an internal topic at once): that one exists.
+                let image = self.image();
+                let taken = |t: &NewTopic| image.topic(&t.name).is_some();
+                if accepted.iter().all(|(_, t)| taken(t)) {
+                    tracing::info!(error = %e, topics = accepted.len(), "topics created meanwhile by another broker");
+                } else {
+                    tracing::error!(error = %e, topics = accepted.len(), "creating topics failed; none of them was created");
+                }
                 let msg = e.to_string();
-                for (i, _) in &accepted {
-                    results[*i] = Err(TopicError::NotCreated(msg.clone()));
+                for (i, t) in &accepted {
+                    results[*i] = Err(if taken(t) {
+                        TopicError::AlreadyExists(t.name.clone())
+                    } else {
+                        TopicError::NotCreated(msg.clone())
+                    });
                 }
             }
         }
