@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cleaner::LogCleaner;
+use crate::clock::SharedClock;
 use crate::config::cluster::ClusterLayout;
 use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
@@ -78,16 +79,18 @@ impl Broker {
             host: advertised.0,
             port: advertised.1,
         }];
-        Self::open_in(config, &layout, advertised)
+        Self::open_in(config, &layout, advertised, crate::clock::system())
     }
 
     /// Opens the broker as `layout` places it: alone, or as a member of the
     /// cluster of `controller.quorum.voters`. Registers with the controller
-    /// (waiting for one to be elected) before its coordinators open.
+    /// (waiting for one to be elected) before its coordinators open. Every
+    /// part of the broker reads the time from `clock`.
     pub fn open_in(
         config: BrokerConfig,
         layout: &ClusterLayout,
         advertised: Vec<AdvertisedListener>,
+        clock: SharedClock,
     ) -> Result<Broker, TopicError> {
         let config = Arc::new(config);
         let dir = config.data_dir();
@@ -98,10 +101,10 @@ impl Broker {
         let node = NodeId(config.node_id());
         let single = layout.single_node();
         let topics = if single {
-            Topics::open(&dir, config.clone())?
+            Topics::open(&dir, config.clone(), clock)?
         } else {
-            let store = open_cluster_store(&dir, &config, layout)?;
-            Topics::with_store(&dir, config.clone(), store)?
+            let store = open_cluster_store(&dir, &config, layout, clock.clone())?;
+            Topics::with_store(&dir, config.clone(), store, clock)?
         };
         let registration = BrokerRegistration {
             id: node,
@@ -237,6 +240,11 @@ impl Broker {
 }
 
 impl Broker {
+    /// The broker's clock (shared with its partitions and coordinators).
+    pub fn clock(&self) -> &SharedClock {
+        self.topics.clock()
+    }
+
     /// Where clients of `listener` are told this broker is.
     pub fn advertised_on(&self, listener: &str) -> Option<&AdvertisedListener> {
         self.advertised.iter().find(|l| l.name == listener)
@@ -307,6 +315,7 @@ pub(crate) fn open_cluster_store(
     dir: &Path,
     config: &BrokerConfig,
     layout: &ClusterLayout,
+    clock: SharedClock,
 ) -> Result<MetadataStore, TopicError> {
     let mut voters = BTreeMap::new();
     for v in &layout.voters {
@@ -339,6 +348,7 @@ pub(crate) fn open_cluster_store(
             election: Duration::from_millis(election),
             rebalance,
         },
+        clock,
     )?)
 }
 

@@ -26,7 +26,7 @@ use parking_lot::{Condvar, Mutex};
 use strom_storage::cleaner::{CleanContext, Cleaner, CleanerConfig};
 
 use crate::config::BrokerConfig;
-use crate::partition::{now_ms, Partition};
+use crate::partition::Partition;
 use crate::topics::Topics;
 
 /// The running cleaner threads.
@@ -174,7 +174,7 @@ impl Shared {
 
     /// The compacted partition most in need of a clean, marked busy.
     fn grab_dirtiest(&self) -> Option<Arc<Partition>> {
-        let now = now_ms();
+        let now = self.topics.clock().wall_ms();
         let mut best: Option<((i64, f64), Arc<Partition>)> = None;
         for p in self.topics.all_partitions() {
             let config = p.log.config();
@@ -215,7 +215,7 @@ impl Shared {
         let ctx = {
             let state = p.producers.lock();
             CleanContext {
-                now_ms: now_ms(),
+                now_ms: self.topics.clock().wall_ms(),
                 last_stable_offset,
                 aborted: state.aborted(),
                 producers: state.last_records(),

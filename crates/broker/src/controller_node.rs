@@ -26,7 +26,8 @@ impl ControllerNode {
         }
         let dir = config.data_dir();
         std::fs::create_dir_all(&dir).map_err(|e| ServerError::Data(e.into()))?;
-        let store = crate::broker::open_cluster_store(&dir, config, &layout)?;
+        let store =
+            crate::broker::open_cluster_store(&dir, config, &layout, crate::clock::system())?;
         let listen = layout
             .controller_listener
             .as_ref()

@@ -13,6 +13,7 @@
 
 pub mod broker;
 pub mod cleaner;
+pub mod clock;
 pub mod config;
 mod connection;
 pub mod controller_node;

@@ -137,13 +137,15 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, ServerError> {
     let broker = {
         // Registration waits for the controller: off the runtime's workers.
         let advertised = advertised.clone();
-        tokio::task::spawn_blocking(move || Broker::open_in(config, &layout, advertised))
-            .await
-            .map_err(|e| {
-                ServerError::Config(crate::config::ConfigError::Refused(format!(
-                    "start-up failed: {e}"
-                )))
-            })??
+        tokio::task::spawn_blocking(move || {
+            Broker::open_in(config, &layout, advertised, crate::clock::system())
+        })
+        .await
+        .map_err(|e| {
+            ServerError::Config(crate::config::ConfigError::Refused(format!(
+                "start-up failed: {e}"
+            )))
+        })??
     };
     let broker = Arc::new(broker);
     let (shutdown, shutdown_rx) = watch::channel(false);

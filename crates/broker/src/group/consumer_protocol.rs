@@ -3,14 +3,13 @@
 
 use crate::net::log::Escaped;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use kafka_protocol::error::ResponseError;
 
 use super::consumer;
 use super::state::{Group, GroupState};
 use super::store::Entry;
-use super::{code, now_ms, GroupCoordinator};
+use super::{code, GroupCoordinator};
 
 /// A ConsumerGroupHeartbeat request (KIP-848), decoupled from the wire.
 #[derive(Debug, Clone)]
@@ -70,7 +69,7 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let g = groups
             .entry(req.group.clone())
-            .or_insert_with(|| Group::new(&req.group, now_ms()));
+            .or_insert_with(|| Group::new(&req.group, self.wall_ms()));
         if !g.members.is_empty() {
             return fail(ResponseError::GroupIdNotFound);
         }
@@ -78,7 +77,7 @@ impl GroupCoordinator {
             assignor: assignor.clone(),
             ..Default::default()
         });
-        let now = Instant::now();
+        let now = self.now();
         let topics = &self.topics;
         let lookup = |t: &str| topics.get(t).map(|t| (t.id, t.partition_count() as i32));
         let member_id;
@@ -169,7 +168,7 @@ impl GroupCoordinator {
                 }
                 if cg.members.is_empty() {
                     g.state = GroupState::Empty;
-                    g.empty_since_ms = Some(now_ms());
+                    g.empty_since_ms = Some(self.wall_ms());
                 }
                 return ConsumerHeartbeatReply {
                     member_id: req.member_id.clone(),

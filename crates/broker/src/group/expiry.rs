@@ -8,17 +8,17 @@ use super::join::try_complete;
 use super::membership::{after_removal, remove_member};
 use super::state::GroupState;
 use super::store::Entry;
-use super::{now_ms, GroupCoordinator};
+use super::GroupCoordinator;
 
 impl GroupCoordinator {
     /// Expires sessions, completes rebalances past their deadline, expires offsets.
     pub fn tick(&self) {
-        self.tick_at(Instant::now())
+        self.tick_at(self.now())
     }
 
     /// One tick at `now`.
     pub(crate) fn tick_at(&self, now: Instant) {
-        let wall = now_ms();
+        let wall = self.wall_ms();
         let mut groups = self.groups.lock();
         let mut dead = Vec::new();
         let session = Duration::from_millis(self.config.consumer_session_timeout_ms.max(0) as u64);
@@ -60,10 +60,10 @@ impl GroupCoordinator {
                 remove_member(g, id);
             }
             if !expired.is_empty() {
-                after_removal(g, now);
+                after_removal(g, now, self.wall_ms());
             }
             if g.state == GroupState::PreparingRebalance {
-                try_complete(g, now);
+                try_complete(g, now, self.wall_ms());
                 if matches!(g.state, GroupState::CompletingRebalance | GroupState::Empty) {
                     self.persist_group(g);
                 }
@@ -126,15 +126,17 @@ impl GroupCoordinator {
 #[cfg(test)]
 mod tests {
     use super::super::store::Committed;
-    use super::super::test_support::coordinator;
+    use super::super::test_support::{config, coordinator, coordinator_on};
+    use super::super::ConsumerHeartbeat;
     use super::*;
+    use crate::clock::ManualClock;
 
     fn commit(c: &GroupCoordinator, group: &str, offset: i64) {
         let committed = Committed {
             offset,
             leader_epoch: -1,
             metadata: String::new(),
-            commit_timestamp: now_ms(),
+            commit_timestamp: c.wall_ms(),
         };
         c.commit(group, -1, "", None, vec![("t".into(), 0, committed)])
             .expect("commit");
@@ -158,5 +160,58 @@ mod tests {
         let c = coordinator(dir.path(), 3_600_000);
         let got = c.fetch_offsets("kept", None);
         assert_eq!(got[0].1[0].1.as_ref().map(|c| c.offset), Some(7));
+    }
+
+    #[test]
+    fn offsets_expire_when_the_clock_passes_their_retention_and_not_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new();
+        let c = coordinator_on(dir.path(), config(60_000), clock.clone());
+        commit(&c, "g", 3);
+        clock.advance(Duration::from_millis(60_000));
+        c.tick();
+        assert!(!c.fetch_offsets("g", None).is_empty(), "kept at the limit");
+        clock.advance(Duration::from_millis(1));
+        c.tick();
+        assert!(c.fetch_offsets("g", None).is_empty(), "expired past it");
+    }
+
+    #[test]
+    fn a_consumer_member_that_stops_heartbeating_is_removed_after_its_session() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new();
+        let c = coordinator_on(dir.path(), config(3_600_000), clock.clone());
+        let beat = |member: &str, epoch: i32| {
+            c.consumer_heartbeat(ConsumerHeartbeat {
+                group: "g".into(),
+                member_id: member.into(),
+                member_epoch: epoch,
+                instance_id: None,
+                client_id: "cli".into(),
+                host: "/127.0.0.1".into(),
+                subscribed: Some(vec!["t".into()]),
+                assignor: Some("range".into()),
+                owned: None,
+            })
+        };
+        let a = beat("a", 0);
+        let b = beat("b", 0);
+        assert_eq!((a.error, b.error), (0, 0));
+        // group.consumer.session.timeout.ms is 45 s; "a" keeps beating.
+        clock.advance(Duration::from_millis(30_000));
+        assert_eq!(beat("a", a.member_epoch).error, 0);
+        clock.advance(Duration::from_millis(15_001));
+        c.tick();
+        let members = |c: &GroupCoordinator| {
+            let d = c.describe_consumer_group("g").expect("group");
+            d.members
+                .iter()
+                .map(|m| m.member_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(members(&c), vec!["a".to_string()], "b expired, a did not");
+        clock.advance(Duration::from_millis(45_001));
+        c.tick();
+        assert!(members(&c).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::membership::{check_member, remove_member};
 use super::state::{Group, GroupState, JoinOutcome, Member, SyncOutcome};
-use super::{code, now_ms, GroupCoordinator, Pending};
+use super::{code, GroupCoordinator, Pending};
 
 /// A JoinGroup request, decoupled from the wire version.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct JoinRequest {
 impl GroupCoordinator {
     /// JoinGroup.
     pub fn join(&self, req: JoinRequest) -> Pending<JoinOutcome> {
-        self.join_at(req, Instant::now())
+        self.join_at(req, self.now())
     }
 
     /// JoinGroup at `now` (the coordinator's clock, passed in so tests can move it).
@@ -59,7 +59,7 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let g = groups
             .entry(req.group.clone())
-            .or_insert_with(|| Group::new(&req.group, now_ms()));
+            .or_insert_with(|| Group::new(&req.group, self.wall_ms()));
         if !accept_joining_member(g, &req, self.config.max_size) {
             // Kafka's rule: the member that would take the group past
             // group.max.size is refused (and, if it was a member that had
@@ -68,7 +68,7 @@ impl GroupCoordinator {
             if g.pending.remove(&req.member_id).is_none() && g.member(&req.member_id).is_some() {
                 remove_member(g, &req.member_id);
                 if g.state == GroupState::PreparingRebalance {
-                    try_complete(g, now);
+                    try_complete(g, now, self.wall_ms());
                 }
             }
             return join_error(ResponseError::GroupMaxSizeReached, "");
@@ -169,7 +169,7 @@ impl GroupCoordinator {
             GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now),
             GroupState::PreparingRebalance => {}
         }
-        try_complete(g, now);
+        try_complete(g, now, self.wall_ms());
         if g.state == GroupState::CompletingRebalance {
             self.persist_group(g);
         }
@@ -237,7 +237,7 @@ impl GroupCoordinator {
             GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now),
             _ => {}
         }
-        try_complete(g, now);
+        try_complete(g, now, self.wall_ms());
         if g.state == GroupState::CompletingRebalance {
             self.persist_group(g);
         }
@@ -330,7 +330,7 @@ pub(super) fn prepare_rebalance(g: &mut Group, now: Instant) {
 }
 
 /// Completes the rebalance when every member has rejoined (or the deadline passed).
-pub(super) fn try_complete(g: &mut Group, now: Instant) {
+pub(super) fn try_complete(g: &mut Group, now: Instant, wall_ms: i64) {
     if g.state != GroupState::PreparingRebalance {
         return;
     }
@@ -366,7 +366,7 @@ pub(super) fn try_complete(g: &mut Group, now: Instant) {
     if g.members.is_empty() {
         g.state = GroupState::Empty;
         g.generation += 1;
-        g.empty_since_ms = Some(now_ms());
+        g.empty_since_ms = Some(wall_ms);
         return;
     }
     g.generation += 1;

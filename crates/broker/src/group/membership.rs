@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::join::{prepare_rebalance, try_complete};
 use super::state::{Group, GroupState, JoinOutcome, SyncOutcome};
-use super::{code, now_ms, GroupCoordinator, Pending};
+use super::{code, GroupCoordinator, Pending};
 
 impl GroupCoordinator {
     /// SyncGroup.
@@ -23,7 +23,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Pending<SyncOutcome> {
-        let now = Instant::now();
+        let now = self.now();
         self.sync_at(group, generation, member_id, instance_id, assignments, now)
     }
 
@@ -105,7 +105,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
-        self.heartbeat_at(group, generation, member_id, instance_id, Instant::now())
+        self.heartbeat_at(group, generation, member_id, instance_id, self.now())
     }
 
     /// Heartbeat at `now`.
@@ -137,7 +137,7 @@ impl GroupCoordinator {
 
     /// LeaveGroup for (member id, instance id) pairs; per-member error codes.
     pub fn leave(&self, group: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
-        self.leave_at(group, members, Instant::now())
+        self.leave_at(group, members, self.now())
     }
 
     /// LeaveGroup at `now`.
@@ -183,7 +183,7 @@ impl GroupCoordinator {
         }
         if removed {
             tracing::info!(group, "member left; rebalancing");
-            after_removal(g, now);
+            after_removal(g, now, self.wall_ms());
             if g.state == GroupState::CompletingRebalance || g.state == GroupState::Empty {
                 self.persist_group(g);
             }
@@ -238,19 +238,19 @@ pub(super) fn remove_member(g: &mut Group, id: &str) {
 }
 
 /// After members left or expired: rebalance the rest, or become Empty.
-pub(super) fn after_removal(g: &mut Group, now: Instant) {
+pub(super) fn after_removal(g: &mut Group, now: Instant, wall_ms: i64) {
     if g.members.is_empty() && g.pending.is_empty() {
         g.state = GroupState::Empty;
         g.generation += 1;
         g.protocol = None;
         g.leader = None;
         g.rebalance_deadline = None;
-        g.empty_since_ms = Some(now_ms());
+        g.empty_since_ms = Some(wall_ms);
         return;
     }
     match g.state {
         GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now),
-        GroupState::PreparingRebalance => try_complete(g, now),
+        GroupState::PreparingRebalance => try_complete(g, now, wall_ms),
         _ => {}
     }
 }

@@ -55,13 +55,6 @@ fn code(e: ResponseError) -> i16 {
     e.code()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Coordinator settings (Kafka's broker config names).
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
@@ -113,6 +106,16 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
+    /// Broker time in ms since the epoch (commit and expiry timestamps).
+    fn wall_ms(&self) -> i64 {
+        self.topics.clock().wall_ms()
+    }
+
+    /// Monotonic broker time (sessions, rebalance deadlines).
+    fn now(&self) -> std::time::Instant {
+        self.topics.clock().now()
+    }
+
     /// Creates `__consumer_offsets` if needed and rebuilds groups from it.
     ///
     /// In a cluster the topic is created on the first FindCoordinator
@@ -190,7 +193,7 @@ impl GroupCoordinator {
             return Ok(());
         }
         let p = self.offsets_partition(group)?;
-        let ts = now_ms();
+        let ts = self.wall_ms();
         let mut b = BatchBuilder::new(ts);
         for e in entries {
             let (key, value) = store::encode(e);
@@ -284,7 +287,21 @@ pub(crate) mod test_support {
     }
 
     pub(crate) fn coordinator_with(dir: &std::path::Path, config: GroupConfig) -> GroupCoordinator {
-        let topics = Topics::open(dir, Arc::new(BrokerConfig::default())).expect("topics");
+        coordinator_on(dir, config, crate::clock::system())
+    }
+
+    /// The topics `c` keeps its groups in.
+    pub(crate) fn topics_of(c: &GroupCoordinator) -> Arc<Topics> {
+        c.topics.clone()
+    }
+
+    /// A coordinator whose time is `clock`'s.
+    pub(crate) fn coordinator_on(
+        dir: &std::path::Path,
+        config: GroupConfig,
+        clock: crate::clock::SharedClock,
+    ) -> GroupCoordinator {
+        let topics = Topics::open(dir, Arc::new(BrokerConfig::default()), clock).expect("topics");
         if topics.get("t").is_none() {
             topics.create("t", 2, BTreeMap::new()).expect("topic");
         }

@@ -11,7 +11,7 @@ use strom_record::{BatchBuilder, OwnedRecord};
 use super::membership::check_member;
 use super::state::{Group, GroupState};
 use super::store::{self, Committed, Entry};
-use super::{code, now_ms, GroupCoordinator};
+use super::{code, GroupCoordinator};
 
 /// Committed offsets of one topic: (partition, commit if any).
 pub type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
@@ -29,8 +29,8 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let g = groups
             .entry(group.to_string())
-            .or_insert_with(|| Group::new(group, now_ms()));
-        check_committer(g, generation, member_id, instance_id)?;
+            .or_insert_with(|| Group::new(group, self.wall_ms()));
+        check_committer(g, generation, member_id, instance_id, self.now())?;
         let (codes, entries, accepted) = self.accept_offsets(group, offsets);
         self.persist(group, &entries)?;
         g.offsets.extend(accepted);
@@ -53,14 +53,14 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let g = groups
             .entry(group.to_string())
-            .or_insert_with(|| Group::new(group, now_ms()));
+            .or_insert_with(|| Group::new(group, self.wall_ms()));
         if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            check_committer(g, generation, member_id, instance_id)?;
+            check_committer(g, generation, member_id, instance_id, self.now())?;
         }
         let (codes, entries, accepted) = self.accept_offsets(group, offsets);
         if !entries.is_empty() {
             let p = self.offsets_partition(group)?;
-            let ts = now_ms();
+            let ts = self.wall_ms();
             let mut b = BatchBuilder::new(ts)
                 .producer(pid, epoch, -1)
                 .transactional(false);
@@ -223,6 +223,7 @@ pub(super) fn check_committer(
     generation: i32,
     member_id: &str,
     instance_id: Option<&str>,
+    now: Instant,
 ) -> Result<(), i16> {
     let consumer_members = g.consumer.as_ref().map_or(0, |c| c.members.len());
     if generation < 0 && member_id.is_empty() && instance_id.is_none() {
@@ -246,7 +247,7 @@ pub(super) fn check_committer(
             return Err(code(ResponseError::RebalanceInProgress));
         }
         if let Some(m) = g.member_mut(member_id) {
-            m.last_seen = Instant::now();
+            m.last_seen = now;
         }
     }
     Ok(())

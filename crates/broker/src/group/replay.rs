@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::state::{Group, GroupState, Member};
 use super::store::{self, Entry, GroupValue, OFFSETS_TOPIC};
-use super::{now_ms, GroupCoordinator};
+use super::GroupCoordinator;
 
 impl GroupCoordinator {
     /// Loads every `__consumer_offsets` partition this node leads (at open).
@@ -63,7 +63,7 @@ impl GroupCoordinator {
     /// Replaces the groups of partition `p` with those its log holds;
     /// returns how many groups and records it read.
     fn load(&self, p: &Partition, epoch: LeaderEpoch) -> (usize, usize) {
-        let (read, records) = read_groups(p);
+        let (read, records) = read_groups(p, self.wall_ms(), self.now());
         let n = self.offsets_partitions();
         let mut groups = self.groups.lock();
         groups.retain(|id, _| store::partition_for(id, n) != p.index);
@@ -96,8 +96,7 @@ impl GroupCoordinator {
 
 /// The groups one `__consumer_offsets` partition holds, and how many
 /// records it read.
-fn read_groups(p: &Partition) -> (HashMap<String, Group>, usize) {
-    let now = now_ms();
+fn read_groups(p: &Partition, now: i64, seen: Instant) -> (HashMap<String, Group>, usize) {
     let mut groups: HashMap<String, Group> = HashMap::new();
     let mut records = 0usize;
     {
@@ -154,7 +153,7 @@ fn read_groups(p: &Partition) -> (HashMap<String, Group>, usize) {
                         let g = groups
                             .entry(group.clone())
                             .or_insert_with(|| Group::new(&group, now));
-                        restore(g, v, now);
+                        restore(g, v, now, seen);
                     }
                     Some(Entry::Group { group, value: None }) => {
                         groups.remove(&group);
@@ -179,12 +178,11 @@ fn read_groups(p: &Partition) -> (HashMap<String, Group>, usize) {
 /// Applies one stored group value: a completed rebalance brings its members
 /// back Stable, their sessions starting now (as when a coordinator loads a
 /// group in Kafka); anything else leaves the group Empty until they rejoin.
-fn restore(g: &mut Group, v: GroupValue, now_ms: i64) {
+fn restore(g: &mut Group, v: GroupValue, now_ms: i64, seen: Instant) {
     g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
     g.generation = v.generation;
     g.protocol = v.protocol;
     let protocol = g.protocol.clone().unwrap_or_default();
-    let seen = Instant::now();
     g.members = v
         .members
         .into_iter()

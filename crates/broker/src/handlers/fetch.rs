@@ -69,7 +69,7 @@ impl FetchSessions {
         }
     }
 
-    fn insert(&self, partitions: Vec<(Key, SessionPartition)>) -> i32 {
+    fn insert(&self, partitions: Vec<(Key, SessionPartition)>, now: Instant) -> i32 {
         let id = self.new_id();
         let mut g = self.sessions.lock();
         if g.len() >= MAX_SESSIONS {
@@ -82,7 +82,7 @@ impl FetchSessions {
             Session {
                 next_epoch: 1,
                 partitions,
-                last_used: Instant::now(),
+                last_used: now,
             },
         );
         id
@@ -151,7 +151,7 @@ fn gather(
             .get_i64("leader.replication.throttled.rate", i64::MAX),
         None => i64::MAX,
     };
-    let now = crate::partition::now_ms().max(0) as u64;
+    let now = broker.clock().wall_ms().max(0) as u64;
     for w in wants {
         let part = if w.key.0.is_empty() {
             Err(ResponseError::UnknownTopicId)
@@ -418,7 +418,9 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
                 .iter()
                 .map(|(k, p)| Want::new(k.clone(), p, None))
                 .collect();
-            session_id = broker.fetch_sessions.insert(requested);
+            session_id = broker
+                .fetch_sessions
+                .insert(requested, broker.clock().now());
         }
         (id, epoch) => {
             let mut g = broker.fetch_sessions.sessions.lock();
@@ -446,7 +448,7 @@ pub async fn handle(broker: &Broker, version: i16, req: FetchRequest) -> FetchRe
                 sess.partitions
                     .retain(|((t, p), _)| !(t == &name && f.partitions.contains(p)));
             }
-            sess.last_used = Instant::now();
+            sess.last_used = broker.clock().now();
             session_id = id;
             incremental = true;
             wants = sess

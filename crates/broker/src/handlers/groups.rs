@@ -378,7 +378,7 @@ impl PartitionCodes {
 
 /// OffsetCommit: answered once the commit is on every in-sync replica.
 pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
-    let now = crate::partition::now_ms();
+    let now = broker.clock().wall_ms();
     let flat = req
         .topics
         .iter()

@@ -107,7 +107,7 @@ fn policy(broker: &Broker, topic: &Topic) -> ValidationPolicy {
     };
     let num = |name: &str, default: i64| get(name).trim().parse::<i64>().unwrap_or(default);
     ValidationPolicy {
-        now_ms: crate::partition::now_ms(),
+        now_ms: broker.clock().wall_ms(),
         timestamp_before_max_ms: num("message.timestamp.before.max.ms", i64::MAX),
         timestamp_after_max_ms: num("message.timestamp.after.max.ms", 3_600_000),
         create_time: get("message.timestamp.type") != "LogAppendTime",
@@ -414,7 +414,7 @@ mod tests {
 
     fn policy() -> ValidationPolicy {
         ValidationPolicy {
-            now_ms: crate::partition::now_ms(),
+            now_ms: crate::clock::Clock::wall_ms(&crate::clock::SystemClock),
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             create_time: true,

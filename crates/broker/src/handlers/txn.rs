@@ -9,7 +9,6 @@ use kafka_protocol::messages::*;
 use super::groups::{replicated, to_commit, PartitionCodes};
 use super::s;
 use crate::broker::Broker;
-use crate::partition::now_ms;
 use crate::replication::coordinator_write::Written;
 use crate::replication::Replicated;
 use crate::txn::coordinator::write_marker;
@@ -132,7 +131,7 @@ pub async fn txn_offset_commit(
     broker: &Broker,
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
-    let now = now_ms();
+    let now = broker.clock().wall_ms();
     let flat = req
         .topics
         .iter()

@@ -30,6 +30,7 @@ use super::image::MetadataImage;
 use super::reassignment::{self, ReassignError};
 use super::records::{encode_batch, BrokerRegistration, MetadataRecord, PartitionChange};
 use super::{LeaderEpoch, NodeId};
+use crate::clock::SharedClock;
 
 /// A request to the controller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -453,6 +454,8 @@ pub struct Controller {
     image: Arc<RwLock<Arc<MetadataImage>>>,
     quorum: Weak<Quorum>,
     state: tokio::sync::Mutex<Liveness>,
+    /// What the session and election timers read.
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Controller {
@@ -463,10 +466,15 @@ impl std::fmt::Debug for Controller {
 
 impl Controller {
     /// A controller over the node's `image`, committing to `quorum`.
-    pub fn new(image: Arc<RwLock<Arc<MetadataImage>>>, quorum: Weak<Quorum>) -> Controller {
+    pub fn new(
+        image: Arc<RwLock<Arc<MetadataImage>>>,
+        quorum: Weak<Quorum>,
+        clock: SharedClock,
+    ) -> Controller {
         Controller {
             image,
             quorum,
+            clock,
             state: tokio::sync::Mutex::new(Liveness::default()),
         }
     }
@@ -501,7 +509,7 @@ impl Controller {
             _ => None,
         };
         let image = self.image.read().clone();
-        let Decision { records, mut reply } = decide(&image, &mut live, req, Instant::now());
+        let Decision { records, mut reply } = decide(&image, &mut live, req, self.clock.now());
         if records.is_empty() {
             return reply;
         }
@@ -575,7 +583,7 @@ impl Controller {
         }
         drop(q);
         let image = self.image.read().clone();
-        for id in live.expired(&image, Instant::now(), session) {
+        for id in live.expired(&image, self.clock.now(), session) {
             let Some(b) = image.broker(id) else { continue };
             let records = fence_records(&image, id, b.epoch);
             match self.commit(&records).await {

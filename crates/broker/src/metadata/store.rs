@@ -30,6 +30,7 @@ use super::controller::{Controller, ControllerReply, ControllerRequest};
 use super::image::{ImageChanges, MetadataImage};
 use super::records::{decode_batch, MetadataRecord};
 use super::NodeId;
+use crate::clock::SharedClock;
 
 /// The controller's timers, from the broker's config.
 #[derive(Debug, Clone, Copy)]
@@ -208,7 +209,11 @@ where
 impl MetadataStore {
     /// Opens the single node's metadata log in `data_dir`, replaying it into
     /// the image, and waits until this node leads its one-voter quorum.
-    pub fn open_single(data_dir: &Path, node: NodeId) -> Result<MetadataStore, MetadataError> {
+    pub fn open_single(
+        data_dir: &Path,
+        node: NodeId,
+        clock: SharedClock,
+    ) -> Result<MetadataStore, MetadataError> {
         // One voter talks to nobody; its RPC listener takes any free loopback port.
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut cfg = QuorumConfig::single(
@@ -219,7 +224,7 @@ impl MetadataStore {
         // A lone voter has no one to wait for: elect it at once.
         cfg.election_timeout_ms = (150, 300);
         cfg.heartbeat_interval_ms = 50;
-        Self::start(cfg, None)
+        Self::start(cfg, None, clock)
     }
 
     /// Opens this node's metadata log in `data_dir` as a member of the
@@ -233,6 +238,7 @@ impl MetadataStore {
         voters: BTreeMap<u64, SocketAddr>,
         listen: SocketAddr,
         timings: ControllerTimings,
+        clock: SharedClock,
     ) -> Result<MetadataStore, MetadataError> {
         let id = u64::try_from(node.0).unwrap_or(0);
         let mut cfg = QuorumConfig::new(id, voters, listen, data_dir.join(METADATA_DIR));
@@ -241,12 +247,13 @@ impl MetadataStore {
         let min = (timings.election.as_millis() as u64).max(20);
         cfg.election_timeout_ms = (min, min * 2);
         cfg.heartbeat_interval_ms = (min / 5).max(5);
-        Self::start(cfg, Some(timings))
+        Self::start(cfg, Some(timings), clock)
     }
 
     fn start(
         cfg: QuorumConfig,
         timings: Option<ControllerTimings>,
+        clock: SharedClock,
     ) -> Result<MetadataStore, MetadataError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -275,7 +282,11 @@ impl MetadataStore {
                 return Err(e);
             }
         };
-        let controller = Arc::new(Controller::new(image.clone(), Arc::downgrade(&quorum)));
+        let controller = Arc::new(Controller::new(
+            image.clone(),
+            Arc::downgrade(&quorum),
+            clock,
+        ));
         let c = controller.clone();
         quorum.set_leader_service(Arc::new(move |req| {
             let c = c.clone();

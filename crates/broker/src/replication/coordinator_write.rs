@@ -93,7 +93,14 @@ mod tests {
     use strom_record::BatchBuilder;
 
     fn partition(dir: &std::path::Path) -> Arc<Partition> {
-        let p = Partition::open("__consumer_offsets", 0, dir, Default::default()).expect("open");
+        let p = Partition::open(
+            "__consumer_offsets",
+            0,
+            dir,
+            Default::default(),
+            crate::clock::system(),
+        )
+        .expect("open");
         Arc::new(p)
     }
 

@@ -250,7 +250,7 @@ async fn run(
             }
             // Over follower.replication.throttled.rate, throttled replicas
             // sit this round out (as Kafka's fetcher leaves them out).
-            let now = crate::partition::now_ms().max(0) as u64;
+            let now = throttle.clock.wall_ms().max(0) as u64;
             if followed.iter().any(|f| f.throttled) && throttle.holds(now) {
                 followed.retain(|f| !f.throttled);
                 if followed.is_empty() {

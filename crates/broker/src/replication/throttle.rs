@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::clock::SharedClock;
 use crate::config::BrokerConfig;
 use crate::metadata::NodeId;
 
@@ -93,14 +94,17 @@ impl ByteRate {
 pub struct FollowerThrottle {
     /// Bytes fetched for throttled replicas.
     pub rate: ByteRate,
+    /// What the fetchers read the time from.
+    pub clock: SharedClock,
     config: Arc<BrokerConfig>,
 }
 
 impl FollowerThrottle {
     /// The follower throttle of the broker configured by `config`.
-    pub fn new(config: Arc<BrokerConfig>) -> FollowerThrottle {
+    pub fn new(config: Arc<BrokerConfig>, clock: SharedClock) -> FollowerThrottle {
         FollowerThrottle {
             rate: ByteRate::from_config(&config),
+            clock,
             config,
         }
     }

@@ -43,7 +43,13 @@ impl Topics {
                 std::fs::rename(&dir, &stray)?;
             }
             made.push(dir.clone());
-            parts.push(Some(Arc::new(Partition::open(name, i, &dir, lc.clone())?)));
+            parts.push(Some(Arc::new(Partition::open(
+                name,
+                i,
+                &dir,
+                lc.clone(),
+                self.clock.clone(),
+            )?)));
         }
         Ok(parts)
     }

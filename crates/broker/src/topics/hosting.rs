@@ -227,7 +227,7 @@ impl Topics {
         }
         let lc = config::log_config(&self.broker, &ti.configs);
         let dir = self.partition_dir(&ti.name, tp.partition);
-        match Partition::open(&ti.name, tp.partition, &dir, lc) {
+        match Partition::open(&ti.name, tp.partition, &dir, lc, self.clock.clone()) {
             Ok(p) => {
                 tracing::info!(topic = %ti.name, partition = tp.partition, "hosting a new partition");
                 slots[index] = Some(Arc::new(p));

@@ -23,6 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::clock::SharedClock;
 use crate::config::{self, BrokerConfig, ConfigError};
 use crate::metadata::{
     ImageError, MetadataError, MetadataImage, MetadataStore, NodeId, RecordBatch,
@@ -216,6 +217,8 @@ pub struct Topics {
     coordinator_moves: CoordinatorMoves,
     /// `inter.broker.listener.name`: where this broker reaches the others.
     inter_broker_listener: String,
+    /// The broker's time, shared with its partitions and coordinators.
+    clock: SharedClock,
 }
 
 /// Kafka's internal topics, whose partitions' leaders coordinate groups
@@ -237,13 +240,22 @@ impl Topics {
             .or_else(|| reg.endpoints.values().next())
     }
 
+    /// The broker's clock: what partitions and coordinators read the time from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Opens the single node's metadata log in `dir` (migrating a
     /// `topics.json` left by an earlier version on the first start) and the
     /// logs of its topics.
-    pub fn open(dir: &Path, broker: Arc<BrokerConfig>) -> Result<Arc<Topics>, TopicError> {
+    pub fn open(
+        dir: &Path,
+        broker: Arc<BrokerConfig>,
+        clock: SharedClock,
+    ) -> Result<Arc<Topics>, TopicError> {
         std::fs::create_dir_all(dir)?;
-        let store = MetadataStore::open_single(dir, NodeId(broker.node_id()))?;
-        Self::with_store(dir, broker, store)
+        let store = MetadataStore::open_single(dir, NodeId(broker.node_id()), clock.clone())?;
+        Self::with_store(dir, broker, store, clock)
     }
 
     /// Opens the logs this node hosts in `dir`, per the image of `store`,
@@ -252,6 +264,7 @@ impl Topics {
         dir: &Path,
         broker: Arc<BrokerConfig>,
         store: MetadataStore,
+        clock: SharedClock,
     ) -> Result<Arc<Topics>, TopicError> {
         std::fs::create_dir_all(dir)?;
         let node = NodeId(broker.node_id());
@@ -261,7 +274,7 @@ impl Topics {
         let inter_broker_listener = config::cluster::ClusterLayout::from_config(&broker)
             .map(|l| l.inter_broker_listener)
             .unwrap_or_default();
-        let follower_throttle = FollowerThrottle::new(broker.clone());
+        let follower_throttle = FollowerThrottle::new(broker.clone(), clock.clone());
         let topics = Topics {
             dir: dir.to_path_buf(),
             inter_broker_listener,
@@ -274,6 +287,7 @@ impl Topics {
             hosting: Mutex::new(()),
             fetchers: ReplicaFetchers::new(node, FetcherConfig::default(), follower_throttle),
             coordinator_moves: CoordinatorMoves::default(),
+            clock,
         };
         let mut map = HashMap::new();
         let mut collisions = HashMap::new();
@@ -293,6 +307,7 @@ impl Topics {
                     i,
                     &topics.partition_dir(&t.name, i),
                     lc.clone(),
+                    topics.clock.clone(),
                 )?)));
             }
             let topic = Arc::new(Topic {

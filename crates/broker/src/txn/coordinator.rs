@@ -23,7 +23,6 @@ use super::producer_state::Marker;
 use crate::group::store::{partition_for, OFFSETS_TOPIC};
 use crate::group::GroupCoordinator;
 use crate::metadata::NodeId;
-use crate::partition::now_ms;
 use crate::replication::coordinator_write::Written;
 use crate::topics::{Partition, TopicError, Topics};
 
@@ -230,7 +229,7 @@ impl TxnCoordinator {
             tracing::warn!(transactional_id = %Escaped(id), isr = p.isr_size(), min_isr = self.config.state_min_isr, "too few in-sync replicas of {TXN_TOPIC} to change a transaction");
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let now = now_ms();
+        let now = self.topics.clock().wall_ms();
         let buf = BatchBuilder::new(now)
             .push(OwnedRecord {
                 key: Some(log::encode_key(id)),
@@ -274,7 +273,7 @@ impl TxnCoordinator {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
         self.check_coordinator(id)?;
-        let now = now_ms();
+        let now = self.topics.clock().wall_ms();
         let meta = {
             let mut txns = self.txns.lock();
             match txns.by_id.get(id) {
@@ -412,7 +411,7 @@ impl TxnCoordinator {
         m: &mut TxnMeta,
         partitions: impl Iterator<Item = (String, i32)>,
     ) -> Result<(), ResponseError> {
-        let now = now_ms();
+        let now = self.topics.clock().wall_ms();
         let mut rec = m.rec.clone();
         if rec.state != TxnState::Ongoing {
             rec.partitions.clear();
@@ -478,7 +477,7 @@ impl TxnCoordinator {
                 } else {
                     TxnState::PrepareAbort
                 };
-                m.rec.last_update_ms = now_ms();
+                m.rec.last_update_ms = self.topics.clock().wall_ms();
                 if let Err(e) = self.persist(&m.id, Some(&m.rec)) {
                     m.rec.state = TxnState::Ongoing;
                     return Err(e);
@@ -570,7 +569,7 @@ impl TxnCoordinator {
             TxnState::CompleteAbort
         };
         rec.partitions.clear();
-        rec.last_update_ms = now_ms();
+        rec.last_update_ms = self.topics.clock().wall_ms();
         self.persist(&m.id, Some(&rec))?;
         m.rec = rec;
         Ok(())
@@ -675,7 +674,7 @@ impl TxnCoordinator {
         min_duration_ms: i64,
     ) -> Vec<(String, i64, &'static str)> {
         let metas: Vec<_> = self.txns.lock().by_id.values().cloned().collect();
-        let now = now_ms();
+        let now = self.topics.clock().wall_ms();
         let mut out: Vec<_> = metas
             .iter()
             .filter_map(|m| {
@@ -697,7 +696,7 @@ impl TxnCoordinator {
     /// epoch so the producer is fenced), retry unfinished ones, expire idle
     /// transactional ids.
     pub fn tick(&self, groups: &GroupCoordinator) {
-        let now = now_ms();
+        let now = self.topics.clock().wall_ms();
         let metas: Vec<_> = self.txns.lock().by_id.values().cloned().collect();
         let mut expired = Vec::new();
         for meta in metas {

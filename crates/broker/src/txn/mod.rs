@@ -8,5 +8,7 @@ pub mod log;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod remote_markers;
+#[cfg(test)]
+mod timeout_tests;
 
 pub use coordinator::{TxnConfig, TxnCoordinator};
