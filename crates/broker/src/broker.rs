@@ -96,8 +96,6 @@ impl Broker {
         let dir = config.data_dir();
         std::fs::create_dir_all(&dir)?;
         let local_cluster_id = load_or_create_cluster_id(&dir, config.node_id())?;
-        // Before the topics: their logs' settings include the dynamic broker values.
-        config.load_dynamic(&dir)?;
         let node = NodeId(config.node_id());
         let single = layout.single_node();
         let topics = if single {

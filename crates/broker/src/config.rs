@@ -7,7 +7,7 @@
 //! `log.retention.ms`, ...), exactly as in Kafka.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -53,9 +53,9 @@ pub enum DynamicError {
     /// A name Strom does not know, or a bad value: INVALID_CONFIG.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
-    /// The dynamic config file could not be written.
-    #[error("cannot write dynamic broker configs: {0}")]
-    Io(std::io::Error),
+    /// The metadata log did not take the change.
+    #[error("cannot commit dynamic broker configs to the metadata log: {0}")]
+    Commit(String),
 }
 
 /// Kafka's config value types (DescribeConfigs `config_type`).
@@ -448,13 +448,12 @@ impl BrokerConfig {
         self.dynamic.read().layer(scope).clone()
     }
 
-    /// Loads the dynamic configs kept in `dir`. A stored value this version
-    /// no longer accepts is dropped with a warning, as Kafka ignores
-    /// invalid dynamic configs at start.
-    pub fn load_dynamic(&self, dir: &Path) -> std::io::Result<()> {
-        let mut loaded = DynamicConfigs::load(dir)?;
+    /// Installs the dynamic layers the metadata image holds. A value this
+    /// version does not accept is dropped with a warning, as Kafka ignores
+    /// invalid dynamic configs. Whether anything changed.
+    pub fn install_dynamic(&self, mut layers: DynamicConfigs) -> bool {
         for scope in [Scope::Broker, Scope::ClusterDefault] {
-            loaded.layer_mut(scope).retain(|k, v| {
+            layers.layer_mut(scope).retain(|k, v| {
                 let ok = check_dynamic(k, v, scope).is_ok();
                 if !ok {
                     tracing::warn!(config = %k, value = %v, "ignoring invalid dynamic broker config");
@@ -462,19 +461,23 @@ impl BrokerConfig {
                 ok
             });
         }
-        *self.dynamic.write() = loaded;
-        Ok(())
+        let mut d = self.dynamic.write();
+        if *d == layers {
+            return false;
+        }
+        *d = layers;
+        true
     }
 
-    /// Replaces the dynamic configs of `scope` with `next` (validated), and
-    /// persists both layers in `dir` unless `validate_only`.
-    pub fn set_dynamic(
+    /// Checks `next` as the whole dynamic layer of `scope` (Kafka's
+    /// messages for unknown, read-only and per-broker-only names and bad
+    /// values), and returns it with its values normalized. Nothing changes
+    /// until the layer is committed and comes back through the image.
+    pub fn validate_dynamic(
         &self,
-        dir: &Path,
         scope: Scope,
-        next: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), DynamicError> {
+        next: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, DynamicError> {
         if let Some(k) = next.keys().find(|k| broker_def(k).is_none()) {
             return Err(ConfigError::UnknownBroker(k.clone()).into());
         }
@@ -503,18 +506,10 @@ impl BrokerConfig {
             }
         }
         let mut normalized = BTreeMap::new();
-        for (k, v) in &next {
+        for (k, v) in next {
             normalized.insert(k.clone(), check_dynamic(k, v, scope)?);
         }
-        if validate_only {
-            return Ok(());
-        }
-        let mut d = self.dynamic.write();
-        let mut updated = d.clone();
-        *updated.layer_mut(scope) = normalized;
-        updated.save(dir).map_err(DynamicError::Io)?;
-        *d = updated;
-        Ok(())
+        Ok(normalized)
     }
 
     /// A numeric broker config; `default` if unset or null.

@@ -2,9 +2,12 @@
 //! IncrementalAlterConfigs or AlterConfigs on the broker resource, for this
 //! node (resource name = node id) or as the cluster default (name "").
 //!
-//! Kafka keeps them in the metadata log; Strom, a single node, keeps them in
-//! `<data dir>/dynamic-broker-configs.json`, replaced atomically on every
-//! change and read back at start, so they survive a restart.
+//! As in Kafka they live in the metadata log (config records on the broker
+//! and cluster-default resources), so a cluster default set through any
+//! broker reaches every broker, and a restart replays them. Earlier
+//! versions kept them in `<data dir>/dynamic-broker-configs.json`; that
+//! file is read once, moved into the log and kept as `….migrated`
+//! (`topics/broker_configs.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

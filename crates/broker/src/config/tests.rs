@@ -166,32 +166,32 @@ fn values_are_reported_as_kafka_prints_them() {
 }
 
 #[test]
-fn dynamic_broker_configs_take_precedence_and_persist() {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn dynamic_broker_configs_take_precedence_and_are_validated() {
     let mut o = BTreeMap::new();
     o.insert("log.retention.ms".to_string(), "1000".to_string());
     let b = BrokerConfig::from_overrides(&o).expect("valid");
     let d = topic_def("retention.ms").expect("known");
     let none = BTreeMap::new();
     let set = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
-    b.set_dynamic(
-        dir.path(),
-        Scope::ClusterDefault,
-        set("log.retention.ms", "2000"),
-        false,
-    )
-    .expect("dynamic");
+    let mut layers = DynamicConfigs {
+        cluster_default: b
+            .validate_dynamic(Scope::ClusterDefault, &set("log.retention.ms", "2000"))
+            .expect("dynamic"),
+        ..DynamicConfigs::default()
+    };
+    assert!(b.install_dynamic(layers.clone()));
+    assert!(
+        !b.install_dynamic(layers.clone()),
+        "no change the second time"
+    );
     assert_eq!(
         topic_value(&b, &none, d),
         ("2000".into(), ConfigSource::DynamicDefaultBroker)
     );
-    b.set_dynamic(
-        dir.path(),
-        Scope::Broker,
-        set("log.retention.ms", "3000"),
-        false,
-    )
-    .expect("dynamic");
+    layers.broker = b
+        .validate_dynamic(Scope::Broker, &set("log.retention.ms", "3000"))
+        .expect("dynamic");
+    b.install_dynamic(layers);
     assert_eq!(
         topic_value(&b, &none, d),
         ("3000".into(), ConfigSource::DynamicBroker)
@@ -211,38 +211,31 @@ fn dynamic_broker_configs_take_precedence_and_persist() {
             ConfigSource::Default
         ]
     );
-    // Read-only and per-broker configs are refused with Kafka's messages; nothing changes.
+    // Read-only and per-broker configs are refused with Kafka's messages.
     let e = b
-        .set_dynamic(dir.path(), Scope::Broker, set("num.partitions", "3"), false)
+        .validate_dynamic(Scope::Broker, &set("num.partitions", "3"))
         .expect_err("read-only");
     assert_eq!(
         e.to_string(),
         "Cannot update these configs dynamically: [num.partitions]"
     );
     let e = b
-        .set_dynamic(
-            dir.path(),
-            Scope::Broker,
-            set("log.retention.ms", "-5"),
-            false,
-        )
+        .validate_dynamic(Scope::Broker, &set("log.retention.ms", "-5"))
         .expect_err("bad");
     assert!(e
         .to_string()
         .starts_with("Invalid value -5 for configuration log.retention.ms"));
     let e = b
-        .set_dynamic(dir.path(), Scope::Broker, set("nope", "1"), false)
+        .validate_dynamic(Scope::Broker, &set("nope", "1"))
         .expect_err("unknown");
     assert_eq!(e.to_string(), "Unknown broker config name: nope");
     assert_eq!(b.get("log.retention.ms"), "3000");
-    // A restart reads them back.
-    let again = BrokerConfig::from_overrides(&o).expect("valid");
-    again.load_dynamic(dir.path()).expect("load");
-    assert_eq!(again.get("log.retention.ms"), "3000");
-    assert_eq!(
-        again.dynamic_layer(Scope::ClusterDefault),
-        set("log.retention.ms", "2000")
-    );
+    // An invalid value arriving from the log is dropped, not installed.
+    b.install_dynamic(DynamicConfigs {
+        broker: set("log.retention.ms", "-5"),
+        ..DynamicConfigs::default()
+    });
+    assert_eq!(b.get("log.retention.ms"), "1000");
     assert_eq!(broker_dynamic("listeners"), Dynamic::ReadOnly);
     assert_eq!(broker_dynamic("log.cleaner.threads"), Dynamic::ClusterWide);
     assert!(broker_doc("log.retention.ms").is_some_and(|d| !d.is_empty()));

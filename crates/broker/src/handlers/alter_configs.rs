@@ -209,19 +209,17 @@ fn alter_broker(
         },
     )
     .map_err(|m| (ResponseError::InvalidConfig, m))?;
-    b.set_dynamic(&b.data_dir(), scope, next, validate_only)
+    broker
+        .topics
+        .set_broker_configs(scope, &next, validate_only)
         .map_err(|e| match e {
             DynamicError::Invalid(ConfigError::UnknownBroker(n)) => (
                 ResponseError::InvalidConfig,
                 ConfigError::UnknownBroker(n).to_string(),
             ),
-            DynamicError::Io(e) => (ResponseError::KafkaStorageError, e.to_string()),
+            e @ DynamicError::Commit(_) => (ResponseError::KafkaStorageError, e.to_string()),
             e => (ResponseError::InvalidRequest, e.to_string()),
         })?;
-    if !validate_only {
-        tracing::info!(resource = name, "dynamic broker configs changed");
-        broker.topics.refresh_log_configs();
-    }
     Ok(())
 }
 

@@ -27,6 +27,9 @@ impl Topics {
     /// change listener; runs on the quorum's apply thread).
     pub(super) fn on_image_change(&self, image: &MetadataImage, changes: &ImageChanges) {
         let _g = self.hosting.lock();
+        if changes.broker_configs {
+            self.install_broker_configs(image);
+        }
         for (name, id, _) in &changes.removed_topics {
             self.remove_local(name, *id);
         }

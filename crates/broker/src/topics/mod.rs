@@ -34,6 +34,7 @@ use crate::replication::throttle::FollowerThrottle;
 use coordinator_moves::CoordinatorMoves;
 
 mod admin;
+mod broker_configs;
 pub mod coordinator_moves;
 mod hosting;
 mod json_file;
@@ -269,6 +270,8 @@ impl Topics {
         std::fs::create_dir_all(dir)?;
         let node = NodeId(broker.node_id());
         json_file::migrate(dir, node, &store)?;
+        // Before the logs open: their settings include the dynamic broker values.
+        broker_configs::load(dir, node, &store, &broker)?;
         let image = store.image();
         strays::set_aside(dir, &image, node);
         let inter_broker_listener = config::cluster::ClusterLayout::from_config(&broker)
@@ -409,22 +412,6 @@ impl Topics {
         let mut v: Vec<_> = self.by_name.read().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
-    }
-
-    /// Rebuilds every log's config from the broker's current values and the
-    /// topic's overrides, after a dynamic broker config changed.
-    pub fn refresh_log_configs(&self) {
-        let _g = self.admin.lock();
-        let image = self.image();
-        for t in self.all() {
-            let Some(ti) = image.topic(&t.name) else {
-                continue;
-            };
-            let lc = config::log_config(&self.broker, &ti.configs);
-            for p in t.hosted() {
-                p.log.set_config(lc.clone());
-            }
-        }
     }
 
     /// Every partition of every topic.
