@@ -232,3 +232,24 @@ def describe_cluster(bootstrap, endpoint_type=1, include_ops=False):
     err, msg, endpoint = r.i16(), r.cstr(), r.i8()
     r.cstr()
     return err, msg, endpoint, r.i32()
+
+
+def describe_user_scram_credentials(bootstrap, users=NULL):
+    """DescribeUserScramCredentials v0 (50); `users` a list of names, or NULL for all."""
+    body = (_carr(NULL) if users is NULL else _carr([_cstr(u) + b"\x00" for u in users])) + b"\x00"
+    r = call(bootstrap, 50, 0, body)
+    r.i32()
+    top = {"error_code": r.i16(), "error_message": r.cstr()}
+
+    def info():
+        i = {"mechanism": r.i8(), "iterations": r.i32()}
+        r.tags()
+        return i
+
+    def result():
+        u = {"user": r.cstr(), "error_code": r.i16(), "error_message": r.cstr(), "credential_infos": r.carr(info)}
+        r.tags()
+        return u
+
+    top["results"] = r.carr(result)
+    return top

@@ -20,7 +20,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    NewPartitions, NewTopic, OffsetSpec, ResourcePatternType, ResourceType)
 
 import admin_wire as wire
-from yardstick import kafka_differs, settle, strom_gap
+from yardstick import kafka_differs, settle
 
 FAST = ["group.initial.rebalance.delay.ms=0"]
 # Kafka's authorized-operation bit sets with no authorizer: every operation of the resource type.
@@ -289,13 +289,6 @@ def test_confluent_admin_sweep(make_broker):
         a.delete_consumer_groups([group])[group].result(30)
     assert e.value.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
     a.delete_topics(["sweep"])["sweep"].result(30)
-
-
-@strom_gap("DescribeUserScramCredentials and AlterUserScramCredentials are not served: Kafka stores SCRAM "
-           "credentials in its metadata log even without a SASL listener; Strom has no SASL")
-def test_confluent_scram_credentials(broker):
-    a = admin(broker)
-    assert a.describe_user_scram_credentials().result(30) == {}
 
 
 def test_confluent_consumer_offsets_and_assignment(make_broker):

@@ -184,6 +184,16 @@ pub async fn dispatch(
             encode(&frame, v, &acls::describe())
         }
         ApiKey::CreateAcls => encode(&frame, v, &acls::create(decode_body(&frame)?)),
+        ApiKey::DescribeUserScramCredentials => encode(
+            &frame,
+            v,
+            &scram_credentials::describe(broker, decode_body(&frame)?),
+        ),
+        ApiKey::AlterUserScramCredentials => encode(&frame, v, &{
+            let req = decode_body(&frame)?;
+            // Committed through the controller.
+            off_worker(|| scram_credentials::alter(broker, req))
+        }),
         ApiKey::DeleteAcls => encode(&frame, v, &acls::delete(decode_body(&frame)?)),
         ApiKey::AlterReplicaLogDirs => encode(
             &frame,

@@ -27,6 +27,7 @@ pub mod net;
 pub mod partition;
 pub mod replica;
 pub mod replication;
+pub mod scram;
 pub mod server;
 pub mod topics;
 pub mod txn;

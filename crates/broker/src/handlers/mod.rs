@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod partitions_admin;
 pub mod produce;
+pub mod scram_credentials;
 pub mod topics_admin;
 pub mod txn;
 

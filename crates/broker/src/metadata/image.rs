@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::ids::{LeaderEpoch, NodeId, TopicPartition};
 use super::records::{
     BrokerRegistration, ConfigResource, MetadataRecord, PartitionChange, PartitionRecord,
+    ScramCredential,
 };
 
 /// A record that does not fit the image it is applied to: the metadata log
@@ -171,8 +172,14 @@ pub struct MetadataImage {
     #[serde(skip)]
     by_name: HashMap<Arc<str>, Uuid>,
     brokers: BTreeMap<NodeId, Arc<BrokerRegistration>>,
-    /// Dynamic broker configs: per node, and the cluster default (`None`).
-    broker_configs: BTreeMap<Option<NodeId>, BTreeMap<String, String>>,
+    /// Dynamic broker configs per node.
+    broker_configs: BTreeMap<NodeId, BTreeMap<String, String>>,
+    /// Dynamic broker configs of the cluster default.
+    #[serde(default)]
+    default_broker_configs: BTreeMap<String, String>,
+    /// SCRAM credentials by user, then mechanism type.
+    #[serde(default)]
+    scram: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
     /// First producer id not yet handed out by the controller.
     pub next_producer_id: i64,
     /// The cluster's id, once the first controller wrote it.
@@ -221,7 +228,15 @@ impl MetadataImage {
 
     /// Dynamic configs of `node` (`None`: the cluster default).
     pub fn broker_configs(&self, node: Option<NodeId>) -> Option<&BTreeMap<String, String>> {
-        self.broker_configs.get(&node)
+        match node {
+            Some(n) => self.broker_configs.get(&n),
+            None => Some(&self.default_broker_configs),
+        }
+    }
+
+    /// Every user with a SCRAM credential, and theirs by mechanism type.
+    pub fn scram_credentials(&self) -> &BTreeMap<String, BTreeMap<i8, ScramCredential>> {
+        &self.scram
     }
 
     /// Applies one batch, returning the new image and what changed; `self`
@@ -324,11 +339,11 @@ impl MetadataImage {
                     }
                     ConfigResource::Broker(node) => {
                         changes.broker_configs = true;
-                        self.broker_configs.entry(Some(*node)).or_default()
+                        self.broker_configs.entry(*node).or_default()
                     }
                     ConfigResource::ClusterDefault => {
                         changes.broker_configs = true;
-                        self.broker_configs.entry(None).or_default()
+                        &mut self.default_broker_configs
                     }
                 };
                 match value {
@@ -377,6 +392,24 @@ impl MetadataImage {
                 p.partition_epoch = p.partition_epoch.saturating_add(1);
                 changes.changed.push(t.key(*partition));
             }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                if let Some(m) = self.scram.get_mut(user) {
+                    m.remove(mechanism);
+                    if m.is_empty() {
+                        self.scram.remove(user);
+                    }
+                }
+            }
             MetadataRecord::ClusterId { id } => {
                 // Written once; a second (a retried registration) keeps the first.
                 self.cluster_id.get_or_insert_with(|| id.clone());
@@ -392,7 +425,12 @@ impl MetadataImage {
 
     /// The image's contents for a snapshot of the metadata log.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        // Every map key is a string or an integer, so this cannot fail;
+        // say so loudly if a change ever breaks that.
+        serde_json::to_vec(self).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialize the metadata image for a snapshot");
+            Vec::new()
+        })
     }
 
     /// An image read back from [`MetadataImage::to_snapshot`].
@@ -575,11 +613,44 @@ mod tests {
 
     #[test]
     fn snapshots_round_trip() {
-        let (_, batch) = topic("orders", 2);
+        let (_, mut batch) = topic("orders", 2);
+        batch.extend([
+            MetadataRecord::Config {
+                resource: ConfigResource::Broker(NodeId(2)),
+                name: "log.retention.ms".into(),
+                value: Some("1".into()),
+            },
+            MetadataRecord::Config {
+                resource: ConfigResource::ClusterDefault,
+                name: "log.cleaner.threads".into(),
+                value: Some("2".into()),
+            },
+            MetadataRecord::ScramCredential {
+                user: "alice".into(),
+                mechanism: 1,
+                credential: ScramCredential {
+                    salt: vec![1, 2],
+                    stored_key: vec![3],
+                    server_key: vec![4],
+                    iterations: 4096,
+                },
+            },
+        ]);
         let (image, _) = MetadataImage::default().apply(7, &batch).unwrap();
-        let back = MetadataImage::from_snapshot(&image.to_snapshot()).unwrap();
+        let bytes = image.to_snapshot();
+        assert!(!bytes.is_empty());
+        let back = MetadataImage::from_snapshot(&bytes).unwrap();
         assert_eq!(back, image);
         assert!(back.topic("orders").is_some());
+        assert_eq!(
+            back.broker_configs(None).unwrap()["log.cleaner.threads"],
+            "2"
+        );
+        assert_eq!(
+            back.broker_configs(Some(NodeId(2))).unwrap()["log.retention.ms"],
+            "1"
+        );
+        assert_eq!(back.scram_credentials()["alice"][&1].iterations, 4096);
         assert!(MetadataImage::from_snapshot(b"{not json").is_err());
     }
 }

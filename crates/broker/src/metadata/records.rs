@@ -91,6 +91,47 @@ pub enum MetadataRecord {
         /// Replicas to drop once the adding ones are in sync.
         removing: Vec<NodeId>,
     },
+    /// A user's SCRAM credential for one mechanism, set or replaced
+    /// (KRaft's `UserScramCredentialRecord`).
+    ScramCredential {
+        /// The user name.
+        user: String,
+        /// Kafka's mechanism type: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512.
+        mechanism: i8,
+        /// What the server keeps of the password.
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism removed
+    /// (`RemoveUserScramCredentialRecord`).
+    RemoveScramCredential {
+        /// The user name.
+        user: String,
+        /// Kafka's mechanism type.
+        mechanism: i8,
+    },
+}
+
+/// What the server keeps of a SCRAM password (RFC 5802): never the password
+/// or the salted password, only what verifies a client's proof and signs
+/// the server's answer.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    /// The salt the client salts its password with.
+    pub salt: Vec<u8>,
+    /// H(HMAC(salted password, "Client Key")).
+    pub stored_key: Vec<u8>,
+    /// HMAC(salted password, "Server Key").
+    pub server_key: Vec<u8>,
+    /// The PBKDF2 iteration count.
+    pub iterations: i32,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramCredential")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whose config a [`MetadataRecord::Config`] record changes.
