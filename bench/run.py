@@ -331,8 +331,11 @@ def validation_cost(a, tmp, baseline):
     The driver is this build's `strom perf` for both."""
     n_small, n_large = (500_000, 100_000) if a.quick else (5_000_000, 1_000_000)
     rows = []
+    only = getattr(a, "only", None)
     for size, n in ((100, n_small), (1024, n_large)):
         for codec in ("none", "zstd"):
+            if only and only != f"{size}:{codec}":
+                continue
             runs = {"baseline": [], "this build": []}
             for r in range(a.rounds):
                 order = [("baseline", baseline), ("this build", STROM)]
@@ -368,6 +371,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer records and 1 GB instead of 5 GB (a smoke run)")
     ap.add_argument("--validation-cost", metavar="BASELINE_STROM",
                     help="only compare the broker's produce cost with a baseline build's (writes target/bench-validation.json)")
+    ap.add_argument("--only", metavar="SIZE:CODEC",
+                    help="with --validation-cost: one row only, e.g. 1024:zstd (100 or 1024; none or zstd)")
     ap.add_argument("--cleaner", action="store_true",
                     help="only the log cleaner's row: cleaning speed against the disk, produce while cleaning "
                          "(writes target/bench-cleaner.json)")

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
 use super::consumer_describe::DescribeError;
-use super::state::GroupState;
+use super::state::{Group, GroupState};
 use super::store::Entry;
 use super::{code, state_name, GroupCoordinator};
 
@@ -26,24 +26,30 @@ pub struct Described {
 impl GroupCoordinator {
     /// ListGroups: (group id, protocol type, state, group type "classic" or "consumer"), filtered by state names.
     pub fn list(&self, states: &[String]) -> Vec<(String, String, &'static str, &'static str)> {
-        let groups = self.groups.lock();
-        let mut v: Vec<_> = groups
-            .values()
-            .filter(|g| {
-                states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state_name(g)))
-            })
-            .map(|g| {
+        let mut v: Vec<_> = self
+            .groups
+            .all()
+            .iter()
+            .filter_map(|shared| {
+                let g = shared.lock();
+                let wanted = g.state != GroupState::Dead
+                    && (states.is_empty()
+                        || states
+                            .iter()
+                            .any(|s| s.eq_ignore_ascii_case(state_name(&g))));
                 let kind = if g.consumer.is_some() {
                     "consumer"
                 } else {
                     "classic"
                 };
-                (
-                    g.id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    state_name(g),
-                    kind,
-                )
+                wanted.then(|| {
+                    (
+                        g.id.clone(),
+                        g.protocol_type.clone().unwrap_or_default(),
+                        state_name(&g),
+                        kind,
+                    )
+                })
             })
             .collect();
         v.sort();
@@ -54,10 +60,13 @@ impl GroupCoordinator {
     /// consumer-protocol (KIP-848) groups are errors, as in Kafka (which
     /// reports them as Dead before DescribeGroups v6).
     pub fn describe(&self, group: &str) -> Result<Described, DescribeError> {
-        let groups = self.groups.lock();
-        let g = groups
-            .get(group)
-            .ok_or_else(|| DescribeError::NotFound(group.to_string()))?;
+        self.groups
+            .with(group, |g| Self::describe_one(g))
+            .unwrap_or_else(|| Err(DescribeError::NotFound(group.to_string())))
+    }
+
+    fn describe_one(g: &Group) -> Result<Described, DescribeError> {
+        let group = g.id.as_str();
         if g.consumer.is_some() && g.members.is_empty() {
             return Err(DescribeError::NotClassic(group.to_string()));
         }
@@ -93,10 +102,17 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group.
     pub fn delete(&self, group: &str) -> i16 {
-        let mut groups = self.groups.lock();
-        let Some(g) = groups.get(group) else {
-            return code(ResponseError::GroupIdNotFound);
-        };
+        self.groups
+            .with_removing(group, |g| {
+                let code = self.delete_one(g);
+                (code, code == 0)
+            })
+            .unwrap_or(code(ResponseError::GroupIdNotFound))
+    }
+
+    /// Writes the tombstones of an empty group; 0 when it may go.
+    fn delete_one(&self, g: &Group) -> i16 {
+        let group = g.id.as_str();
         let consumer_members = g.consumer.as_ref().map_or(0, |c| c.members.len());
         if !g.members.is_empty() || consumer_members > 0 || g.state != GroupState::Empty {
             return code(ResponseError::NonEmptyGroup);
@@ -118,7 +134,6 @@ impl GroupCoordinator {
         if let Err(e) = self.persist(group, &entries) {
             return e;
         }
-        groups.remove(group);
         tracing::info!(group = %Escaped(group), "deleted group");
         0
     }

@@ -81,35 +81,36 @@ impl GroupCoordinator {
         &self,
         group: &str,
     ) -> Result<ConsumerGroupDescription, DescribeError> {
-        let groups = self.groups.lock();
-        let g = groups
-            .get(group)
-            .ok_or_else(|| DescribeError::NotFound(group.to_string()))?;
-        let cg = match &g.consumer {
-            Some(cg) if g.members.is_empty() => cg,
-            _ => return Err(DescribeError::NotConsumer(group.to_string())),
-        };
-        let members = cg
-            .members
-            .values()
-            .map(|m| ConsumerMemberDescription {
-                member_id: m.id.clone(),
-                instance_id: m.instance_id.clone(),
-                member_epoch: m.epoch,
-                client_id: m.client_id.clone(),
-                client_host: m.host.clone(),
-                subscribed: m.subscribed.clone(),
-                assignment: self.by_topic(m.sent.iter().flatten()),
-                target_assignment: self.by_topic(m.target.iter()),
+        self.groups
+            .with(group, |g| {
+                let g = &*g;
+                let cg = match &g.consumer {
+                    Some(cg) if g.members.is_empty() => cg,
+                    _ => return Err(DescribeError::NotConsumer(group.to_string())),
+                };
+                let members = cg
+                    .members
+                    .values()
+                    .map(|m| ConsumerMemberDescription {
+                        member_id: m.id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        member_epoch: m.epoch,
+                        client_id: m.client_id.clone(),
+                        client_host: m.host.clone(),
+                        subscribed: m.subscribed.clone(),
+                        assignment: self.by_topic(m.sent.iter().flatten()),
+                        target_assignment: self.by_topic(m.target.iter()),
+                    })
+                    .collect();
+                Ok(ConsumerGroupDescription {
+                    state: cg.state(),
+                    group_epoch: cg.group_epoch,
+                    assignment_epoch: cg.group_epoch,
+                    assignor: cg.assignor.clone(),
+                    members,
+                })
             })
-            .collect();
-        Ok(ConsumerGroupDescription {
-            state: cg.state(),
-            group_epoch: cg.group_epoch,
-            assignment_epoch: cg.group_epoch,
-            assignor: cg.assignor.clone(),
-            members,
-        })
+            .unwrap_or_else(|| Err(DescribeError::NotFound(group.to_string())))
     }
 
     /// Groups (topic id, partition) pairs by topic, by name, skipping

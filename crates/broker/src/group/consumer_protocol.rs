@@ -66,191 +66,190 @@ impl GroupCoordinator {
         if assignor != "uniform" && assignor != "range" {
             return fail(ResponseError::UnsupportedAssignor);
         }
-        let mut groups = self.groups.lock();
-        let g = groups
-            .entry(req.group.clone())
-            .or_insert_with(|| Group::new(&req.group, self.wall_ms()));
-        if !g.members.is_empty() {
-            return fail(ResponseError::GroupIdNotFound);
-        }
-        let cg = g.consumer.get_or_insert_with(|| consumer::ConsumerGroup {
-            assignor: assignor.clone(),
-            ..Default::default()
-        });
-        let now = self.now();
-        let topics = &self.topics;
-        let lookup = |t: &str| topics.get(t).map(|t| (t.id, t.partition_count() as i32));
-        let member_id;
-        match req.member_epoch {
-            0 => {
-                let Some(subscribed) = req.subscribed.clone() else {
-                    return fail(ResponseError::InvalidRequest);
-                };
-                member_id = if req.member_id.is_empty() {
-                    uuid::Uuid::new_v4().to_string()
-                } else {
-                    req.member_id.clone()
-                };
-                // A static member that restarts takes over its old
-                // incarnation's assignment, once that one has left
-                // temporarily (epoch -2); while it is still active the
-                // instance id is not released (Kafka's UNRELEASED_INSTANCE_ID).
-                let previous = req.instance_id.as_ref().and_then(|inst| {
-                    cg.members
-                        .values()
-                        .find(|m| m.instance_id.as_ref() == Some(inst) && m.id != member_id)
-                        .map(|m| (m.id.clone(), m.epoch))
-                });
-                if let Some((old_id, old_epoch)) = &previous {
-                    if *old_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH {
-                        tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), owner = %Escaped(old_id), "static member cannot join: its instance id is still in use");
-                        return fail(ResponseError::UnreleasedInstanceId);
-                    }
-                }
-                let replaced = previous.and_then(|(old_id, _)| cg.members.remove(&old_id));
-                let same_subscription = replaced
-                    .as_ref()
-                    .is_some_and(|old| old.subscribed == subscribed);
-                let target = replaced.map(|old| old.target).unwrap_or_default();
-                cg.members.insert(
-                    member_id.clone(),
-                    consumer::CMember {
-                        id: member_id.clone(),
-                        instance_id: req.instance_id.clone(),
-                        client_id: req.client_id.clone(),
-                        host: req.host.clone(),
-                        epoch: 0,
-                        subscribed,
-                        owned: req.owned.clone().unwrap_or_default().into_iter().collect(),
-                        target,
-                        sent: None,
-                        last_seen: now,
-                    },
-                );
-                if same_subscription {
-                    // The group is unchanged: the new incarnation gets the old one's partitions.
-                    tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), "static member rejoined (KIP-848)");
-                } else {
-                    cg.group_epoch += 1;
-                    cg.assignor = assignor;
-                    cg.recompute(lookup);
-                }
-                g.protocol_type = Some("consumer".into());
-                g.state = GroupState::Stable;
-                g.empty_since_ms = None;
-                tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), epoch = cg.group_epoch, "consumer joined (KIP-848)");
+        let id = req.group.clone();
+        self.groups.with_or_add(&id, || Group::new(&id, self.wall_ms()), |g| {
+            if !g.members.is_empty() {
+                return fail(ResponseError::GroupIdNotFound);
             }
-            LEAVE_GROUP_STATIC_MEMBER_EPOCH
-                if cg
-                    .members
-                    .get(&req.member_id)
-                    .is_some_and(|m| m.instance_id.is_some()) =>
-            {
-                // A static member leaving for a while keeps its partitions
-                // until its session times out or it comes back.
-                if let Some(m) = cg.members.get_mut(&req.member_id) {
-                    m.epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH;
-                    m.last_seen = now;
-                }
-                tracing::info!(group = %Escaped(&req.group), member = %Escaped(&req.member_id), "static member left temporarily (KIP-848)");
-                return ConsumerHeartbeatReply {
-                    member_id: req.member_id.clone(),
-                    member_epoch: LEAVE_GROUP_STATIC_MEMBER_EPOCH,
-                    heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
-                    ..Default::default()
-                };
-            }
-            -1 | LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
-                if cg.members.remove(&req.member_id).is_some() {
-                    cg.group_epoch += 1;
-                    cg.recompute(lookup);
-                    tracing::info!(group = %Escaped(&req.group), member = %Escaped(&req.member_id), "consumer left (KIP-848)");
-                }
-                if cg.members.is_empty() {
-                    g.state = GroupState::Empty;
-                    g.empty_since_ms = Some(self.wall_ms());
-                }
-                return ConsumerHeartbeatReply {
-                    member_id: req.member_id.clone(),
-                    member_epoch: req.member_epoch,
-                    heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
-                    ..Default::default()
-                };
-            }
-            epoch => {
-                let replaced_by_another = req.instance_id.as_ref().is_some_and(|inst| {
-                    cg.members
-                        .values()
-                        .any(|m| m.instance_id.as_ref() == Some(inst) && m.id != req.member_id)
-                });
-                let Some(m) = cg.members.get_mut(&req.member_id) else {
-                    return fail(if replaced_by_another {
-                        ResponseError::FencedInstanceId
-                    } else {
-                        ResponseError::UnknownMemberId
-                    });
-                };
-                if epoch != m.epoch {
-                    return fail(ResponseError::FencedMemberEpoch);
-                }
-                m.last_seen = now;
-                if let Some(owned) = &req.owned {
-                    m.owned = owned.iter().copied().collect();
-                }
-                let resubscribed = req.subscribed.as_ref().is_some_and(|s| *s != m.subscribed);
-                if let Some(s) = &req.subscribed {
-                    m.subscribed = s.clone();
-                }
-                if resubscribed {
-                    cg.group_epoch += 1;
-                    cg.recompute(lookup);
-                }
-                member_id = req.member_id.clone();
-            }
-        }
-        let (now_assigned, _) = cg.current_assignment(&member_id);
-        let group_epoch = cg.group_epoch;
-        let assignor_name = cg.assignor.clone();
-        let Some(m) = cg.members.get_mut(&member_id) else {
-            return fail(ResponseError::UnknownMemberId);
-        };
-        // The member reaches the group epoch once it has nothing left to
-        // revoke; partitions others still hold arrive later in that epoch.
-        if m.owned.is_subset(&m.target) {
-            m.epoch = group_epoch;
-        }
-        let changed = m.sent.as_ref() != Some(&now_assigned);
-        let assignment = changed.then(|| {
-            let mut by_topic: BTreeMap<uuid::Uuid, Vec<i32>> = BTreeMap::new();
-            for (t, p) in &now_assigned {
-                by_topic.entry(*t).or_default().push(*p);
-            }
-            by_topic.into_iter().collect()
-        });
-        m.sent = Some(now_assigned);
-        let reply = ConsumerHeartbeatReply {
-            error: 0,
-            member_id: member_id.clone(),
-            member_epoch: m.epoch,
-            heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
-            assignment,
-        };
-        if req.member_epoch == 0 {
-            let value = Some(super::store::GroupValue {
-                protocol_type: "consumer".to_string(),
-                generation: group_epoch,
-                protocol: Some(assignor_name),
+            let cg = g.consumer.get_or_insert_with(|| consumer::ConsumerGroup {
+                assignor: assignor.clone(),
                 ..Default::default()
             });
-            let _ = self.persist(
-                &req.group,
-                &[Entry::Group {
-                    group: req.group.clone(),
-                    value,
-                }],
-            );
-        }
-        reply
+            let now = self.now();
+            let topics = &self.topics;
+            let lookup = |t: &str| topics.get(t).map(|t| (t.id, t.partition_count() as i32));
+            let member_id;
+            match req.member_epoch {
+                0 => {
+                    let Some(subscribed) = req.subscribed.clone() else {
+                        return fail(ResponseError::InvalidRequest);
+                    };
+                    member_id = if req.member_id.is_empty() {
+                        uuid::Uuid::new_v4().to_string()
+                    } else {
+                        req.member_id.clone()
+                    };
+                    // A static member that restarts takes over its old
+                    // incarnation's assignment, once that one has left
+                    // temporarily (epoch -2); while it is still active the
+                    // instance id is not released (Kafka's UNRELEASED_INSTANCE_ID).
+                    let previous = req.instance_id.as_ref().and_then(|inst| {
+                        cg.members
+                            .values()
+                            .find(|m| m.instance_id.as_ref() == Some(inst) && m.id != member_id)
+                            .map(|m| (m.id.clone(), m.epoch))
+                    });
+                    if let Some((old_id, old_epoch)) = &previous {
+                        if *old_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH {
+                            tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), owner = %Escaped(old_id), "static member cannot join: its instance id is still in use");
+                            return fail(ResponseError::UnreleasedInstanceId);
+                        }
+                    }
+                    let replaced = previous.and_then(|(old_id, _)| cg.members.remove(&old_id));
+                    let same_subscription = replaced
+                        .as_ref()
+                        .is_some_and(|old| old.subscribed == subscribed);
+                    let target = replaced.map(|old| old.target).unwrap_or_default();
+                    cg.members.insert(
+                        member_id.clone(),
+                        consumer::CMember {
+                            id: member_id.clone(),
+                            instance_id: req.instance_id.clone(),
+                            client_id: req.client_id.clone(),
+                            host: req.host.clone(),
+                            epoch: 0,
+                            subscribed,
+                            owned: req.owned.clone().unwrap_or_default().into_iter().collect(),
+                            target,
+                            sent: None,
+                            last_seen: now,
+                        },
+                    );
+                    if same_subscription {
+                        // The group is unchanged: the new incarnation gets the old one's partitions.
+                        tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), "static member rejoined (KIP-848)");
+                    } else {
+                        cg.group_epoch += 1;
+                        cg.assignor = assignor;
+                        cg.recompute(lookup);
+                    }
+                    g.protocol_type = Some("consumer".into());
+                    g.state = GroupState::Stable;
+                    g.empty_since_ms = None;
+                    tracing::info!(group = %Escaped(&req.group), member = %Escaped(&member_id), epoch = cg.group_epoch, "consumer joined (KIP-848)");
+                }
+                LEAVE_GROUP_STATIC_MEMBER_EPOCH
+                    if cg
+                        .members
+                        .get(&req.member_id)
+                        .is_some_and(|m| m.instance_id.is_some()) =>
+                {
+                    // A static member leaving for a while keeps its partitions
+                    // until its session times out or it comes back.
+                    if let Some(m) = cg.members.get_mut(&req.member_id) {
+                        m.epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH;
+                        m.last_seen = now;
+                    }
+                    tracing::info!(group = %Escaped(&req.group), member = %Escaped(&req.member_id), "static member left temporarily (KIP-848)");
+                    return ConsumerHeartbeatReply {
+                        member_id: req.member_id.clone(),
+                        member_epoch: LEAVE_GROUP_STATIC_MEMBER_EPOCH,
+                        heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+                        ..Default::default()
+                    };
+                }
+                -1 | LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
+                    if cg.members.remove(&req.member_id).is_some() {
+                        cg.group_epoch += 1;
+                        cg.recompute(lookup);
+                        tracing::info!(group = %Escaped(&req.group), member = %Escaped(&req.member_id), "consumer left (KIP-848)");
+                    }
+                    if cg.members.is_empty() {
+                        g.state = GroupState::Empty;
+                        g.empty_since_ms = Some(self.wall_ms());
+                    }
+                    return ConsumerHeartbeatReply {
+                        member_id: req.member_id.clone(),
+                        member_epoch: req.member_epoch,
+                        heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+                        ..Default::default()
+                    };
+                }
+                epoch => {
+                    let replaced_by_another = req.instance_id.as_ref().is_some_and(|inst| {
+                        cg.members
+                            .values()
+                            .any(|m| m.instance_id.as_ref() == Some(inst) && m.id != req.member_id)
+                    });
+                    let Some(m) = cg.members.get_mut(&req.member_id) else {
+                        return fail(if replaced_by_another {
+                            ResponseError::FencedInstanceId
+                        } else {
+                            ResponseError::UnknownMemberId
+                        });
+                    };
+                    if epoch != m.epoch {
+                        return fail(ResponseError::FencedMemberEpoch);
+                    }
+                    m.last_seen = now;
+                    if let Some(owned) = &req.owned {
+                        m.owned = owned.iter().copied().collect();
+                    }
+                    let resubscribed = req.subscribed.as_ref().is_some_and(|s| *s != m.subscribed);
+                    if let Some(s) = &req.subscribed {
+                        m.subscribed = s.clone();
+                    }
+                    if resubscribed {
+                        cg.group_epoch += 1;
+                        cg.recompute(lookup);
+                    }
+                    member_id = req.member_id.clone();
+                }
+            }
+            let (now_assigned, _) = cg.current_assignment(&member_id);
+            let group_epoch = cg.group_epoch;
+            let assignor_name = cg.assignor.clone();
+            let Some(m) = cg.members.get_mut(&member_id) else {
+                return fail(ResponseError::UnknownMemberId);
+            };
+            // The member reaches the group epoch once it has nothing left to
+            // revoke; partitions others still hold arrive later in that epoch.
+            if m.owned.is_subset(&m.target) {
+                m.epoch = group_epoch;
+            }
+            let changed = m.sent.as_ref() != Some(&now_assigned);
+            let assignment = changed.then(|| {
+                let mut by_topic: BTreeMap<uuid::Uuid, Vec<i32>> = BTreeMap::new();
+                for (t, p) in &now_assigned {
+                    by_topic.entry(*t).or_default().push(*p);
+                }
+                by_topic.into_iter().collect()
+            });
+            m.sent = Some(now_assigned);
+            let reply = ConsumerHeartbeatReply {
+                error: 0,
+                member_id: member_id.clone(),
+                member_epoch: m.epoch,
+                heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+                assignment,
+            };
+            if req.member_epoch == 0 {
+                let value = Some(super::store::GroupValue {
+                    protocol_type: "consumer".to_string(),
+                    generation: group_epoch,
+                    protocol: Some(assignor_name),
+                    ..Default::default()
+                });
+                let _ = self.persist(
+                    &req.group,
+                    &[Entry::Group {
+                        group: req.group.clone(),
+                        value,
+                    }],
+                );
+            }
+            reply
+        })
     }
 }
 

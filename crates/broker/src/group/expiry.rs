@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::join::try_complete;
 use super::membership::{after_removal, remove_member};
-use super::state::GroupState;
+use super::state::{Group, GroupState};
 use super::store::Entry;
 use super::GroupCoordinator;
 
@@ -19,10 +19,29 @@ impl GroupCoordinator {
     /// One tick at `now`.
     pub(crate) fn tick_at(&self, now: Instant) {
         let wall = self.wall_ms();
-        let mut groups = self.groups.lock();
-        let mut dead = Vec::new();
         let session = Duration::from_millis(self.config.consumer_session_timeout_ms.max(0) as u64);
-        for g in groups.values_mut() {
+        // One group at a time, each under its own lock.
+        for id in self.groups.ids() {
+            self.groups.with_removing(&id, |g| {
+                let gone = self.tick_group(g, now, wall, session)
+                    && self
+                        .persist(
+                            &g.id,
+                            &[Entry::Group {
+                                group: g.id.clone(),
+                                value: None,
+                            }],
+                        )
+                        .is_ok();
+                ((), gone)
+            });
+        }
+    }
+
+    /// One group's share of a tick; whether it is empty past its retention
+    /// and may go.
+    fn tick_group(&self, g: &mut Group, now: Instant, wall: i64, session: Duration) -> bool {
+        {
             if let Some(cg) = g.consumer.as_mut() {
                 let expired: Vec<String> = cg
                     .members
@@ -101,25 +120,10 @@ impl GroupCoordinator {
                         tracing::info!(group = %Escaped(&g.id), partitions = doomed.len(), "expired committed offsets (offsets.retention.minutes)");
                     }
                 }
-                if g.offsets.is_empty() && g.members.is_empty() && wall - since > retention {
-                    dead.push(g.id.clone());
-                }
+                return g.offsets.is_empty() && g.members.is_empty() && wall - since > retention;
             }
         }
-        for id in dead {
-            if self
-                .persist(
-                    &id,
-                    &[Entry::Group {
-                        group: id.clone(),
-                        value: None,
-                    }],
-                )
-                .is_ok()
-            {
-                groups.remove(&id);
-            }
-        }
+        false
     }
 }
 

@@ -56,124 +56,123 @@ impl GroupCoordinator {
         {
             return join_error(ResponseError::InvalidSessionTimeout, &req.member_id);
         }
-        let mut groups = self.groups.lock();
-        let g = groups
-            .entry(req.group.clone())
-            .or_insert_with(|| Group::new(&req.group, self.wall_ms()));
-        if !accept_joining_member(g, &req, self.config.max_size) {
-            // Kafka's rule: the member that would take the group past
-            // group.max.size is refused (and, if it was a member that had
-            // not rejoined yet, removed).
-            tracing::info!(group = %g.id, member = %req.member_id, max = self.config.max_size, "group is full; refusing join (group.max.size)");
-            if g.pending.remove(&req.member_id).is_none() && g.member(&req.member_id).is_some() {
-                remove_member(g, &req.member_id);
-                if g.state == GroupState::PreparingRebalance {
-                    try_complete(g, now, self.wall_ms());
+        let id = req.group.clone();
+        self.groups.with_or_add(&id, || Group::new(&id, self.wall_ms()), |g| {
+            if !accept_joining_member(g, &req, self.config.max_size) {
+                // Kafka's rule: the member that would take the group past
+                // group.max.size is refused (and, if it was a member that had
+                // not rejoined yet, removed).
+                tracing::info!(group = %g.id, member = %req.member_id, max = self.config.max_size, "group is full; refusing join (group.max.size)");
+                if g.pending.remove(&req.member_id).is_none() && g.member(&req.member_id).is_some() {
+                    remove_member(g, &req.member_id);
+                    if g.state == GroupState::PreparingRebalance {
+                        try_complete(g, now, self.wall_ms());
+                    }
                 }
+                return join_error(ResponseError::GroupMaxSizeReached, "");
             }
-            return join_error(ResponseError::GroupMaxSizeReached, "");
-        }
-        let kip848 = g.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
-        if kip848 || !g.supports(&req.protocol_type, &req.protocols) {
-            return join_error(ResponseError::InconsistentGroupProtocol, &req.member_id);
-        }
-        let new_member = |id: String| Member {
-            id,
-            instance_id: req.instance_id.clone(),
-            client_id: req.client_id.clone(),
-            client_host: req.client_host.clone(),
-            session_timeout_ms: req.session_timeout_ms,
-            rebalance_timeout_ms: req.rebalance_timeout_ms,
-            protocols: req.protocols.clone(),
-            assignment: Bytes::new(),
-            last_seen: now,
-            awaiting_join: None,
-            awaiting_sync: None,
-        };
-        let member_id = if req.member_id.is_empty() {
-            match &req.instance_id {
-                Some(inst) => match g.by_instance(inst).map(|m| m.id.clone()) {
-                    // KIP-345: a static member back under a new member id
-                    // takes over its old slot; the old id is fenced.
-                    Some(old) => return self.replace_static_member(g, &req, &old, now),
+            let kip848 = g.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
+            if kip848 || !g.supports(&req.protocol_type, &req.protocols) {
+                return join_error(ResponseError::InconsistentGroupProtocol, &req.member_id);
+            }
+            let new_member = |id: String| Member {
+                id,
+                instance_id: req.instance_id.clone(),
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                session_timeout_ms: req.session_timeout_ms,
+                rebalance_timeout_ms: req.rebalance_timeout_ms,
+                protocols: req.protocols.clone(),
+                assignment: Bytes::new(),
+                last_seen: now,
+                awaiting_join: None,
+                awaiting_sync: None,
+            };
+            let member_id = if req.member_id.is_empty() {
+                match &req.instance_id {
+                    Some(inst) => match g.by_instance(inst).map(|m| m.id.clone()) {
+                        // KIP-345: a static member back under a new member id
+                        // takes over its old slot; the old id is fenced.
+                        Some(old) => return self.replace_static_member(g, &req, &old, now),
+                        None => {
+                            let id = format!("{inst}-{}", uuid::Uuid::new_v4());
+                            g.members.push(new_member(id.clone()));
+                            id
+                        }
+                    },
                     None => {
-                        let id = format!("{inst}-{}", uuid::Uuid::new_v4());
+                        let id = format!(
+                            "{}-{}",
+                            if req.client_id.is_empty() {
+                                "member"
+                            } else {
+                                &req.client_id
+                            },
+                            uuid::Uuid::new_v4()
+                        );
+                        if req.require_known_member_id {
+                            g.pending.insert(
+                                id.clone(),
+                                now + Duration::from_millis(req.session_timeout_ms.max(0) as u64),
+                            );
+                            return join_error(ResponseError::MemberIdRequired, &id);
+                        }
                         g.members.push(new_member(id.clone()));
                         id
                     }
-                },
-                None => {
-                    let id = format!(
-                        "{}-{}",
-                        if req.client_id.is_empty() {
-                            "member"
-                        } else {
-                            &req.client_id
-                        },
-                        uuid::Uuid::new_v4()
-                    );
-                    if req.require_known_member_id {
-                        g.pending.insert(
-                            id.clone(),
-                            now + Duration::from_millis(req.session_timeout_ms.max(0) as u64),
-                        );
-                        return join_error(ResponseError::MemberIdRequired, &id);
+                }
+            } else if req.instance_id.is_none() && g.pending.remove(&req.member_id).is_some() {
+                g.members.push(new_member(req.member_id.clone()));
+                req.member_id.clone()
+            } else {
+                if let Err(e) = check_member(g, &req.member_id, req.instance_id.as_deref()) {
+                    return join_error(e, &req.member_id);
+                }
+                let Some(m) = g.member(&req.member_id) else {
+                    return join_error(ResponseError::UnknownMemberId, &req.member_id);
+                };
+                // Kafka's rule: a known member rejoining with unchanged metadata
+                // (it lost the JoinGroup answer, or a follower re-syncs) gets the
+                // current generation back instead of starting a rebalance.
+                let unchanged = m.protocols == req.protocols;
+                let is_leader = g.leader.as_deref() == Some(req.member_id.as_str());
+                let quiet = match g.state {
+                    GroupState::CompletingRebalance => unchanged,
+                    GroupState::Stable => unchanged && !is_leader,
+                    _ => false,
+                };
+                if quiet {
+                    let id = req.member_id.clone();
+                    if let Some(m) = g.member_mut(&id) {
+                        m.last_seen = now;
                     }
-                    g.members.push(new_member(id.clone()));
-                    id
+                    return Pending::Ready(current_join(g, &id));
                 }
-            }
-        } else if req.instance_id.is_none() && g.pending.remove(&req.member_id).is_some() {
-            g.members.push(new_member(req.member_id.clone()));
-            req.member_id.clone()
-        } else {
-            if let Err(e) = check_member(g, &req.member_id, req.instance_id.as_deref()) {
-                return join_error(e, &req.member_id);
-            }
-            let Some(m) = g.member(&req.member_id) else {
-                return join_error(ResponseError::UnknownMemberId, &req.member_id);
+                req.member_id.clone()
             };
-            // Kafka's rule: a known member rejoining with unchanged metadata
-            // (it lost the JoinGroup answer, or a follower re-syncs) gets the
-            // current generation back instead of starting a rebalance.
-            let unchanged = m.protocols == req.protocols;
-            let is_leader = g.leader.as_deref() == Some(req.member_id.as_str());
-            let quiet = match g.state {
-                GroupState::CompletingRebalance => unchanged,
-                GroupState::Stable => unchanged && !is_leader,
-                _ => false,
-            };
-            if quiet {
-                let id = req.member_id.clone();
-                if let Some(m) = g.member_mut(&id) {
-                    m.last_seen = now;
-                }
-                return Pending::Ready(current_join(g, &id));
-            }
-            req.member_id.clone()
-        };
 
-        let rx = update_member(g, &member_id, &req, now);
-        if g.protocol_type.is_none() || g.members.len() == 1 {
-            g.protocol_type = Some(req.protocol_type.clone());
-        }
-        match g.state {
-            GroupState::Empty | GroupState::Dead => {
-                g.state = GroupState::PreparingRebalance;
-                let delay = Duration::from_millis(self.config.initial_rebalance_delay_ms);
-                let cap = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
-                g.rebalance_deadline = Some(now + delay.min(cap));
-                g.initial_join = true;
-                g.empty_since_ms = None;
+            let rx = update_member(g, &member_id, &req, now);
+            if g.protocol_type.is_none() || g.members.len() == 1 {
+                g.protocol_type = Some(req.protocol_type.clone());
             }
-            GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now),
-            GroupState::PreparingRebalance => {}
-        }
-        try_complete(g, now, self.wall_ms());
-        if g.state == GroupState::CompletingRebalance {
-            self.persist_group(g);
-        }
-        Pending::Wait(rx)
+            match g.state {
+                GroupState::Empty | GroupState::Dead => {
+                    g.state = GroupState::PreparingRebalance;
+                    let delay = Duration::from_millis(self.config.initial_rebalance_delay_ms);
+                    let cap = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
+                    g.rebalance_deadline = Some(now + delay.min(cap));
+                    g.initial_join = true;
+                    g.empty_since_ms = None;
+                }
+                GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now),
+                GroupState::PreparingRebalance => {}
+            }
+            try_complete(g, now, self.wall_ms());
+            if g.state == GroupState::CompletingRebalance {
+                self.persist_group(g);
+            }
+            Pending::Wait(rx)
+        })
     }
 
     /// A static member rejoining with no member id (a new process with the

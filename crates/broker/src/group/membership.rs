@@ -43,58 +43,56 @@ impl GroupCoordinator {
                 ..Default::default()
             })
         };
-        let mut groups = self.groups.lock();
-        let Some(g) = groups.get_mut(group) else {
-            return fail(ResponseError::UnknownMemberId);
-        };
-        if let Err(e) = check_member(g, member_id, instance_id) {
-            return fail(e);
-        }
-        if generation != g.generation {
-            return fail(ResponseError::IllegalGeneration);
-        }
-        match g.state {
-            GroupState::Empty | GroupState::Dead => fail(ResponseError::UnknownMemberId),
-            GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
-            GroupState::Stable => {
-                let m = g
-                    .member(member_id)
-                    .map(|m| m.assignment.clone())
-                    .unwrap_or_default();
-                Pending::Ready(SyncOutcome {
-                    error: 0,
-                    protocol_type: g.protocol_type.clone(),
-                    protocol: g.protocol.clone(),
-                    assignment: m,
-                })
+        self.groups.with(group, |g| {
+            if let Err(e) = check_member(g, member_id, instance_id) {
+                return fail(e);
             }
-            GroupState::CompletingRebalance => {
-                let (tx, rx) = oneshot::channel();
-                if let Some(m) = g.member_mut(member_id) {
-                    m.last_seen = now;
-                    m.awaiting_sync = Some(tx);
+            if generation != g.generation {
+                return fail(ResponseError::IllegalGeneration);
+            }
+            match g.state {
+                GroupState::Empty | GroupState::Dead => fail(ResponseError::UnknownMemberId),
+                GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
+                GroupState::Stable => {
+                    let m = g
+                        .member(member_id)
+                        .map(|m| m.assignment.clone())
+                        .unwrap_or_default();
+                    Pending::Ready(SyncOutcome {
+                        error: 0,
+                        protocol_type: g.protocol_type.clone(),
+                        protocol: g.protocol.clone(),
+                        assignment: m,
+                    })
                 }
-                if g.leader.as_deref() == Some(member_id) {
-                    let map: HashMap<String, Bytes> = assignments.into_iter().collect();
-                    g.state = GroupState::Stable;
-                    let (pt, proto) = (g.protocol_type.clone(), g.protocol.clone());
-                    for m in g.members.iter_mut() {
-                        m.assignment = map.get(&m.id).cloned().unwrap_or_default();
-                        if let Some(w) = m.awaiting_sync.take() {
-                            let _ = w.send(SyncOutcome {
-                                error: 0,
-                                protocol_type: pt.clone(),
-                                protocol: proto.clone(),
-                                assignment: m.assignment.clone(),
-                            });
-                        }
+                GroupState::CompletingRebalance => {
+                    let (tx, rx) = oneshot::channel();
+                    if let Some(m) = g.member_mut(member_id) {
+                        m.last_seen = now;
+                        m.awaiting_sync = Some(tx);
                     }
-                    tracing::info!(group = %Escaped(group), generation, members = g.members.len(), "group stable");
-                    self.persist_group(g);
+                    if g.leader.as_deref() == Some(member_id) {
+                        let map: HashMap<String, Bytes> = assignments.into_iter().collect();
+                        g.state = GroupState::Stable;
+                        let (pt, proto) = (g.protocol_type.clone(), g.protocol.clone());
+                        for m in g.members.iter_mut() {
+                            m.assignment = map.get(&m.id).cloned().unwrap_or_default();
+                            if let Some(w) = m.awaiting_sync.take() {
+                                let _ = w.send(SyncOutcome {
+                                    error: 0,
+                                    protocol_type: pt.clone(),
+                                    protocol: proto.clone(),
+                                    assignment: m.assignment.clone(),
+                                });
+                            }
+                        }
+                        tracing::info!(group = %Escaped(group), generation, members = g.members.len(), "group stable");
+                        self.persist_group(g);
+                    }
+                    Pending::Wait(rx)
                 }
-                Pending::Wait(rx)
             }
-        }
+        }).unwrap_or_else(|| fail(ResponseError::UnknownMemberId))
     }
 
     /// Heartbeat: returns the error code.
@@ -117,22 +115,22 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         now: Instant,
     ) -> i16 {
-        let mut groups = self.groups.lock();
-        let Some(g) = groups.get_mut(group) else {
-            return code(ResponseError::UnknownMemberId);
-        };
-        if let Err(e) = check_member(g, member_id, instance_id) {
-            return code(e);
-        }
-        if let Some(m) = g.member_mut(member_id) {
-            m.last_seen = now;
-        }
-        match g.state {
-            GroupState::Empty | GroupState::Dead => code(ResponseError::UnknownMemberId),
-            GroupState::PreparingRebalance => code(ResponseError::RebalanceInProgress),
-            _ if generation != g.generation => code(ResponseError::IllegalGeneration),
-            _ => 0,
-        }
+        self.groups
+            .with(group, |g| {
+                if let Err(e) = check_member(g, member_id, instance_id) {
+                    return code(e);
+                }
+                if let Some(m) = g.member_mut(member_id) {
+                    m.last_seen = now;
+                }
+                match g.state {
+                    GroupState::Empty | GroupState::Dead => code(ResponseError::UnknownMemberId),
+                    GroupState::PreparingRebalance => code(ResponseError::RebalanceInProgress),
+                    _ if generation != g.generation => code(ResponseError::IllegalGeneration),
+                    _ => 0,
+                }
+            })
+            .unwrap_or(code(ResponseError::UnknownMemberId))
     }
 
     /// LeaveGroup for (member id, instance id) pairs; per-member error codes.
@@ -147,48 +145,50 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
         now: Instant,
     ) -> Vec<i16> {
-        let mut groups = self.groups.lock();
-        let Some(g) = groups.get_mut(group) else {
-            return members
-                .iter()
-                .map(|_| code(ResponseError::UnknownMemberId))
-                .collect();
-        };
-        let mut out = Vec::new();
-        let mut removed = false;
-        for (id, inst) in members {
-            let target = match inst {
-                Some(i) => match g.by_instance(i) {
-                    Some(m) if id.is_empty() || *id == m.id => Ok(m.id.clone()),
-                    Some(_) => Err(ResponseError::FencedInstanceId),
-                    None => Err(ResponseError::UnknownMemberId),
-                },
-                None if g.pending.remove(id).is_some() => {
-                    out.push(0);
-                    continue;
+        self.groups
+            .with(group, |g| {
+                let mut out = Vec::new();
+                let mut removed = false;
+                for (id, inst) in members {
+                    let target = match inst {
+                        Some(i) => match g.by_instance(i) {
+                            Some(m) if id.is_empty() || *id == m.id => Ok(m.id.clone()),
+                            Some(_) => Err(ResponseError::FencedInstanceId),
+                            None => Err(ResponseError::UnknownMemberId),
+                        },
+                        None if g.pending.remove(id).is_some() => {
+                            out.push(0);
+                            continue;
+                        }
+                        None => g
+                            .member(id)
+                            .map(|m| m.id.clone())
+                            .ok_or(ResponseError::UnknownMemberId),
+                    };
+                    match target {
+                        Ok(id) => {
+                            remove_member(g, &id);
+                            removed = true;
+                            out.push(0);
+                        }
+                        Err(e) => out.push(code(e)),
+                    }
                 }
-                None => g
-                    .member(id)
-                    .map(|m| m.id.clone())
-                    .ok_or(ResponseError::UnknownMemberId),
-            };
-            match target {
-                Ok(id) => {
-                    remove_member(g, &id);
-                    removed = true;
-                    out.push(0);
+                if removed {
+                    tracing::info!(group, "member left; rebalancing");
+                    after_removal(g, now, self.wall_ms());
+                    if g.state == GroupState::CompletingRebalance || g.state == GroupState::Empty {
+                        self.persist_group(g);
+                    }
                 }
-                Err(e) => out.push(code(e)),
-            }
-        }
-        if removed {
-            tracing::info!(group, "member left; rebalancing");
-            after_removal(g, now, self.wall_ms());
-            if g.state == GroupState::CompletingRebalance || g.state == GroupState::Empty {
-                self.persist_group(g);
-            }
-        }
-        out
+                out
+            })
+            .unwrap_or_else(|| {
+                members
+                    .iter()
+                    .map(|_| code(ResponseError::UnknownMemberId))
+                    .collect()
+            })
     }
 }
 

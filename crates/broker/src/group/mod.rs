@@ -2,9 +2,10 @@
 //! agnostic (consumer groups, Connect-style groups), with committed offsets
 //! and group metadata kept in `__consumer_offsets`.
 //!
-//! All groups live behind one mutex; requests that must wait (JoinGroup
-//! until the rebalance completes, SyncGroup until the leader's assignment)
-//! get a oneshot receiver and wait outside the lock. A ticker
+//! Each group lives behind its own mutex ([`table`]), so one group's
+//! appends to `__consumer_offsets` hold up no other group; requests that
+//! must wait (JoinGroup until the rebalance completes, SyncGroup until the
+//! leader's assignment) get a oneshot receiver and wait outside the lock. A ticker
 //! ([`GroupCoordinator::tick`]) expires sessions, ends rebalances at their
 //! deadline and expires old offsets.
 //!
@@ -30,6 +31,7 @@ pub mod state;
 #[cfg(test)]
 mod static_membership_tests;
 pub mod store;
+mod table;
 
 use crate::net::log::Escaped;
 use std::collections::{BTreeMap, HashMap};
@@ -99,7 +101,8 @@ pub enum Pending<T> {
 pub struct GroupCoordinator {
     topics: Arc<Topics>,
     config: GroupConfig,
-    groups: Mutex<HashMap<String, Group>>,
+    /// Every group, each behind its own lock.
+    groups: table::GroupTable,
     /// The `__consumer_offsets` partitions whose groups are loaded, and
     /// the leader epoch they were loaded at.
     loaded: Mutex<HashMap<i32, crate::metadata::LeaderEpoch>>,
@@ -129,7 +132,7 @@ impl GroupCoordinator {
         let c = GroupCoordinator {
             topics,
             config,
-            groups: Mutex::new(HashMap::new()),
+            groups: table::GroupTable::default(),
             loaded: Mutex::new(HashMap::new()),
         };
         if create_now {

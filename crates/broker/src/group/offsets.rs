@@ -26,15 +26,17 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, Committed)>,
     ) -> Result<Vec<i16>, i16> {
-        let mut groups = self.groups.lock();
-        let g = groups
-            .entry(group.to_string())
-            .or_insert_with(|| Group::new(group, self.wall_ms()));
-        check_committer(g, generation, member_id, instance_id, self.now())?;
-        let (codes, entries, accepted) = self.accept_offsets(group, offsets);
-        self.persist(group, &entries)?;
-        g.offsets.extend(accepted);
-        Ok(codes)
+        self.groups.with_or_add(
+            group,
+            || Group::new(group, self.wall_ms()),
+            |g| {
+                check_committer(g, generation, member_id, instance_id, self.now())?;
+                let (codes, entries, accepted) = self.accept_offsets(group, offsets);
+                self.persist(group, &entries)?;
+                g.offsets.extend(accepted);
+                Ok(codes)
+            },
+        )
     }
 
     /// TxnOffsetCommit: offsets written inside producer `pid`'s transaction;
@@ -50,44 +52,42 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, Committed)>,
     ) -> Result<Vec<i16>, i16> {
-        let mut groups = self.groups.lock();
-        let g = groups
-            .entry(group.to_string())
-            .or_insert_with(|| Group::new(group, self.wall_ms()));
-        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            check_committer(g, generation, member_id, instance_id, self.now())?;
-        }
-        let (codes, entries, accepted) = self.accept_offsets(group, offsets);
-        if !entries.is_empty() {
-            let p = self.offsets_partition(group)?;
-            let ts = self.wall_ms();
-            let mut b = BatchBuilder::new(ts)
-                .producer(pid, epoch, -1)
-                .transactional(false);
-            for e in &entries {
-                let (key, value) = store::encode(e);
-                b = b.push(OwnedRecord {
-                    key: Some(key),
-                    value,
-                    headers: Vec::new(),
-                    timestamp: ts,
-                });
+        self.groups.with_or_add(group, || Group::new(group, self.wall_ms()), |g| {
+            if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+                check_committer(g, generation, member_id, instance_id, self.now())?;
             }
-            p.append_coordinator(&mut b.build()).map_err(|e| {
-                tracing::error!(group = %Escaped(group), error = %e, "cannot write __consumer_offsets");
-                code(ResponseError::CoordinatorNotAvailable)
-            })?;
-        }
-        g.txn_offsets.entry(pid).or_default().extend(accepted);
-        Ok(codes)
+            let (codes, entries, accepted) = self.accept_offsets(group, offsets);
+            if !entries.is_empty() {
+                let p = self.offsets_partition(group)?;
+                let ts = self.wall_ms();
+                let mut b = BatchBuilder::new(ts)
+                    .producer(pid, epoch, -1)
+                    .transactional(false);
+                for e in &entries {
+                    let (key, value) = store::encode(e);
+                    b = b.push(OwnedRecord {
+                        key: Some(key),
+                        value,
+                        headers: Vec::new(),
+                        timestamp: ts,
+                    });
+                }
+                p.append_coordinator(&mut b.build()).map_err(|e| {
+                    tracing::error!(group = %Escaped(group), error = %e, "cannot write __consumer_offsets");
+                    code(ResponseError::CoordinatorNotAvailable)
+                })?;
+            }
+            g.txn_offsets.entry(pid).or_default().extend(accepted);
+            Ok(codes)
+        })
     }
 
     /// Applies (commit) or drops (abort) the transactional offsets of `pid`
     /// in the groups stored on `__consumer_offsets` partition `partition`.
     pub fn complete_txn(&self, partition: i32, pid: i64, commit: bool) {
         let n = self.offsets_partitions();
-        let mut groups = self.groups.lock();
-        for g in groups.values_mut() {
+        for shared in self.groups.all() {
+            let mut g = shared.lock();
             if store::partition_for(&g.id, n) != partition {
                 continue;
             }
@@ -102,11 +102,12 @@ impl GroupCoordinator {
     /// True when `group` has transactional offsets not yet committed for the
     /// partition (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT).
     pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
-        let groups = self.groups.lock();
         let key = (topic.to_string(), partition);
-        groups
-            .get(group)
-            .is_some_and(|g| g.txn_offsets.values().any(|o| o.contains_key(&key)))
+        self.groups
+            .with(group, |g| {
+                g.txn_offsets.values().any(|o| o.contains_key(&key))
+            })
+            .unwrap_or(false)
     }
 
     /// Checks offsets to commit; returns the codes, the entries to write and the accepted offsets.
@@ -145,9 +146,7 @@ impl GroupCoordinator {
         group: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Vec<TopicOffsets> {
-        let groups = self.groups.lock();
-        let g = groups.get(group);
-        match topics {
+        let view = |g: Option<&Group>, topics: Option<Vec<(String, Vec<i32>)>>| match topics {
             Some(list) => list
                 .into_iter()
                 .map(|(t, parts)| {
@@ -173,6 +172,15 @@ impl GroupCoordinator {
                 }
                 by_topic.into_iter().collect()
             }
+        };
+        // Moved into whichever call runs.
+        let mut topics = Some(topics);
+        match self
+            .groups
+            .with(group, |g| view(Some(g), topics.take().flatten()))
+        {
+            Some(v) => v,
+            None => view(None, topics.take().flatten()),
         }
     }
 
@@ -182,36 +190,36 @@ impl GroupCoordinator {
         group: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<i16>, i16> {
-        let mut groups = self.groups.lock();
-        let g = groups
-            .get_mut(group)
-            .ok_or(code(ResponseError::GroupIdNotFound))?;
-        let subscribed = subscribed_topics(g)?;
-        let mut codes = Vec::new();
-        let mut entries = Vec::new();
-        for (t, p) in &partitions {
-            if subscribed.iter().any(|s| s == t) {
-                codes.push(code(ResponseError::GroupSubscribedToTopic));
-            } else {
-                codes.push(0);
-                entries.push(Entry::Offset {
-                    group: group.to_string(),
-                    topic: t.clone(),
-                    partition: *p,
-                    value: None,
-                });
-            }
-        }
-        self.persist(group, &entries)?;
-        for e in entries {
-            if let Entry::Offset {
-                topic, partition, ..
-            } = e
-            {
-                g.offsets.remove(&(topic, partition));
-            }
-        }
-        Ok(codes)
+        self.groups
+            .with(group, |g| {
+                let subscribed = subscribed_topics(g)?;
+                let mut codes = Vec::new();
+                let mut entries = Vec::new();
+                for (t, p) in &partitions {
+                    if subscribed.iter().any(|s| s == t) {
+                        codes.push(code(ResponseError::GroupSubscribedToTopic));
+                    } else {
+                        codes.push(0);
+                        entries.push(Entry::Offset {
+                            group: group.to_string(),
+                            topic: t.clone(),
+                            partition: *p,
+                            value: None,
+                        });
+                    }
+                }
+                self.persist(group, &entries)?;
+                for e in entries {
+                    if let Entry::Offset {
+                        topic, partition, ..
+                    } = e
+                    {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+                Ok(codes)
+            })
+            .unwrap_or(Err(code(ResponseError::GroupIdNotFound)))
     }
 }
 

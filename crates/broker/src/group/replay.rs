@@ -65,11 +65,11 @@ impl GroupCoordinator {
     fn load(&self, p: &Partition, epoch: LeaderEpoch) -> (usize, usize) {
         let (read, records) = read_groups(p, self.wall_ms(), self.now());
         let n = self.offsets_partitions();
-        let mut groups = self.groups.lock();
-        groups.retain(|id, _| store::partition_for(id, n) != p.index);
         let count = read.len();
-        groups.extend(read);
-        drop(groups);
+        self.groups.replace_where(
+            |id| store::partition_for(id, n) == p.index,
+            read.into_values(),
+        );
         self.loaded.lock().insert(p.index, epoch);
         (count, records)
     }
@@ -81,11 +81,10 @@ impl GroupCoordinator {
     pub fn unload_partition(&self, index: i32) {
         self.loaded.lock().remove(&index);
         let n = self.offsets_partitions();
-        let mut groups = self.groups.lock();
-        let before = groups.len();
-        groups.retain(|id, _| store::partition_for(id, n) != index);
-        let dropped = before - groups.len();
-        drop(groups);
+        let dropped = self.groups.replace_where(
+            |id| store::partition_for(id, n) == index,
+            std::iter::empty(),
+        );
         tracing::info!(
             partition = index,
             groups = dropped,

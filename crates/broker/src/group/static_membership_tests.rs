@@ -61,11 +61,11 @@ fn sync_answer(p: Pending<SyncOutcome>) -> Option<SyncOutcome> {
 }
 
 fn state(c: &GroupCoordinator) -> GroupState {
-    c.groups.lock().get(G).map(|g| g.state).expect("group")
+    c.groups.with(G, |g| g.state).expect("group")
 }
 
 fn generation(c: &GroupCoordinator) -> i32 {
-    c.groups.lock().get(G).map(|g| g.generation).expect("group")
+    c.groups.with(G, |g| g.generation).expect("group")
 }
 
 /// A Stable group of static members "a" (leader) and "b", assignments
@@ -206,7 +206,7 @@ fn returning_static_member_that_changes_the_protocol_rebalances() {
     assert_eq!((a.generation, b.generation), (gen + 1, gen + 1));
     assert_eq!(a.members.len(), 2);
     assert_eq!(
-        c.groups.lock().get(G).and_then(|g| g.protocol.clone()),
+        c.groups.with(G, |g| g.protocol.clone()).flatten(),
         Some("roundrobin".into())
     );
 }
@@ -243,18 +243,18 @@ fn expired_static_members_are_removed_and_absent_ones_keep_their_place() {
     c.tick_at(t0 + Duration::from_secs(40));
     assert!(c
         .groups
-        .lock()
-        .get(G)
-        .is_some_and(|g| g.by_instance("b").is_some()));
+        .with(G, |g| g.by_instance("b").is_some())
+        .unwrap_or(false));
     c.tick_at(t0 + Duration::from_secs(42));
-    let g = c.groups.lock();
-    let g = g.get(G).expect("group");
-    assert!(
-        g.by_instance("b").is_none(),
-        "expired static member removed"
-    );
-    assert_eq!(g.members.len(), 2);
-    assert_eq!(g.state, GroupState::PreparingRebalance);
+    let (b, members, state) = c
+        .groups
+        .with(G, |g| {
+            (g.by_instance("b").is_some(), g.members.len(), g.state)
+        })
+        .expect("group");
+    assert!(!b, "expired static member removed");
+    assert_eq!(members, 2);
+    assert_eq!(state, GroupState::PreparingRebalance);
 }
 
 #[test]
@@ -273,12 +273,7 @@ fn leave_group_by_instance_id_removes_the_static_member() {
     );
     assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
     assert_eq!(state(&c), GroupState::PreparingRebalance);
-    assert!(c
-        .groups
-        .lock()
-        .get(G)
-        .and_then(|g| g.member(&b_id))
-        .is_none());
+    assert_eq!(c.groups.with(G, |g| g.member(&b_id).is_some()), Some(false));
 }
 
 #[test]
@@ -293,7 +288,7 @@ fn the_member_past_group_max_size_is_refused() {
         assert_eq!(r.member_id, "");
     }
     assert_eq!(state(&c), GroupState::Stable, "the group is untouched");
-    assert_eq!(c.groups.lock().get(G).map(|g| g.members.len()), Some(2));
+    assert_eq!(c.groups.with(G, |g| g.members.len()), Some(2));
 }
 
 #[test]
@@ -306,7 +301,7 @@ fn a_coordinator_taking_the_group_over_finds_it_stable_with_its_members() {
     let index = super::store::partition_for(G, 3);
     // Leadership of the group's partition leaves: the group is dropped.
     c.unload_partition(index);
-    assert!(c.groups.lock().get(G).is_none());
+    assert!(c.groups.with(G, |_| ()).is_none());
     // And comes back (or another broker takes it): read from the log.
     c.load_partition(index, crate::metadata::LeaderEpoch(7));
     assert_eq!(state(&c), GroupState::Stable);
@@ -315,6 +310,6 @@ fn a_coordinator_taking_the_group_over_finds_it_stable_with_its_members() {
     assert_eq!((sb.error, &sb.assignment[..]), (0, &b"B"[..]));
     assert_eq!(c.heartbeat_at(G, gen, &a_id, Some("a"), now), 0);
     assert_eq!(commit(&c, gen, &a_id, "a"), Ok(vec![0]));
-    let leader = c.groups.lock().get(G).and_then(|g| g.leader.clone());
+    let leader = c.groups.with(G, |g| g.leader.clone()).flatten();
     assert_eq!(leader.as_deref(), Some(a_id.as_str()));
 }

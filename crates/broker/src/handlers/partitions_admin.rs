@@ -66,6 +66,7 @@ fn reassign_code(e: &ReassignError) -> i16 {
         ReassignError::NoReassignmentInProgress(..) => ResponseError::NoReassignmentInProgress,
         ReassignError::StaleLeader { .. } => ResponseError::NotLeaderOrFollower,
         ReassignError::InvalidIsr(..) => ResponseError::InvalidRequest,
+        ReassignError::IneligibleReplica(..) => ResponseError::IneligibleReplica,
     }
     .code()
 }

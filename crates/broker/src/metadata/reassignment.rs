@@ -51,6 +51,10 @@ pub enum ReassignError {
     /// INVALID_REQUEST: an ISR with members outside the replica set.
     #[error("the proposed ISR {0:?} is not a subset of the replicas {1:?}")]
     InvalidIsr(Vec<NodeId>, Vec<NodeId>),
+    /// INELIGIBLE_REPLICA (KIP-841): the ISR would gain fenced or
+    /// unregistered brokers.
+    #[error("the proposed ISR {0:?} adds brokers that are fenced or not registered: {1:?}")]
+    IneligibleReplica(Vec<NodeId>, Vec<NodeId>),
 }
 
 /// The replicas a partition had before its reassignment began.
@@ -221,11 +225,13 @@ pub fn alter_isr(
         return Err(ReassignError::InvalidIsr(isr.to_vec(), p.replicas.clone()));
     }
     // Only live brokers join an ISR (KIP-841's INELIGIBLE_REPLICA).
-    if isr
+    let ineligible: Vec<NodeId> = isr
         .iter()
-        .any(|r| !p.isr.contains(r) && image.broker(*r).is_none_or(|b| b.fenced))
-    {
-        return Err(ReassignError::InvalidIsr(isr.to_vec(), p.replicas.clone()));
+        .copied()
+        .filter(|r| !p.isr.contains(r) && image.broker(*r).is_none_or(|b| b.fenced))
+        .collect();
+    if !ineligible.is_empty() {
+        return Err(ReassignError::IneligibleReplica(isr.to_vec(), ineligible));
     }
     let mut next = p.clone();
     next.isr = isr.to_vec();
@@ -419,6 +425,19 @@ mod tests {
             alter_isr(&img, id, 0, NodeId(1), LeaderEpoch::FIRST, &ids(&[1, 5])),
             Err(ReassignError::InvalidIsr(..))
         ));
+        // A replica of an unregistered broker may not join it.
+        let (img, id) = image(&[1], &[1, 2]);
+        let (img, _) = img
+            .apply(
+                img.offset + 1,
+                &alter_isr(&img, id, 0, NodeId(1), LeaderEpoch::FIRST, &ids(&[1])).expect("shrink"),
+            )
+            .expect("apply");
+        assert_eq!(
+            alter_isr(&img, id, 0, NodeId(1), LeaderEpoch::FIRST, &ids(&[1, 2])),
+            Err(ReassignError::IneligibleReplica(ids(&[1, 2]), ids(&[2])))
+        );
+        let (img, id) = image(&[1, 2], &[1, 2]);
         // The same ISR again changes nothing.
         assert_eq!(
             alter_isr(&img, id, 0, NodeId(1), LeaderEpoch::FIRST, &ids(&[1, 2])),
