@@ -138,22 +138,11 @@ impl GroupCoordinator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::coordinator;
-    use super::super::ConsumerHeartbeat;
+    use super::super::test_support::{consumer_beat, coordinator};
     use super::*;
 
     fn heartbeat(c: &GroupCoordinator, member: &str, epoch: i32, owned: Vec<Tp>) -> i32 {
-        let r = c.consumer_heartbeat(ConsumerHeartbeat {
-            group: "g".into(),
-            member_id: member.into(),
-            member_epoch: epoch,
-            instance_id: None,
-            client_id: "cli".into(),
-            host: "/127.0.0.1".into(),
-            subscribed: Some(vec!["t".into()]),
-            assignor: Some("range".into()),
-            owned: Some(owned),
-        });
+        let r = consumer_beat(c, member, epoch, Some(owned));
         assert_eq!(r.error, 0);
         r.member_epoch
     }

@@ -130,8 +130,7 @@ impl GroupCoordinator {
 #[cfg(test)]
 mod tests {
     use super::super::store::Committed;
-    use super::super::test_support::{config, coordinator, coordinator_on};
-    use super::super::ConsumerHeartbeat;
+    use super::super::test_support::{config, consumer_beat, coordinator, coordinator_on};
     use super::*;
     use crate::clock::ManualClock;
 
@@ -185,19 +184,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::new();
         let c = coordinator_on(dir.path(), config(3_600_000), clock.clone());
-        let beat = |member: &str, epoch: i32| {
-            c.consumer_heartbeat(ConsumerHeartbeat {
-                group: "g".into(),
-                member_id: member.into(),
-                member_epoch: epoch,
-                instance_id: None,
-                client_id: "cli".into(),
-                host: "/127.0.0.1".into(),
-                subscribed: Some(vec!["t".into()]),
-                assignor: Some("range".into()),
-                owned: None,
-            })
-        };
+        let beat = |member: &str, epoch: i32| consumer_beat(&c, member, epoch, None);
         let a = beat("a", 0);
         let b = beat("b", 0);
         assert_eq!((a.error, b.error), (0, 0));

@@ -293,6 +293,26 @@ pub(crate) mod test_support {
         coordinator_on(dir, config, crate::clock::system())
     }
 
+    /// A KIP-848 heartbeat of dynamic member `member` of group "g" on topic "t".
+    pub(crate) fn consumer_beat(
+        c: &GroupCoordinator,
+        member: &str,
+        epoch: i32,
+        owned: Option<Vec<super::consumer::Tp>>,
+    ) -> super::ConsumerHeartbeatReply {
+        c.consumer_heartbeat(super::ConsumerHeartbeat {
+            group: "g".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            instance_id: None,
+            client_id: "cli".into(),
+            host: "/127.0.0.1".into(),
+            subscribed: Some(vec!["t".into()]),
+            assignor: Some("range".into()),
+            owned,
+        })
+    }
+
     /// The topics `c` keeps its groups in.
     pub(crate) fn topics_of(c: &GroupCoordinator) -> Arc<Topics> {
         c.topics.clone()

@@ -499,24 +499,11 @@ impl Topics {
             return Ok(());
         }
         let current = self.configs_of(name);
-        let resource = || ConfigResource::Topic(name.to_string());
-        let removed = current
-            .keys()
-            .filter(|k| !configs.contains_key(*k))
-            .map(|k| MetadataRecord::Config {
-                resource: resource(),
-                name: k.clone(),
-                value: None,
-            });
-        let set = configs
-            .iter()
-            .filter(|(k, v)| current.get(*k) != Some(*v))
-            .map(|(k, v)| MetadataRecord::Config {
-                resource: resource(),
-                name: k.clone(),
-                value: Some(v.clone()),
-            });
-        let batch: RecordBatch = removed.chain(set).collect();
+        let batch = super::broker_configs::diff(
+            &ConfigResource::Topic(name.to_string()),
+            &current,
+            &configs,
+        );
         if !batch.is_empty() {
             self.commit(&batch)?;
         }

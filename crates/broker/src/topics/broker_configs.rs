@@ -22,8 +22,9 @@ fn resource(scope: Scope, node: NodeId) -> ConfigResource {
     }
 }
 
-/// The records that turn `current` into `next` for `resource`.
-fn diff(
+/// The config records that turn `current` into `next` for `resource`
+/// (a topic's overrides or a dynamic broker layer).
+pub(super) fn diff(
     resource: &ConfigResource,
     current: &BTreeMap<String, String>,
     next: &BTreeMap<String, String>,
