@@ -197,17 +197,7 @@ impl GroupCoordinator {
         }
         let p = self.offsets_partition(group)?;
         let ts = self.wall_ms();
-        let mut b = BatchBuilder::new(ts);
-        for e in entries {
-            let (key, value) = store::encode(e);
-            b = b.push(OwnedRecord {
-                key: Some(key),
-                value,
-                headers: Vec::new(),
-                timestamp: ts,
-            });
-        }
-        let bytes = b.build();
+        let bytes = push_entries(BatchBuilder::new(ts), entries, ts).build();
         p.append(&bytes).map_err(|e| {
             tracing::error!(group = %Escaped(group), error = %e, "cannot write __consumer_offsets");
             code(ResponseError::CoordinatorNotAvailable)
@@ -252,6 +242,21 @@ impl GroupCoordinator {
             }],
         );
     }
+}
+
+/// `entries` encoded as records of `b`, stamped `ts`: a commit's or a
+/// group's write to `__consumer_offsets`.
+fn push_entries(mut b: BatchBuilder, entries: &[Entry], ts: i64) -> BatchBuilder {
+    for e in entries {
+        let (key, value) = store::encode(e);
+        b = b.push(OwnedRecord {
+            key: Some(key),
+            value,
+            headers: Vec::new(),
+            timestamp: ts,
+        });
+    }
+    b
 }
 
 /// The state to report: KIP-848 groups have their own names (Stable, Reconciling).

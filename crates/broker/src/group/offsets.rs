@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use kafka_protocol::error::ResponseError;
-use strom_record::{BatchBuilder, OwnedRecord};
+use strom_record::BatchBuilder;
 
 use super::membership::check_member;
 use super::state::{Group, GroupState};
 use super::store::{self, Committed, Entry};
-use super::{code, GroupCoordinator};
+use super::{code, push_entries, GroupCoordinator};
 
 /// Committed offsets of one topic: (partition, commit if any).
 pub type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
@@ -60,19 +60,11 @@ impl GroupCoordinator {
             if !entries.is_empty() {
                 let p = self.offsets_partition(group)?;
                 let ts = self.wall_ms();
-                let mut b = BatchBuilder::new(ts)
+                let b = BatchBuilder::new(ts)
                     .producer(pid, epoch, -1)
                     .transactional(false);
-                for e in &entries {
-                    let (key, value) = store::encode(e);
-                    b = b.push(OwnedRecord {
-                        key: Some(key),
-                        value,
-                        headers: Vec::new(),
-                        timestamp: ts,
-                    });
-                }
-                p.append_coordinator(&mut b.build()).map_err(|e| {
+                let mut bytes = push_entries(b, &entries, ts).build();
+                p.append_coordinator(&mut bytes).map_err(|e| {
                     tracing::error!(group = %Escaped(group), error = %e, "cannot write __consumer_offsets");
                     code(ResponseError::CoordinatorNotAvailable)
                 })?;

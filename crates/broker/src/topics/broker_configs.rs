@@ -128,10 +128,10 @@ pub(super) fn load(
     };
     if let Some(old) = old {
         let image = store.image();
+        let logged = layers_of(&image, node);
         let mut batch = RecordBatch::new();
         for scope in [Scope::Broker, Scope::ClusterDefault] {
             // What the log already holds wins; the file only fills gaps.
-            let logged = layers_of(&image, node);
             let mut next = logged.layer(scope).clone();
             for (k, v) in old.layer(scope) {
                 next.entry(k.clone()).or_insert_with(|| v.clone());
